@@ -1,0 +1,240 @@
+"""create_app(): routers, middleware, error handlers, and the ledger's life cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coinpurse import __version__, idempotency
+from coinpurse.auth.tokens import TokenVerifier
+from coinpurse.config import Settings, load_settings
+from coinpurse.db import create_engine
+from coinpurse.deps import AppState
+from coinpurse.errors import (
+    ALL_ERRORS,
+    CoinpurseError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from coinpurse.internal.routes import router as internal_router
+from coinpurse.kit.http import json_response, problem_response
+from coinpurse.ledger.service import Ledger
+from coinpurse.wallets.routes import router as wallet_router
+
+log = logging.getLogger("coinpurse")
+
+PURGE_EVERY_S = 600
+BATCH_PATH_SUFFIX = "/batch"
+
+DESCRIPTION = """
+Wallets and a double-entry ledger for your app's users.
+
+* **Internal API** (`/internal/v1`, header `X-API-Key`): credit, debit and transfer money,
+  read any balance and the audit history. Every POST needs an `Idempotency-Key` header.
+* **User API** (`/api/v1`, `Authorization: Bearer <jwt>`): the caller's balances and history.
+
+Amounts are JSON integers in minor units. Errors are `application/problem+json` with a
+stable `code`: """ + ", ".join(f"`{e.code}`" for e in ALL_ERRORS) + "."
+
+
+class BodyLimit:
+    """Refuse bodies over the limit before reading them whole (413 ``payload_too_large``)."""
+
+    def __init__(self, app: ASGIApp, limit: int, batch_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.batch_limit = batch_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self.batch_limit if path.endswith(BATCH_PATH_SUFFIX) else self.limit
+        too_large = PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > limit:
+                    await problem_response(too_large)(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await problem_response(too_large)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _validation_problem(exc: RequestValidationError) -> ValidationFailed:
+    errors: list[dict[str, Any]] = []
+    for err in exc.errors():
+        errors.append({
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        })
+    if any(e["type"] == "json_invalid" for e in errors):
+        return ValidationFailed("the request body is not valid JSON", errors)
+    fields = ", ".join(".".join(e["loc"][1:]) or e["loc"][0] for e in errors[:5] if e["loc"])
+    return ValidationFailed(f"invalid request: {fields}", errors)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CoinpurseError)
+    async def _coinpurse(_r: Request, exc: CoinpurseError) -> Response:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, exc: RequestValidationError) -> Response:
+        return problem_response(_validation_problem(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> Response:
+        err: CoinpurseError
+        if exc.status_code == 404:
+            err = NotFound("no such route")
+        elif exc.status_code == 405:
+            err = MethodNotAllowed("this route does not take that method")
+        elif exc.status_code == 400:
+            err = ValidationFailed(f"the request body could not be read: {exc.detail}")
+        else:
+            err = CoinpurseError(str(exc.detail))
+            return Response(
+                orjson_problem(exc.status_code, err), status_code=exc.status_code,
+                media_type="application/problem+json",
+            )
+        return problem_response(err)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_r: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return problem_response(CoinpurseError("an unexpected error occurred"))
+
+
+def orjson_problem(status: int, err: CoinpurseError) -> bytes:
+    import orjson
+
+    body = err.problem()
+    body["status"] = status
+    body["code"] = "http_error"
+    return orjson.dumps(body)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        ledger = Ledger(
+            db,
+            may_go_negative=settings.may_go_negative,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+            batch_max=settings.batch_max,
+            committers=settings.committer_count,
+        )
+        verifier = TokenVerifier(
+            secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+            public_key=settings.jwt_public_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        if not verifier.configured:
+            log.warning("no COINPURSE_JWT_SECRET or COINPURSE_JWT_PUBLIC_KEY: "
+                        "the user API will refuse every token")
+        app.state.coinpurse = AppState(settings=settings, db=db, ledger=ledger,
+                                       verifier=verifier)
+        await ledger.start()
+        purger = asyncio.create_task(_purge_loop(db_state=app.state.coinpurse))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            await ledger.stop()
+            await db.dispose()
+
+    app = FastAPI(
+        title="Coinpurse",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.body_max_bytes,
+                       batch_limit=settings.batch_body_max_bytes)
+    app.include_router(internal_router)
+    app.include_router(wallet_router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return json_response({"status": "ok", "version": __version__})
+
+    _add_problem_schema(app)
+    return app
+
+
+async def _purge_loop(db_state: AppState) -> None:
+    while True:
+        await asyncio.sleep(PURGE_EVERY_S)
+        try:
+            async with db_state.db.begin() as conn:
+                purged = await idempotency.purge_expired(conn, datetime.now(UTC))
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except Exception:
+            log.exception("idempotency purge failed; will retry")
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    """Declare the Problem schema the routes' ``responses=`` refer to."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
+            "type": "object",
+            "description": "RFC 9457 problem details with a stable `code`.",
+            "required": ["type", "title", "status", "detail", "code"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "code": {"type": "string", "enum": sorted({e.code for e in ALL_ERRORS})},
+                "errors": {"type": "array", "items": {"type": "object"},
+                           "description": "Field errors, for validation_error."},
+            },
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

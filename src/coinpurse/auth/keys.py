@@ -1,0 +1,122 @@
+"""Per-service API keys. Only a SHA-256 of each key is stored; the key is shown once.
+
+Keys carry 256 random bits, so a fast hash is enough (no password stretching needed) and the
+lookup is one indexed read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coinpurse.auth.scopes import allows, parse_scopes
+from coinpurse.errors import Forbidden, NotFound
+from coinpurse.tables import api_keys
+
+KEY_PREFIX = "cpk_"
+SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceKey:
+    id: str
+    service: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None = None
+    key_prefix: str = ""
+
+    def require(self, scope: str) -> None:
+        if not allows(self.scopes, scope):
+            raise Forbidden(f"this key lacks the scope {scope!r}", required_scope=scope)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "service": self.service,
+            "scopes": list(self.scopes),
+            "key_prefix": self.key_prefix,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def check_service_name(name: str) -> str:
+    if not SERVICE_RE.match(name):
+        raise ValueError(
+            "service names are 1-64 characters: lowercase letters, digits, - and _"
+        )
+    return name
+
+
+async def create_key(conn: AsyncConnection, service: str, scopes: str) -> tuple[ServiceKey, str]:
+    """Store a new key; return it with the secret, which is never retrievable again."""
+    check_service_name(service)
+    parsed = parse_scopes(scopes)
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ServiceKey(
+        id="key_" + secrets.token_hex(8),
+        service=service,
+        scopes=parsed,
+        created_at=datetime.now(UTC),
+        key_prefix=secret[:12],
+    )
+    await conn.execute(
+        api_keys.insert().values(
+            id=key.id, service=key.service, scopes=" ".join(key.scopes),
+            key_hash=hash_key(secret), key_prefix=key.key_prefix, created_at=key.created_at,
+        )
+    )
+    return key, secret
+
+
+async def authenticate(conn: AsyncConnection, secret: str) -> ServiceKey | None:
+    if not secret.startswith(KEY_PREFIX) or len(secret) > 128:
+        return None
+    row = (
+        await conn.execute(
+            select(api_keys).where(api_keys.c.key_hash == hash_key(secret),
+                                   api_keys.c.revoked_at.is_(None))
+        )
+    ).first()
+    return _row_to_key(row) if row else None
+
+
+async def list_keys(conn: AsyncConnection) -> list[ServiceKey]:
+    rows = (await conn.execute(select(api_keys).order_by(api_keys.c.created_at))).all()
+    return [_row_to_key(r) for r in rows]
+
+
+async def revoke_key(conn: AsyncConnection, key_id: str) -> ServiceKey:
+    now = datetime.now(UTC)
+    await conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+    if row is None:
+        raise NotFound(f"no key {key_id!r}")
+    return _row_to_key(row)
+
+
+def _row_to_key(row: Row[Any]) -> ServiceKey:
+    return ServiceKey(
+        id=row.id,
+        service=row.service,
+        scopes=tuple(row.scopes.split()),
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        key_prefix=row.key_prefix,
+    )

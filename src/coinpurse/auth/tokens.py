@@ -1,0 +1,83 @@
+"""User tokens: JWTs from the deployment's auth system, verified with a secret or public key.
+
+Only the configured algorithm family is accepted, so ``alg: none`` and algorithm-confusion
+tokens (an HS256 token signed with the public key) fail like any bad signature.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from coinpurse.errors import Unauthorized
+
+USER_ID_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
+LEEWAY_S = 30
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        public_key: str | None,
+        issuer: str | None,
+        audience: str | None,
+    ) -> None:
+        self._issuer = issuer
+        self._audience = audience
+        self._key: Any = None
+        self._algorithms: list[str] = []
+        if public_key:
+            loaded = load_pem_public_key(public_key.encode())
+            if isinstance(loaded, rsa.RSAPublicKey):
+                self._algorithms = ["RS256", "RS384", "RS512", "PS256"]
+            elif isinstance(loaded, ec.EllipticCurvePublicKey):
+                self._algorithms = ["ES256", "ES384", "ES512"]
+            else:
+                raise ValueError("COINPURSE_JWT_PUBLIC_KEY must be an RSA or EC public key")
+            self._key = loaded
+        elif secret:
+            self._algorithms = ["HS256"]
+            self._key = secret
+
+    @property
+    def configured(self) -> bool:
+        return self._key is not None
+
+    def user_id(self, token: str) -> str:
+        """Return the token's ``sub``, or raise Unauthorized with the reason."""
+        if not self.configured:
+            raise Unauthorized("user tokens cannot be verified: no JWT key is configured")
+        options: dict[str, Any] = {"require": ["exp", "sub"]}
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=LEEWAY_S,
+                options={**options, "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not USER_ID_RE.match(sub):
+            raise Unauthorized("the token's sub is not a valid user id")
+        return sub
+
+
+def issue_hs256(secret: str, user_id: str, *, ttl_s: int = 86_400, **claims: Any) -> str:
+    """Sign a user token; for the demo and tests (a real deployment's auth system does this)."""
+    now = datetime.now(UTC)
+    payload = {"sub": user_id, "iat": now, "exp": now + timedelta(seconds=ttl_s)}
+    payload.update({k: v for k, v in claims.items() if v is not None})
+    return jwt.encode(payload, secret, algorithm="HS256")

@@ -1,0 +1,224 @@
+"""The ``coinpurse`` command: serve, migrate, manage service keys, issue demo tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from coinpurse.config import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+DEMO_SECRET_FILE = Path(".coinpurse-demo-secret")
+DEMO_ENV_FILE = Path(".coinpurse-demo.env")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        click.echo(f"coinpurse: {exc}", err=True)
+        sys.exit(2)
+
+
+def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
+    """Run ``fn(conn)`` in one database transaction (or a plain connection for reads)."""
+    from coinpurse.db import create_engine
+
+    async def main() -> T:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            if write:
+                async with engine.begin() as conn:
+                    return await fn(conn)
+            async with engine.connect() as conn:
+                return await fn(conn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def _migrate(settings: Settings) -> None:
+    from coinpurse.db import migrate_sync
+
+    try:
+        migrate_sync(settings.database_url)
+    except Exception as exc:  # a clear line, not a traceback, for a wrong URL or a down server
+        click.echo(f"coinpurse: could not migrate {_safe_url(settings)}: {exc}", err=True)
+        sys.exit(1)
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(settings.database_url).render_as_string(hide_password=True)
+    except Exception:
+        return "the database"
+
+
+@click.group()
+@click.version_option(package_name="coinpurse")
+def main() -> None:
+    """Coinpurse: wallets and a double-entry ledger. Configured by COINPURSE_* variables."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations (safe to run from several processes at once)."""
+    settings = _settings()
+    _migrate(settings)
+    click.echo(f"migrated {_safe_url(settings)}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (PostgreSQL only; SQLite has one writer).")
+@click.option("--no-migrate", is_flag=True, help="Do not apply migrations first.")
+@click.option("--demo", is_flag=True,
+              help="Create a demo service key and users with money, and print how to try them.")
+def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> None:
+    """Start the HTTP API (migrations are applied first unless --no-migrate)."""
+    import uvicorn
+
+    settings = _settings()
+    if settings.is_sqlite and workers > 1:
+        click.echo(
+            "coinpurse: SQLite has a single writer, so --workers must be 1 with SQLite. "
+            "Use PostgreSQL (COINPURSE_DATABASE_URL=postgresql://...) for several processes.",
+            err=True,
+        )
+        sys.exit(2)
+    if not no_migrate:
+        _migrate(settings)
+    if demo:
+        settings = _prepare_demo(settings, host, port)
+    uvicorn.run(
+        "coinpurse.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
+    """Seed demo data once (fixed idempotency keys), then print a key and a token."""
+    from coinpurse.auth import keys
+    from coinpurse.auth.tokens import issue_hs256
+    from coinpurse.demo import seed
+
+    if settings.jwt_secret is None and settings.jwt_public_key is None:
+        if not DEMO_SECRET_FILE.exists():
+            DEMO_SECRET_FILE.write_text(secrets.token_urlsafe(32))
+            DEMO_SECRET_FILE.chmod(0o600)
+        os.environ["COINPURSE_JWT_SECRET"] = DEMO_SECRET_FILE.read_text().strip()
+        settings = _settings()
+    if settings.jwt_secret is None:
+        click.echo("coinpurse: --demo signs tokens with COINPURSE_JWT_SECRET; it is unset, "
+                   "and a public key cannot sign", err=True)
+        sys.exit(2)
+
+    _, key = _run(settings, lambda c: keys.create_key(c, "demo", "*"), write=True)
+    asyncio.run(seed(settings))
+    token = issue_hs256(settings.jwt_secret.get_secret_value(), "alice", ttl_s=7 * 86_400,
+                        iss=settings.jwt_issuer, aud=settings.jwt_audience)
+    base = f"http://{host}:{port}"
+    DEMO_ENV_FILE.write_text(f"export KEY={key}\nexport TOKEN={token}\nexport BASE={base}\n")
+    click.echo(
+        "\n=== Coinpurse demo ===\n"
+        f"Service key (service 'demo', all scopes): {key}\n"
+        f"Token of user 'alice' (7 days):           {token}\n\n"
+        f"In another terminal:  source {DEMO_ENV_FILE}   (sets KEY, TOKEN and BASE)\n"
+        f"API docs:             {base}/docs\n"
+    )
+    return settings
+
+
+@main.group()
+def keys() -> None:
+    """Service API keys (stored hashed; a key is shown only when created)."""
+
+
+@keys.command("create")
+@click.option("--service", required=True, help="The calling service's name, e.g. games.")
+@click.option("--scopes", required=True,
+              help="Comma-separated, e.g. 'wallet:read,wallet:credit:points' or '*'.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def keys_create(service: str, scopes: str, as_json: bool) -> None:
+    """Create a key and print it once."""
+    from coinpurse.auth import keys as keys_mod
+
+    settings = _settings()
+    try:
+        keys_mod.check_service_name(service)
+        keys_mod.parse_scopes(scopes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    key, secret = _run(settings, lambda c: keys_mod.create_key(c, service, scopes), write=True)
+    if as_json:
+        click.echo(json.dumps({**key.as_dict(), "key": secret}))
+    else:
+        click.echo(f"id:      {key.id}\nservice: {key.service}\n"
+                   f"scopes:  {' '.join(key.scopes)}\nkey:     {secret}\n"
+                   "(the key is not stored and will not be shown again)")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def keys_list(as_json: bool) -> None:
+    """List keys (never the secrets)."""
+    from coinpurse.auth import keys as keys_mod
+
+    found = _run(_settings(), keys_mod.list_keys, write=False)
+    if as_json:
+        click.echo(json.dumps([k.as_dict() for k in found]))
+        return
+    for k in found:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        click.echo(f"{k.id}  {k.service:<16} {state:<24} {k.key_prefix}...  {' '.join(k.scopes)}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: it stops working at once."""
+    from coinpurse.auth import keys as keys_mod
+    from coinpurse.errors import NotFound
+
+    try:
+        key = _run(_settings(), lambda c: keys_mod.revoke_key(c, key_id), write=True)
+    except NotFound:
+        click.echo(f"coinpurse: no key {key_id!r}", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {key.id} ({key.service})")
+
+
+@main.command()
+@click.option("--user", "user_id", required=True, help="The user id (the token's sub).")
+@click.option("--ttl", "ttl_s", default=3600, show_default=True, type=click.IntRange(1, 30 * 86_400))
+def token(user_id: str, ttl_s: int) -> None:
+    """Print a user token signed with COINPURSE_JWT_SECRET (for development)."""
+    from coinpurse.auth.tokens import USER_ID_RE, issue_hs256
+
+    settings = _settings()
+    if settings.jwt_secret is None:
+        click.echo("coinpurse: COINPURSE_JWT_SECRET is not set", err=True)
+        sys.exit(2)
+    if not USER_ID_RE.match(user_id):
+        raise click.BadParameter("user ids are 1-128 of letters, digits, . _ @ + -")
+    click.echo(issue_hs256(settings.jwt_secret.get_secret_value(), user_id, ttl_s=ttl_s,
+                           iss=settings.jwt_issuer, aud=settings.jwt_audience))

@@ -1,0 +1,107 @@
+"""Database engines and migrations for both supported databases.
+
+SQLite: WAL, ``synchronous=FULL`` (an acknowledged write survives a power cut) and
+``BEGIN IMMEDIATE`` so a write transaction takes the single writer lock up front instead of
+failing half-way. PostgreSQL: asyncpg through SQLAlchemy's async engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATE_LOCK_ID = 7_262_311_904  # pg advisory lock: one migrator at a time
+
+
+def async_url(url: str) -> str:
+    """Turn the user's URL (``sqlite:///x.db``, ``postgresql://...``) into the async driver's."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:  # pragma: no cover - config validation rejects it first
+        raise ValueError(f"unsupported database: {backend}")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event below emit BEGIN itself.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    aurl = async_url(url)
+    if aurl.startswith("sqlite"):
+        engine = create_async_engine(aurl, pool_size=pool_size, max_overflow=0)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    return create_async_engine(
+        aurl,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        connect_args={"server_settings": {"application_name": "coinpurse"}},
+    )
+
+
+def _alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _upgrade_sync(conn: Any, url: str) -> None:
+    from alembic import command
+
+    cfg = _alembic_config(url)
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+async def migrate(url: str) -> None:
+    """Apply every migration; safe to call from several processes at once on PostgreSQL."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text(f"SELECT pg_advisory_lock({MIGRATE_LOCK_ID})"))
+                await conn.commit()
+            try:
+                await conn.run_sync(_upgrade_sync, url)
+                await conn.commit()
+            finally:
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(text(f"SELECT pg_advisory_unlock({MIGRATE_LOCK_ID})"))
+                    await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def migrate_sync(url: str) -> None:
+    asyncio.run(migrate(url))
+
+
+async def is_sqlite(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "sqlite"

@@ -1,0 +1,39 @@
+"""Demo data for ``coinpurse serve --demo``: posted through the ledger like any credit."""
+
+from __future__ import annotations
+
+from coinpurse.config import Settings
+from coinpurse.db import create_engine
+from coinpurse.idempotency import StoredResponse, claim
+from coinpurse.ledger.model import Outcome, Posting, TransactionSpec
+from coinpurse.ledger.service import Ledger
+
+DEMO_CREDITS = (("alice", 1000, "Welcome bonus"), ("bob", 250, "Welcome bonus"))
+
+
+async def seed(settings: Settings) -> None:
+    """Credit the demo users once; fixed idempotency keys make a restart replay, not repeat."""
+    currency = next(iter(settings.currency_map))
+    db = create_engine(settings.database_url, pool_size=1)
+    ledger = Ledger(db, may_go_negative=settings.may_go_negative,
+                    idempotency_ttl_s=10 * 365 * 86_400)
+    await ledger.start()
+
+    def render(_outcomes: list[Outcome]) -> StoredResponse:
+        return StoredResponse(201, b"{}")
+
+    try:
+        for user, amount, text in DEMO_CREDITS:
+            spec = TransactionSpec(
+                kind="credit",
+                postings=(Posting("service:demo", f"user:{user}", amount, currency),),
+                description=text,
+                reference_id=f"demo-{user}",
+                initiator="service:demo",
+                service="demo",
+            )
+            await ledger.submit([spec], render=render,
+                                claim=claim("service:demo", f"demo-seed-{user}", "seed", user))
+    finally:
+        await ledger.stop()
+        await db.dispose()

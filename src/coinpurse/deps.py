@@ -1,0 +1,119 @@
+"""What every route needs: the running app's parts, and who is calling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from coinpurse.auth import keys
+from coinpurse.auth.keys import ServiceKey
+from coinpurse.auth.tokens import TokenVerifier
+from coinpurse.config import Settings
+from coinpurse.errors import CoinpurseError, Forbidden, Unauthorized, UnknownCurrency, ValidationFailed
+from coinpurse.kit.types import IDEMPOTENCY_KEY_RE
+from coinpurse.ledger.service import Ledger
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: AsyncEngine
+    ledger: Ledger
+    verifier: TokenVerifier
+
+    def currency(self, code: str) -> str:
+        if code not in self.settings.currency_map:
+            raise UnknownCurrency(
+                f"{code!r} is not a currency here; configured: "
+                + ", ".join(self.settings.currency_map),
+            )
+        return code
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.coinpurse
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                               description="A service key from `coinpurse keys create`.")
+_bearer = HTTPBearer(auto_error=False, description="A user's JWT; `sub` is the user id.")
+
+
+async def current_service(
+    state: State,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    x_service_name: Annotated[str | None, Header(max_length=128)] = None,
+) -> ServiceKey:
+    if not api_key:
+        raise Unauthorized("send a service key in the X-API-Key header")
+    async with state.db.connect() as conn:
+        key = await keys.authenticate(conn, api_key)
+    if key is None:
+        raise Unauthorized("the API key is not valid or has been revoked")
+    if x_service_name is not None and x_service_name != key.service:
+        raise Forbidden(f"X-Service-Name {x_service_name!r} does not match this key's service")
+    return key
+
+
+async def current_user(
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
+    return state.verifier.user_id(credentials.credentials)
+
+
+Service = Annotated[ServiceKey, Depends(current_service)]
+UserId = Annotated[str, Depends(current_user)]
+
+
+def idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Required. A unique key per operation, at most 255 printable "
+               "ASCII characters; a retry with the same key replays the first answer."),
+    ] = None,
+) -> str:
+    if idempotency_key is None:
+        raise ValidationFailed(
+            "this request moves money and needs an Idempotency-Key header",
+            [{"loc": ["header", "Idempotency-Key"], "msg": "Field required", "type": "missing"}],
+        )
+    if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+        raise ValidationFailed(
+            "the Idempotency-Key header must be 1 to 255 printable ASCII characters",
+            [{"loc": ["header", "Idempotency-Key"], "msg": "invalid", "type": "string_pattern"}],
+        )
+    return idempotency_key
+
+
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+
+
+def problems(*errors: type[CoinpurseError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for the problem codes a route can answer with."""
+    by_status: dict[int, list[type[CoinpurseError]]] = {}
+    for err in errors:
+        by_status.setdefault(err.status, []).append(err)
+    return {
+        status: {
+            "description": " / ".join(f"`{e.code}`: {e.title}" for e in errs),
+            "content": {
+                "application/problem+json": {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "examples": {
+                        e.code: {"value": e(e.title).problem()} for e in errs
+                    },
+                }
+            },
+        }
+        for status, errs in sorted(by_status.items())
+    }

@@ -1,0 +1,142 @@
+"""Expected failures: each has a stable snake_case ``code`` and an HTTP status.
+
+The HTTP edge renders them as RFC 9457 ``application/problem+json``; nothing below the routes
+imports the web framework, so services raise these and stay testable on their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class CoinpurseError(Exception):
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+    def problem_bytes(self) -> bytes:
+        return orjson.dumps(self.problem())
+
+
+class ValidationFailed(CoinpurseError):
+    code = "validation_error"
+    status = 422
+    title = "The request is not valid"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail, errors=errors or [])
+
+
+class Unauthorized(CoinpurseError):
+    code = "unauthorized"
+    status = 401
+    title = "Authentication required"
+
+
+class Forbidden(CoinpurseError):
+    code = "forbidden"
+    status = 403
+    title = "Not allowed"
+
+
+class NotFound(CoinpurseError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowed(CoinpurseError):
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+
+class PayloadTooLarge(CoinpurseError):
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(CoinpurseError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class UnknownCurrency(CoinpurseError):
+    code = "unknown_currency"
+    status = 422
+    title = "Unknown currency"
+
+
+class IdempotencyKeyReused(CoinpurseError):
+    code = "idempotency_key_reused"
+    status = 422
+    title = "Idempotency key reused with a different request"
+
+
+class IdempotencyKeyInUse(CoinpurseError):
+    code = "idempotency_key_in_use"
+    status = 409
+    title = "A request with this idempotency key is still running"
+
+
+class ServiceUnavailable(CoinpurseError):
+    code = "service_unavailable"
+    status = 503
+    title = "Service unavailable; retry with the same idempotency key"
+
+
+# Ledger rejections: decided per transaction inside a batch, so they are values first and
+# exceptions only at the edge. Ordered by precedence, as the engine checks them.
+class LedgerRejection(CoinpurseError):
+    status = 422
+
+
+class InsufficientFunds(LedgerRejection):
+    code = "insufficient_funds"
+    title = "Insufficient funds"
+
+
+class BalanceOverflow(LedgerRejection):
+    code = "balance_overflow"
+    title = "The balance would leave the 64-bit range"
+
+
+class BatchAtomicFailed(LedgerRejection):
+    code = "batch_atomic_failed"
+    title = "Not applied: another transfer in this atomic batch was refused"
+
+
+REJECTIONS: dict[str, type[LedgerRejection]] = {
+    cls.code: cls for cls in (InsufficientFunds, BalanceOverflow, BatchAtomicFailed)
+}
+
+# Every code a client may see, for the OpenAPI document and the README.
+ALL_ERRORS: tuple[type[CoinpurseError], ...] = (
+    ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
+    UnsupportedMediaType, UnknownCurrency, IdempotencyKeyReused, IdempotencyKeyInUse,
+    InsufficientFunds, BalanceOverflow, BatchAtomicFailed, ServiceUnavailable, CoinpurseError,
+)

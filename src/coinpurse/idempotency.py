@@ -1,0 +1,145 @@
+"""Idempotency keys: stored in the same commit as the money movement they answer for.
+
+A key lives in a scope (``service:<name>``, later ``user:<id>``). The row holds a hash of the
+request and the response that was sent, so a retry replays it byte for byte. While a request
+runs, a retry gets ``idempotency_key_in_use``: inside one process from an in-memory set, across
+PostgreSQL processes from a transaction-scoped advisory lock that is tried, never waited on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coinpurse.tables import idempotency_keys
+
+KEY_MAX_CHARS = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    scope: str
+    key: str
+    request_hash: str
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        return (self.scope, self.key)
+
+    @property
+    def lock_id(self) -> int:
+        digest = hashlib.blake2b(
+            f"{len(self.scope)}:{self.scope}{self.key}".encode(), digest_size=8
+        ).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    request_hash: str
+    response: StoredResponse
+
+
+def claim(scope: str, key: str, operation: str, payload: Any) -> Claim:
+    """A claim on ``key`` in ``scope`` for this exact request."""
+    return Claim(scope=scope, key=key, request_hash=request_hash(operation, payload))
+
+
+def request_hash(operation: str, payload: Any) -> str:
+    """Hash of what was asked, independent of JSON key order and white space."""
+    return hashlib.sha256(
+        orjson.dumps({"op": operation, "body": payload}, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+
+
+async def try_lock(conn: AsyncConnection, claims: Sequence[Claim]) -> set[tuple[str, str]]:
+    """Take each claim's advisory lock if free; return the claims another process holds."""
+    if not claims or conn.dialect.name != "postgresql":
+        return set()
+    ids = [c.lock_id for c in claims]
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT t.ord, pg_try_advisory_xact_lock(t.k) AS got "
+                "FROM unnest(CAST(:ids AS BIGINT[])) WITH ORDINALITY AS t(k, ord)"
+            ),
+            {"ids": ids},
+        )
+    ).all()
+    return {claims[r.ord - 1].ident for r in rows if not r.got}
+
+
+async def find(conn: AsyncConnection, claims: Sequence[Claim]) -> dict[tuple[str, str], Existing]:
+    if not claims:
+        return {}
+    rows = (
+        await conn.execute(
+            select(
+                idempotency_keys.c.scope, idempotency_keys.c.key,
+                idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
+                idempotency_keys.c.response_body,
+            ).where(
+                tuple_(idempotency_keys.c.scope, idempotency_keys.c.key).in_(
+                    [c.ident for c in claims]
+                )
+            )
+        )
+    ).all()
+    return {
+        (r.scope, r.key): Existing(r.request_hash, StoredResponse(r.status_code,
+                                                                  bytes(r.response_body)))
+        for r in rows
+    }
+
+
+async def store(
+    conn: AsyncConnection,
+    done: Sequence[tuple[Claim, StoredResponse]],
+    *,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    if not done:
+        return
+    await conn.execute(
+        idempotency_keys.insert(),
+        [
+            {"scope": c.scope, "key": c.key, "request_hash": c.request_hash,
+             "status_code": r.status, "response_body": r.body, "created_at": now,
+             "expires_at": expires_at}
+            for c, r in done
+        ],
+    )
+
+
+async def purge_expired(conn: AsyncConnection, now: datetime, limit: int = 10_000) -> int:
+    """Delete expired keys, a bounded number at a time so no purge holds locks for long."""
+    victims = (
+        select(idempotency_keys.c.scope, idempotency_keys.c.key)
+        .where(idempotency_keys.c.expires_at < now)
+        .limit(limit)
+    )
+    keys = (await conn.execute(victims)).all()
+    if not keys:
+        return 0
+    await conn.execute(
+        delete(idempotency_keys).where(
+            tuple_(idempotency_keys.c.scope, idempotency_keys.c.key).in_(
+                [(k.scope, k.key) for k in keys]
+            )
+        )
+    )
+    return len(keys)

@@ -1,0 +1,111 @@
+"""Value types of the ledger kernel: no database, no HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+AMOUNT_MAX = 2**63 - 1  # BIGINT
+BALANCE_MIN = -(2**63)
+POSTINGS_MAX = 64  # per transaction
+
+AccountKey = tuple[str, str]  # (address, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    source: str
+    destination: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionSpec:
+    """What a caller asks the ledger to post; validated before it gets here."""
+
+    kind: str
+    postings: tuple[Posting, ...]
+    description: str
+    reference_id: str
+    initiator: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    service: str | None = None
+    internal_notes: str | None = None
+
+    def account_keys(self) -> set[AccountKey]:
+        keys: set[AccountKey] = set()
+        for p in self.postings:
+            keys.add((p.source, p.currency))
+            keys.add((p.destination, p.currency))
+        return keys
+
+
+@dataclass(slots=True)
+class AccountState:
+    """A locked balance row, changed in memory while a batch is applied."""
+
+    id: int
+    address: str
+    currency: str
+    balance: int
+    held: int
+    overdraft: bool
+    dirty: bool = False
+
+    @property
+    def key(self) -> AccountKey:
+        return (self.address, self.currency)
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    balance: int
+    held: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+    def as_dict(self) -> dict[str, int]:
+        return {"balance": self.balance, "held": self.held, "available": self.available}
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRecord:
+    account_id: int
+    address: str
+    currency: str
+    posting_index: int
+    amount: int  # signed: negative leaves the account
+    balance_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A posted transaction; immutable once committed."""
+
+    id: str
+    spec: TransactionSpec
+    created_at: datetime
+    idempotency_key: str | None
+    entries: tuple[EntryRecord, ...]
+    balances_after: Mapping[AccountKey, Balance]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one transaction of a batch was refused; the others are unaffected."""
+
+    code: str
+    detail: str
+    posting_index: int | None = None
+
+
+Outcome = Transaction | Rejection

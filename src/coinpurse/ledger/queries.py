@@ -1,0 +1,136 @@
+"""Read side of the ledger: balances, histories, transactions. Never writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coinpurse.ledger.model import Balance
+from coinpurse.tables import accounts, entries, transactions
+
+PAGE_MAX = 100
+
+
+async def balances(
+    conn: AsyncConnection, address: str, currencies: Iterable[str]
+) -> dict[str, Balance]:
+    """Every listed currency, zero where the account does not exist yet."""
+    wanted = list(currencies)
+    rows = (
+        await conn.execute(
+            select(accounts.c.currency, accounts.c.balance, accounts.c.held).where(
+                accounts.c.address == address, accounts.c.currency.in_(wanted)
+            )
+        )
+    ).all()
+    found = {r.currency: Balance(r.balance, r.held) for r in rows}
+    return {c: found.get(c, Balance(0, 0)) for c in wanted}
+
+
+async def account_balances(conn: AsyncConnection, address: str) -> dict[str, Balance]:
+    rows = (
+        await conn.execute(
+            select(accounts.c.currency, accounts.c.balance, accounts.c.held)
+            .where(accounts.c.address == address)
+            .order_by(accounts.c.currency)
+        )
+    ).all()
+    return {r.currency: Balance(r.balance, r.held) for r in rows}
+
+
+async def entries_page(
+    conn: AsyncConnection,
+    address: str,
+    *,
+    currency: str | None,
+    before_id: int | None,
+    limit: int,
+) -> tuple[list[Row[Any]], int | None]:
+    """Newest first; returns the rows and the id to continue before, if there are more."""
+    assert 1 <= limit <= PAGE_MAX
+    stmt = (
+        select(
+            entries.c.id, entries.c.transaction_id, entries.c.amount, entries.c.balance_after,
+            entries.c.created_at, entries.c.posting_index, accounts.c.currency,
+            transactions.c.kind, transactions.c.description, transactions.c.reference_id,
+            transactions.c.metadata_json, transactions.c.service, transactions.c.initiator,
+            transactions.c.internal_notes,
+        )
+        .join(accounts, accounts.c.id == entries.c.account_id)
+        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        .where(accounts.c.address == address)
+        .order_by(entries.c.id.desc())
+        .limit(limit + 1)
+    )
+    if currency is not None:
+        stmt = stmt.where(accounts.c.currency == currency)
+    if before_id is not None:
+        stmt = stmt.where(entries.c.id < before_id)
+    rows = list((await conn.execute(stmt)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more else None)
+
+
+def entry_view(row: Row[Any], *, audit: bool) -> dict[str, Any]:
+    """A history line; the audit view adds what users must never see."""
+    view: dict[str, Any] = {
+        "id": str(row.id),
+        "transaction_id": row.transaction_id,
+        "currency": row.currency,
+        "amount": row.amount,
+        "kind": row.kind,
+        "description": row.description,
+        "reference_id": row.reference_id,
+        "balance_after": row.balance_after,
+        "created_at": _iso(row.created_at),
+    }
+    if audit:
+        view["service"] = row.service
+        view["initiator"] = row.initiator
+        view["internal_notes"] = row.internal_notes
+        view["metadata"] = orjson.loads(row.metadata_json)
+    return view
+
+
+async def transaction(conn: AsyncConnection, tx_id: str) -> dict[str, Any] | None:
+    """The audit view of one transaction with its entries."""
+    row = (await conn.execute(select(transactions).where(transactions.c.id == tx_id))).first()
+    if row is None:
+        return None
+    entry_rows = (
+        await conn.execute(
+            select(entries.c.id, entries.c.posting_index, entries.c.amount,
+                   entries.c.balance_after, accounts.c.address, accounts.c.currency)
+            .join(accounts, accounts.c.id == entries.c.account_id)
+            .where(entries.c.transaction_id == tx_id)
+            .order_by(entries.c.id)
+        )
+    ).all()
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "description": row.description,
+        "reference_id": row.reference_id,
+        "metadata": orjson.loads(row.metadata_json),
+        "postings": orjson.loads(row.postings_json),
+        "service": row.service,
+        "initiator": row.initiator,
+        "internal_notes": row.internal_notes,
+        "idempotency_key": row.idempotency_key,
+        "created_at": _iso(row.created_at),
+        "entries": [
+            {"id": str(e.id), "posting_index": e.posting_index, "address": e.address,
+             "currency": e.currency, "amount": e.amount, "balance_after": e.balance_after}
+            for e in entry_rows
+        ],
+    }
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

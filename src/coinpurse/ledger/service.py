@@ -1,0 +1,209 @@
+"""The write path: group commit of concurrent requests into one database transaction.
+
+Requests become jobs on a queue. A committer task takes every job waiting (up to
+``batch_max``), applies them in one database transaction and answers each. There is no timer:
+while one batch commits the next one gathers, so an idle process answers at once and a busy
+one batches more. A refused transaction fails only its own job; a database error on a batch
+re-runs its jobs one by one so that one bad job cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import uuid_utils
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from coinpurse import idempotency
+from coinpurse.errors import (
+    CoinpurseError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    ServiceUnavailable,
+)
+from coinpurse.idempotency import Claim, StoredResponse
+from coinpurse.ledger import engine as ledger_engine
+from coinpurse.ledger import store
+from coinpurse.ledger.model import AccountKey, Outcome, Transaction, TransactionSpec
+
+log = logging.getLogger("coinpurse.ledger")
+
+Renderer = Callable[[list[Outcome]], StoredResponse]
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    response: StoredResponse
+    replayed: bool
+    outcomes: list[Outcome] | None = None  # None when replayed
+
+
+@dataclass(slots=True)
+class Job:
+    specs: list[TransactionSpec]
+    atomic: bool
+    claim: Claim | None
+    render: Renderer
+    future: asyncio.Future[JobResult] = field(repr=False)
+
+
+def new_transaction_id() -> str:
+    """UUIDv7: unique across processes, and ordered by time."""
+    return str(uuid_utils.uuid7())
+
+
+class Ledger:
+    """The only writer of balances and entries."""
+
+    def __init__(
+        self,
+        db: AsyncEngine,
+        *,
+        may_go_negative: Callable[[str], bool],
+        idempotency_ttl_s: int,
+        batch_max: int = 500,
+        committers: int = 1,
+    ) -> None:
+        self._db = db
+        self._may_go_negative = may_go_negative
+        self._ttl = timedelta(seconds=idempotency_ttl_s)
+        self._batch_max = batch_max
+        self._committer_count = committers
+        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._inflight: set[tuple[str, str]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.batches_committed = 0
+        self.jobs_committed = 0
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._committer(), name=f"ledger-committer-{i}")
+            for i in range(self._committer_count)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(ServiceUnavailable("the server is shutting down"))
+
+    async def submit(
+        self,
+        specs: Sequence[TransactionSpec],
+        *,
+        render: Renderer,
+        claim: Claim | None = None,
+        atomic: bool = False,
+    ) -> JobResult:
+        """Post ``specs`` (in one batch with whatever else is waiting) and return the answer."""
+        if not self._tasks:
+            raise ServiceUnavailable("the ledger is not running")
+        if claim is not None and claim.ident in self._inflight:
+            raise IdempotencyKeyInUse("a request with this idempotency key is still being processed")
+        future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
+        if claim is not None:
+            ident = claim.ident
+            self._inflight.add(ident)
+            # Released when the job is answered, not when the caller goes away.
+            future.add_done_callback(lambda _f: self._inflight.discard(ident))
+        self._queue.put_nowait(Job(list(specs), atomic, claim, render, future))
+        # Shield: a client that disconnects must not cancel a job a retry may replay.
+        return await asyncio.shield(future)
+
+    async def _committer(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < self._batch_max and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            try:
+                await self._run(jobs)
+            except Exception:  # pragma: no cover - _run answers every job itself
+                log.exception("committer failed")
+
+    async def _run(self, jobs: list[Job]) -> None:
+        try:
+            answers = await self._commit(jobs)
+        except Exception as exc:
+            if len(jobs) > 1:
+                log.warning("batch of %d failed (%r); retrying one by one", len(jobs), exc)
+                for job in jobs:
+                    await self._run([job])
+                return
+            log.exception("job failed")
+            _settle(jobs[0], ServiceUnavailable("the transaction could not be committed; "
+                                                "retry with the same idempotency key"))
+            return
+        self.batches_committed += 1
+        self.jobs_committed += len(jobs)
+        for job, answer in zip(jobs, answers, strict=True):
+            _settle(job, answer)
+
+    async def _commit(self, jobs: list[Job]) -> list[JobResult | CoinpurseError]:
+        """One database transaction for the whole batch; answers are sent after commit."""
+        now = datetime.now(UTC)
+        answers: list[JobResult | CoinpurseError | None] = [None] * len(jobs)
+        async with self._db.begin() as conn:
+            claims = [j.claim for j in jobs if j.claim is not None]
+            busy = await idempotency.try_lock(conn, claims)
+            existing = await idempotency.find(conn, claims)
+            live: list[int] = []
+            for i, job in enumerate(jobs):
+                c = job.claim
+                if c is not None and c.ident in busy:
+                    answers[i] = IdempotencyKeyInUse(
+                        "a request with this idempotency key is still being processed")
+                elif c is not None and c.ident in existing:
+                    found = existing[c.ident]
+                    if found.request_hash == c.request_hash:
+                        answers[i] = JobResult(found.response, replayed=True)
+                    else:
+                        answers[i] = IdempotencyKeyReused(
+                            "this idempotency key was used with a different request")
+                else:
+                    live.append(i)
+
+            keys: set[AccountKey] = set()
+            for i in live:
+                for spec in jobs[i].specs:
+                    keys |= spec.account_keys()
+            states = await store.lock_accounts(
+                conn, keys, may_go_negative=self._may_go_negative, now=now
+            )
+            posted: list[Transaction] = []
+            done: list[tuple[Claim, StoredResponse]] = []
+            for i in live:
+                job = jobs[i]
+                outcomes = ledger_engine.apply_group(
+                    job.specs, states, atomic=job.atomic, new_id=new_transaction_id, now=now,
+                    idempotency_key=job.claim.key if job.claim else None,
+                )
+                posted.extend(o for o in outcomes if isinstance(o, Transaction))
+                response = job.render(outcomes)
+                if job.claim is not None:
+                    done.append((job.claim, response))
+                answers[i] = JobResult(response, replayed=False, outcomes=outcomes)
+
+            await store.write_batch(conn, states.values(), posted, now=now)
+            await idempotency.store(conn, done, now=now, expires_at=now + self._ttl)
+        assert all(a is not None for a in answers)
+        return [a for a in answers if a is not None]
+
+
+def _settle(job: Job, answer: JobResult | CoinpurseError) -> None:
+    if job.future.done():
+        return
+    if isinstance(answer, JobResult):
+        job.future.set_result(answer)
+    else:
+        job.future.set_exception(answer)

@@ -1,0 +1,120 @@
+"""The ledger's SQL. Set-based: the round trips of a batch do not grow with its size.
+
+Accounts are created with one multi-row ``INSERT ... ON CONFLICT DO NOTHING`` and locked with
+one ``SELECT ... FOR UPDATE`` ordered by (address, currency): every batch, in every process,
+takes its locks in the same global order, so batches cannot deadlock (pgledger's rule).
+SQLite has a single writer (``BEGIN IMMEDIATE``), so there is nothing to order there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coinpurse.ledger.model import AccountKey, AccountState, Transaction
+from coinpurse.tables import accounts, entries, transactions
+
+_UPDATE_BALANCES = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("b_id"))
+    .values(balance=bindparam("b_balance"), held=bindparam("b_held"),
+            updated_at=bindparam("b_now"))
+)
+
+
+def _insert(conn: AsyncConnection, table: Any) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+async def lock_accounts(
+    conn: AsyncConnection,
+    keys: Iterable[AccountKey],
+    *,
+    may_go_negative: Callable[[str], bool],
+    now: datetime,
+) -> dict[AccountKey, AccountState]:
+    """Create missing accounts and lock all of them, in sorted order."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    await conn.execute(
+        _insert(conn, accounts).on_conflict_do_nothing(
+            index_elements=["address", "currency"]
+        ),
+        [
+            {"address": a, "currency": c, "balance": 0, "held": 0,
+             "overdraft": may_go_negative(a), "created_at": now, "updated_at": now}
+            for a, c in ordered
+        ],
+    )
+    stmt = (
+        select(accounts.c.id, accounts.c.address, accounts.c.currency, accounts.c.balance,
+               accounts.c.held, accounts.c.overdraft)
+        .where(tuple_(accounts.c.address, accounts.c.currency).in_(ordered))
+        .order_by(accounts.c.address, accounts.c.currency)
+        .with_for_update()
+    )
+    rows = (await conn.execute(stmt)).all()
+    states = {
+        (r.address, r.currency): AccountState(
+            r.id, r.address, r.currency, r.balance, r.held, bool(r.overdraft)
+        )
+        for r in rows
+    }
+    assert len(states) == len(ordered), "an account vanished between insert and lock"
+    return states
+
+
+async def write_batch(
+    conn: AsyncConnection,
+    states: Iterable[AccountState],
+    posted: Sequence[Transaction],
+    *,
+    now: datetime,
+) -> None:
+    """Write what the engine decided: balances, transactions, entries."""
+    dirty = [s for s in states if s.dirty]
+    if dirty:
+        await conn.execute(
+            _UPDATE_BALANCES,
+            [{"b_id": s.id, "b_balance": s.balance, "b_held": s.held, "b_now": now}
+             for s in dirty],
+        )
+    if not posted:
+        return
+    await conn.execute(transactions.insert(), [_transaction_row(t) for t in posted])
+    entry_rows = [
+        {"transaction_id": t.id, "account_id": e.account_id, "posting_index": e.posting_index,
+         "amount": e.amount, "balance_after": e.balance_after, "created_at": t.created_at}
+        for t in posted
+        for e in t.entries
+    ]
+    if entry_rows:
+        await conn.execute(entries.insert(), entry_rows)
+
+
+def _transaction_row(t: Transaction) -> dict[str, Any]:
+    spec = t.spec
+    return {
+        "id": t.id,
+        "kind": spec.kind,
+        "description": spec.description,
+        "reference_id": spec.reference_id,
+        "metadata_json": orjson.dumps(dict(spec.metadata)).decode(),
+        "postings_json": orjson.dumps(
+            [{"source": p.source, "destination": p.destination, "amount": p.amount,
+              "currency": p.currency} for p in spec.postings]
+        ).decode(),
+        "initiator": spec.initiator,
+        "service": spec.service,
+        "internal_notes": spec.internal_notes,
+        "idempotency_key": t.idempotency_key,
+        "created_at": t.created_at,
+    }
