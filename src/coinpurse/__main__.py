@@ -1,0 +1,5 @@
+"""``python -m coinpurse``: the same as the ``coinpurse`` command."""
+
+from coinpurse.cli import main
+
+main()

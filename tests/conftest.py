@@ -1,0 +1,189 @@
+"""Test set-up: every database test runs on SQLite and on a real PostgreSQL server.
+
+The PostgreSQL server is started once per session from the machine's binaries
+(``tests/pgserver.py``); each test gets empty tables. SQLite tests get a fresh file copied
+from a migrated template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+
+from coinpurse.app import create_app
+from coinpurse.auth import keys
+from coinpurse.auth.tokens import issue_hs256
+from coinpurse.config import Settings
+from coinpurse.db import create_engine, migrate_sync
+from tests.pgserver import PgServer, free_port
+
+# Clearly fake: tests only.
+TEST_JWT_SECRET = "test-only-secret-not-for-production-0123456789"
+TABLES = ("entries", "transactions", "accounts", "idempotency_keys", "api_keys")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A migrated PostgreSQL database on a server of our own (or COINPURSE_TEST_PG_URL)."""
+    external = os.environ.get("COINPURSE_TEST_PG_URL")
+    if external:
+        migrate_sync(external)
+        yield external
+        return
+    server = PgServer()
+    server.start()
+    try:
+        url = server.createdb("coinpurse_test")
+        migrate_sync(url)
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate_sync(f"sqlite:///{path}")
+    return path
+
+
+def _truncate(url: str) -> None:
+    async def run() -> None:
+        engine = create_engine(url, pool_size=1)
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "coinpurse.db"
+        shutil.copy(template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+                    currencies="points:0,usdt:2,diamonds:0")
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings)
+    async with LifespanManager(application) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+MakeKey = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def make_key(settings: Settings) -> MakeKey:
+    """Create a service key in the test database and return its secret."""
+
+    async def make(service: str = "games", scopes: str = "*") -> str:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                _, secret = await keys.create_key(conn, service, scopes)
+        finally:
+            await engine.dispose()
+        return secret
+
+    return make
+
+
+def user_token(user_id: str, **claims: Any) -> str:
+    return issue_hs256(TEST_JWT_SECRET, user_id, **claims)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Server:
+    """``coinpurse serve`` in a subprocess: a real HTTP server with real worker processes."""
+
+    def __init__(self, db_url: str, workers: int = 1, extra_env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "COINPURSE_DATABASE_URL": db_url,
+               "COINPURSE_JWT_SECRET": TEST_JWT_SECRET,
+               "COINPURSE_CURRENCIES": "points:0,usdt:2,diamonds:0",
+               **(extra_env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coinpurse", "serve", "--port", str(self.port),
+             "--workers", str(workers)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise RuntimeError(f"server exited: {out}")
+            try:
+                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def serve(db_url: str) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(workers: int = 1, **env: str) -> Server:
+        server = Server(db_url, workers=workers, extra_env=env)
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
