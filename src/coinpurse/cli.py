@@ -148,6 +148,25 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
     return settings
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(as_json: bool) -> None:
+    """Reconcile every balance with its entries and check the ledger's invariants."""
+    from coinpurse import reconcile
+
+    report = _run(_settings(), reconcile.check, write=False)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "accounts": report.accounts,
+                               "transactions": report.transactions, "entries": report.entries,
+                               "problems": report.problems}, default=str))
+    else:
+        click.echo(f"{report.accounts} accounts, {report.transactions} transactions, "
+                   f"{report.entries} entries: " + ("OK" if report.ok else "PROBLEMS"))
+        for name, rows in report.problems.items():
+            click.echo(f"  {name}: {rows}")
+    sys.exit(0 if report.ok else 1)
+
+
 @main.group()
 def keys() -> None:
     """Service API keys (stored hashed; a key is shown only when created)."""

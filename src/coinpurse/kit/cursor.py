@@ -7,6 +7,8 @@ import binascii
 
 from coinpurse.errors import ValidationFailed
 
+_ID_MAX = 2**63 - 1  # BIGINT
+
 
 def encode(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"e{last_id}".encode()).decode().rstrip("=")
@@ -25,6 +27,11 @@ def decode(cursor: str | None) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad from None
-    if not raw.startswith("e") or not raw[1:].isdigit() or len(raw) > 20:
+    # ASCII digits only (str.isdigit() also accepts "²", which int() refuses), and an id
+    # that fits the BIGINT column: anything else used to fail as a 500 in the driver.
+    if not raw.startswith("e") or not raw[1:].isascii() or not raw[1:].isdigit():
         raise bad
-    return int(raw[1:])
+    value = int(raw[1:])
+    if value > _ID_MAX:
+        raise bad
+    return value

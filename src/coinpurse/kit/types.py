@@ -32,6 +32,9 @@ def _clean_text(value: str) -> str:
 
 
 def _depth(value: Any, level: int = 1) -> int:
+    if level > METADATA_MAX_DEPTH:
+        # Already too deep: stop here, so hostile nesting cannot raise RecursionError (a 500).
+        return level
     if isinstance(value, dict):
         return max((_depth(v, level + 1) for v in value.values()), default=level)
     if isinstance(value, list):
