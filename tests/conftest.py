@@ -140,7 +140,7 @@ class Server:
                "COINPURSE_JWT_SECRET": TEST_JWT_SECRET,
                "COINPURSE_CURRENCIES": "points:0,usdt:2,diamonds:0",
                **(extra_env or {})}
-        self.log = tempfile.NamedTemporaryFile(prefix="coinpurse-serve-", suffix=".log")
+        self.log = tempfile.NamedTemporaryFile(prefix="coinpurse-serve-", suffix=".log")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coinpurse", "serve", "--port", str(self.port),
              "--workers", str(workers)],

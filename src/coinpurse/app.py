@@ -65,10 +65,9 @@ class BodyLimit:
         limit = self.batch_limit if path.endswith(BATCH_PATH_SUFFIX) else self.limit
         too_large = PayloadTooLarge(f"the request body is larger than {limit} bytes")
         for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > limit:
-                    await problem_response(too_large)(scope, receive, send)
-                    return
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await problem_response(too_large)(scope, receive, send)
+                return
         seen = 0
 
         async def limited_receive() -> Message:
@@ -77,7 +76,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(too_large.detail)
             return message
 
         try:
@@ -86,8 +85,13 @@ class BodyLimit:
             await problem_response(too_large)(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive``. An HTTPException, because FastAPI turns any other exception
+    raised while it reads the body into a 400, so a chunked body over the limit would have
+    been answered 422 ``validation_error`` instead of 413."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
 
 
 def _validation_problem(exc: RequestValidationError) -> ValidationFailed:
@@ -122,13 +126,15 @@ def install_error_handlers(app: FastAPI) -> None:
             err = MethodNotAllowed("this route does not take that method")
         elif exc.status_code == 400:
             err = ValidationFailed(f"the request body could not be read: {exc.detail}")
+        elif exc.status_code == 413:
+            err = PayloadTooLarge(str(exc.detail))
         else:
             err = CoinpurseError(str(exc.detail))
             return Response(
                 orjson_problem(exc.status_code, err), status_code=exc.status_code,
                 media_type="application/problem+json",
             )
-        return problem_response(err)
+        return problem_response(err, headers=exc.headers)  # e.g. Allow on a 405
 
     @app.exception_handler(Exception)
     async def _unexpected(_r: Request, exc: Exception) -> Response:

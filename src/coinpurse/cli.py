@@ -180,11 +180,12 @@ def keys() -> None:
 def keys_create(service: str, scopes: str, as_json: bool) -> None:
     """Create a key and print it once."""
     from coinpurse.auth import keys as keys_mod
+    from coinpurse.auth.scopes import parse_scopes
 
     settings = _settings()
     try:
         keys_mod.check_service_name(service)
-        keys_mod.parse_scopes(scopes)
+        parse_scopes(scopes)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     key, secret = _run(settings, lambda c: keys_mod.create_key(c, service, scopes), write=True)
@@ -228,7 +229,8 @@ def keys_revoke(key_id: str) -> None:
 
 @main.command()
 @click.option("--user", "user_id", required=True, help="The user id (the token's sub).")
-@click.option("--ttl", "ttl_s", default=3600, show_default=True, type=click.IntRange(1, 30 * 86_400))
+@click.option("--ttl", "ttl_s", default=3600, show_default=True,
+              type=click.IntRange(1, 30 * 86_400))
 def token(user_id: str, ttl_s: int) -> None:
     """Print a user token signed with COINPURSE_JWT_SECRET (for development)."""
     from coinpurse.auth.tokens import USER_ID_RE, issue_hs256

@@ -13,7 +13,13 @@ from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
 from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.config import Settings
-from coinpurse.errors import CoinpurseError, Forbidden, Unauthorized, UnknownCurrency, ValidationFailed
+from coinpurse.errors import (
+    CoinpurseError,
+    Forbidden,
+    Unauthorized,
+    UnknownCurrency,
+    ValidationFailed,
+)
 from coinpurse.kit.types import IDEMPOTENCY_KEY_RE
 from coinpurse.ledger.service import Ledger
 

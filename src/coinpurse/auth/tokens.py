@@ -54,7 +54,6 @@ class TokenVerifier:
         """Return the token's ``sub``, or raise Unauthorized with the reason."""
         if not self.configured:
             raise Unauthorized("user tokens cannot be verified: no JWT key is configured")
-        options: dict[str, Any] = {"require": ["exp", "sub"]}
         try:
             claims = jwt.decode(
                 token,
@@ -63,7 +62,7 @@ class TokenVerifier:
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=LEEWAY_S,
-                options={**options, "verify_aud": self._audience is not None},
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired") from None

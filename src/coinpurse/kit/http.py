@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,6 +23,8 @@ def raw_json_response(
     return Response(body, status_code=status, media_type=media, headers=headers)
 
 
-def problem_response(err: CoinpurseError, headers: dict[str, str] | None = None) -> Response:
+def problem_response(
+    err: CoinpurseError, headers: Mapping[str, str] | None = None
+) -> Response:
     return Response(err.problem_bytes(), status_code=err.status,
                     media_type=PROBLEM_CONTENT_TYPE, headers=headers)

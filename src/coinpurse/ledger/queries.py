@@ -71,10 +71,11 @@ async def entries_page(
         stmt = stmt.where(accounts.c.currency == currency)
     if before_id is not None:
         stmt = stmt.where(entries.c.id < before_id)
-    rows = list((await conn.execute(stmt)).all())
+    rows: list[Row[Any]] = list((await conn.execute(stmt)).all())  # type: ignore[arg-type]
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, (rows[-1].id if more else None)
+    next_id: int | None = rows[-1].id if more else None
+    return rows, next_id
 
 
 def entry_view(row: Row[Any], *, audit: bool) -> dict[str, Any]:

@@ -110,7 +110,8 @@ class Ledger:
         if not self._tasks:
             raise ServiceUnavailable("the ledger is not running")
         if claim is not None and claim.ident in self._inflight:
-            raise IdempotencyKeyInUse("a request with this idempotency key is still being processed")
+            raise IdempotencyKeyInUse(
+                "a request with this idempotency key is still being processed")
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
         if claim is not None:
             ident = claim.ident

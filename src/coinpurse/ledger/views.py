@@ -50,7 +50,9 @@ def rejection_problem(rejection: Rejection) -> StoredResponse:
     return StoredResponse(err.status, err.problem_bytes())
 
 
-def render_one(view: Callable[[Transaction], dict[str, Any]]) -> Callable[[list[Outcome]], StoredResponse]:
+def render_one(
+    view: Callable[[Transaction], dict[str, Any]],
+) -> Callable[[list[Outcome]], StoredResponse]:
     """Renderer for a request that posts a single transaction: 201, or its problem."""
 
     def render(outcomes: list[Outcome]) -> StoredResponse:
