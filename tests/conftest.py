@@ -92,8 +92,8 @@ def settings(db_url: str) -> Settings:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Any]:
     application = create_app(settings)
-    async with LifespanManager(application) as manager:
-        yield manager.app
+    async with LifespanManager(application):
+        yield application
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from coinpurse.kit.http import json_response, raw_json_response
 from coinpurse.kit.types import ADDRESS_RE, USER_ID_RE
 from coinpurse.ledger import queries
 from coinpurse.ledger.model import Posting, TransactionSpec
-from coinpurse.ledger.views import render_one, transaction_view, wallet_view
+from coinpurse.ledger.views import render_batch, render_one, transaction_view, wallet_view
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
 
@@ -106,10 +106,16 @@ async def transfer(body: s.TransferIn, state: State, key: Service,
     """All postings apply or none. Scope `transfers:write` (or
     `transfers:write:<currency>` for each currency used). Postings apply in order; a user
     wallet never goes below zero, `world`, `service:*` and `provider:*` accounts may."""
+    spec = _transfer_spec(state, key, body)
+    return await _post(state, spec, key, idem, "transfer", body.model_dump(mode="json"),
+                       render_one(transaction_view))
+
+
+def _transfer_spec(state: State, key: Service, body: s.TransferIn) -> TransactionSpec:
     for currency in dict.fromkeys(p.currency for p in body.postings):
         state.currency(currency)
         key.require(f"transfers:write:{currency}")
-    spec = TransactionSpec(
+    return TransactionSpec(
         kind=body.kind,
         postings=tuple(Posting(p.source, p.destination, p.amount, p.currency)
                        for p in body.postings),
@@ -120,11 +126,32 @@ async def transfer(body: s.TransferIn, state: State, key: Service,
         service=key.service,
         internal_notes=body.internal_notes,
     )
-    return await _post(state, spec, key, idem, "transfer", body.model_dump(mode="json"),
-                       render_one(transaction_view))
+
+
+@router.post(
+    "/transfers/batch", status_code=200, response_model=s.BatchOut,
+    responses=problems(*_WRITE_ERRORS),
+    summary="Post up to 1,000 transfers in one call",
+)
+async def transfer_batch(body: s.BatchIn, state: State, key: Service,
+                         idem: IdempotencyKey) -> Response:
+    """Each transfer is its own transaction with its own result, in order. A refused one does
+    not stop the others unless `atomic` is true, in which case nothing is posted if one is
+    refused (the others report `batch_atomic_failed`). The whole call is one idempotent
+    request: a retry with the same `Idempotency-Key` replays every result. Bodies up to
+    `COINPURSE_BATCH_BODY_MAX_BYTES` (1 MiB)."""
+    specs = [_transfer_spec(state, key, t) for t in body.transfers]
+    result = await state.ledger.submit(
+        specs, atomic=body.atomic, render=render_batch(body),
+        claim=claim(f"service:{key.service}", idem, "batch", body.model_dump(mode="json")),
+    )
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return raw_json_response(result.response.body, result.response.status, headers)
 
 
 UserPath = Annotated[str, Path(pattern=USER_ID_RE, description="The user's id.")]
+# Printable ASCII: a NUL reached PostgreSQL and failed there as a 500.
+TRANSACTION_ID_RE = r"^[\x21-\x7e]{1,64}$"
 
 
 @router.get("/wallet/balance/{user_id}", response_model=s.WalletsOut,
@@ -158,7 +185,8 @@ async def account(
             responses=problems(*_READ_ERRORS, NotFound),
             summary="One transaction, with its postings, entries and internal notes")
 async def get_transaction(
-    transaction_id: Annotated[str, Path(max_length=64)], state: State, key: Service
+    transaction_id: Annotated[str, Path(max_length=64, pattern=TRANSACTION_ID_RE)], state: State,
+    key: Service,
 ) -> Response:
     key.require("wallet:read")
     async with state.db.connect() as conn:

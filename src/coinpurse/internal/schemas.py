@@ -85,6 +85,35 @@ class TransferIn(Strict):
     )
 
 
+BATCH_MAX = 1000
+
+
+class BatchIn(Strict):
+    """Up to 1,000 transfers in one call; each posts or is refused on its own."""
+
+    transfers: list[TransferIn] = Field(min_length=1, max_length=BATCH_MAX)
+    atomic: bool = Field(
+        default=False,
+        description="All or nothing: if one transfer is refused, none is posted.",
+    )
+
+
+class BatchResultOut(BaseModel):
+    index: int
+    status: str = Field(description="`posted` or `rejected`.")
+    reference_id: str
+    id: str | None = Field(default=None, description="The transaction id, when posted.")
+    code: str | None = Field(default=None, description="Why it was refused.")
+    detail: str | None = None
+
+
+class BatchOut(BaseModel):
+    atomic: bool
+    posted: int
+    rejected: int
+    results: list[BatchResultOut]
+
+
 class BalanceOut(BaseModel):
     balance: int
     held: int

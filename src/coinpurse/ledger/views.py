@@ -80,3 +80,25 @@ def wallet_view(user_id: str, currency: str) -> Callable[[Transaction], dict[str
         return body
 
     return view
+
+
+def render_batch(body: Any) -> Callable[[list[Outcome]], StoredResponse]:
+    """A batch: one slim result per transfer, in order (full views would be megabytes)."""
+
+    def render(outcomes: list[Outcome]) -> StoredResponse:
+        results: list[dict[str, Any]] = []
+        for i, (transfer, outcome) in enumerate(zip(body.transfers, outcomes, strict=True)):
+            if isinstance(outcome, Rejection):
+                results.append({"index": i, "status": "rejected",
+                                "reference_id": transfer.reference_id, "code": outcome.code,
+                                "detail": outcome.detail})
+            else:
+                results.append({"index": i, "status": "posted",
+                                "reference_id": transfer.reference_id, "id": outcome.id})
+        posted = sum(r["status"] == "posted" for r in results)
+        return StoredResponse(200, orjson.dumps({
+            "atomic": body.atomic, "posted": posted, "rejected": len(results) - posted,
+            "results": results,
+        }))
+
+    return render
