@@ -33,7 +33,8 @@ from tests.pgserver import PgServer, free_port
 
 # Clearly fake: tests only.
 TEST_JWT_SECRET = "test-only-secret-not-for-production-0123456789"
-TABLES = ("entries", "transactions", "accounts", "idempotency_keys", "api_keys")
+TABLES = ("gifts", "holds", "entries", "transactions", "accounts", "idempotency_keys",
+          "api_keys", "user_agencies")
 
 
 @pytest.fixture(scope="session")

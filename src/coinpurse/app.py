@@ -28,6 +28,8 @@ from coinpurse.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from coinpurse.holds.routes import router as holds_router
+from coinpurse.holds.service import expiry_loop
 from coinpurse.internal.routes import router as internal_router
 from coinpurse.kit.http import json_response, problem_response
 from coinpurse.ledger.service import Ledger
@@ -176,13 +178,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.coinpurse = AppState(settings=settings, db=db, ledger=ledger,
                                        verifier=verifier)
         await ledger.start()
-        purger = asyncio.create_task(_purge_loop(db_state=app.state.coinpurse))
+        background = [
+            asyncio.create_task(_purge_loop(db_state=app.state.coinpurse)),
+            asyncio.create_task(expiry_loop(db, ledger)),
+        ]
         try:
             yield
         finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await ledger.stop()
             await db.dispose()
 
@@ -196,6 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.body_max_bytes,
                        batch_limit=settings.batch_body_max_bytes)
     app.include_router(internal_router)
+    app.include_router(holds_router)
     app.include_router(wallet_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")

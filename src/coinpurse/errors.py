@@ -125,18 +125,33 @@ class BalanceOverflow(LedgerRejection):
     title = "The balance would leave the 64-bit range"
 
 
+class HoldNotOpen(LedgerRejection):
+    code = "hold_not_open"
+    status = 409
+    title = "The hold is no longer open"
+
+
+class CaptureExceedsHold(LedgerRejection):
+    code = "capture_exceeds_hold"
+    title = "The capture is larger than the hold"
+
+
 class BatchAtomicFailed(LedgerRejection):
     code = "batch_atomic_failed"
     title = "Not applied: another transfer in this atomic batch was refused"
 
 
-REJECTIONS: dict[str, type[LedgerRejection]] = {
-    cls.code: cls for cls in (InsufficientFunds, BalanceOverflow, BatchAtomicFailed)
+REJECTIONS: dict[str, type[CoinpurseError]] = {
+    cls.code: cls
+    for cls in (InsufficientFunds, BalanceOverflow, BatchAtomicFailed, HoldNotOpen,
+                CaptureExceedsHold)
 }
+REJECTIONS["hold_not_found"] = NotFound
 
 # Every code a client may see, for the OpenAPI document and the README.
 ALL_ERRORS: tuple[type[CoinpurseError], ...] = (
     ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
     UnsupportedMediaType, UnknownCurrency, IdempotencyKeyReused, IdempotencyKeyInUse,
-    InsufficientFunds, BalanceOverflow, BatchAtomicFailed, ServiceUnavailable, CoinpurseError,
+    InsufficientFunds, BalanceOverflow, BatchAtomicFailed, HoldNotOpen, CaptureExceedsHold,
+    ServiceUnavailable, CoinpurseError,
 )

@@ -33,6 +33,9 @@ class ServiceKey:
     revoked_at: datetime | None = None
     key_prefix: str = ""
 
+    def allows(self, scope: str) -> bool:
+        return allows(self.scopes, scope)
+
     def require(self, scope: str) -> None:
         if not allows(self.scopes, scope):
             raise Forbidden(f"this key lacks the scope {scope!r}", required_scope=scope)

@@ -100,6 +100,77 @@ class Transaction:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaceHold:
+    """Reserve ``amount`` of an account's available balance until captured or released."""
+
+    hold_id: str
+    address: str
+    currency: str
+    amount: int
+    destination: str
+    description: str
+    reference_id: str
+    service: str
+    expires_at: datetime
+    kind: str = "capture"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureHold:
+    """Move ``amount`` (default: all) of a hold to its destination; release the rest."""
+
+    hold_id: str
+    service: str | None  # None: any service (operators); else only the hold's own
+    amount: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHold:
+    """Release a hold without moving money: ``voided`` by a caller, or ``expired``."""
+
+    hold_id: str
+    service: str | None
+    status: str = "voided"
+
+
+Operation = TransactionSpec | PlaceHold | CaptureHold | ReleaseHold
+
+
+@dataclass(slots=True)
+class HoldState:
+    """A locked hold row, changed in memory while a batch is applied."""
+
+    id: str
+    address: str
+    currency: str
+    amount: int
+    destination: str
+    status: str  # held, captured, voided, expired
+    service: str
+    kind: str
+    description: str
+    reference_id: str
+    metadata: Mapping[str, Any]
+    created_at: datetime
+    expires_at: datetime
+    captured_amount: int = 0
+    transaction_id: str | None = None
+    closed_at: datetime | None = None
+    is_new: bool = False
+    dirty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HoldOutcome:
+    """A hold after an operation on it, with its account's balance and any capture."""
+
+    hold: HoldState
+    balance: Balance
+    transaction: Transaction | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """Why one transaction of a batch was refused; the others are unaffected."""
 
@@ -108,4 +179,4 @@ class Rejection:
     posting_index: int | None = None
 
 
-Outcome = Transaction | Rejection
+Outcome = Transaction | HoldOutcome | Rejection

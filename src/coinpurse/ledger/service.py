@@ -15,8 +15,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import uuid_utils
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coinpurse import idempotency
@@ -29,11 +31,24 @@ from coinpurse.errors import (
 from coinpurse.idempotency import Claim, StoredResponse
 from coinpurse.ledger import engine as ledger_engine
 from coinpurse.ledger import store
-from coinpurse.ledger.model import AccountKey, Outcome, Transaction, TransactionSpec
+from coinpurse.ledger.model import (
+    AccountKey,
+    CaptureHold,
+    HoldOutcome,
+    HoldState,
+    Operation,
+    Outcome,
+    PlaceHold,
+    ReleaseHold,
+    Transaction,
+    TransactionSpec,
+)
 
 log = logging.getLogger("coinpurse.ledger")
 
 Renderer = Callable[[list[Outcome]], StoredResponse]
+# Rows to insert in the same commit as the money movement (gift records, outbox events...).
+SideWrites = Callable[[list[Outcome]], list[tuple[Table, list[dict[str, Any]]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +60,12 @@ class JobResult:
 
 @dataclass(slots=True)
 class Job:
-    specs: list[TransactionSpec]
+    ops: list[Operation]
     atomic: bool
     claim: Claim | None
     render: Renderer
     future: asyncio.Future[JobResult] = field(repr=False)
+    side_writes: SideWrites | None = None
 
 
 def new_transaction_id() -> str:
@@ -100,13 +116,14 @@ class Ledger:
 
     async def submit(
         self,
-        specs: Sequence[TransactionSpec],
+        ops: Sequence[Operation],
         *,
         render: Renderer,
         claim: Claim | None = None,
         atomic: bool = False,
+        side_writes: SideWrites | None = None,
     ) -> JobResult:
-        """Post ``specs`` (in one batch with whatever else is waiting) and return the answer."""
+        """Apply ``ops`` (in one batch with whatever else is waiting) and return the answer."""
         if not self._tasks:
             raise ServiceUnavailable("the ledger is not running")
         if claim is not None and claim.ident in self._inflight:
@@ -118,7 +135,7 @@ class Ledger:
             self._inflight.add(ident)
             # Released when the job is answered, not when the caller goes away.
             future.add_done_callback(lambda _f: self._inflight.discard(ident))
-        self._queue.put_nowait(Job(list(specs), atomic, claim, render, future))
+        self._queue.put_nowait(Job(list(ops), atomic, claim, render, future, side_writes))
         # Shield: a client that disconnects must not cancel a job a retry may replay.
         return await asyncio.shield(future)
 
@@ -174,31 +191,67 @@ class Ledger:
                 else:
                     live.append(i)
 
+            held = await store.lock_holds(conn, (
+                op.hold_id for i in live for op in jobs[i].ops
+                if isinstance(op, CaptureHold | ReleaseHold)
+            ))
             keys: set[AccountKey] = set()
             for i in live:
-                for spec in jobs[i].specs:
-                    keys |= spec.account_keys()
+                for op in jobs[i].ops:
+                    keys |= _account_keys(op, held)
             states = await store.lock_accounts(
                 conn, keys, may_go_negative=self._may_go_negative, now=now
             )
             posted: list[Transaction] = []
+            changed_holds: dict[str, HoldState] = {}
+            hold_keys: dict[str, str | None] = {}
             done: list[tuple[Claim, StoredResponse]] = []
+            extra: list[tuple[Table, list[dict[str, Any]]]] = []
             for i in live:
                 job = jobs[i]
+                idem_key = job.claim.key if job.claim else None
                 outcomes = ledger_engine.apply_group(
-                    job.specs, states, atomic=job.atomic, new_id=new_transaction_id, now=now,
-                    idempotency_key=job.claim.key if job.claim else None,
+                    job.ops, states, atomic=job.atomic, new_id=new_transaction_id, now=now,
+                    idempotency_key=idem_key, holds=held,
                 )
-                posted.extend(o for o in outcomes if isinstance(o, Transaction))
+                for o in outcomes:
+                    if isinstance(o, Transaction):
+                        posted.append(o)
+                    elif isinstance(o, HoldOutcome):
+                        changed_holds[o.hold.id] = held[o.hold.id]
+                        hold_keys.setdefault(o.hold.id, idem_key)
+                        if o.transaction is not None:
+                            posted.append(o.transaction)
                 response = job.render(outcomes)
+                if job.side_writes is not None:
+                    extra.extend(job.side_writes(outcomes))
                 if job.claim is not None:
                     done.append((job.claim, response))
                 answers[i] = JobResult(response, replayed=False, outcomes=outcomes)
 
             await store.write_batch(conn, states.values(), posted, now=now)
+            await store.write_holds(conn, changed_holds.values(),
+                                    {k: st.id for k, st in states.items()}, hold_keys)
+            for table, rows in extra:
+                if rows:
+                    await conn.execute(table.insert(), rows)
             await idempotency.store(conn, done, now=now, expires_at=now + self._ttl)
         assert all(a is not None for a in answers)
         return [a for a in answers if a is not None]
+
+
+def _account_keys(op: Operation, held: dict[str, HoldState]) -> set[AccountKey]:
+    if isinstance(op, TransactionSpec):
+        return op.account_keys()
+    if isinstance(op, PlaceHold):
+        return {(op.address, op.currency)}
+    hold = held.get(op.hold_id)
+    if hold is None:
+        return set()
+    keys = {(hold.address, hold.currency)}
+    if isinstance(op, CaptureHold):
+        keys.add((hold.destination, hold.currency))
+    return keys
 
 
 def _settle(job: Job, answer: JobResult | CoinpurseError) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coinpurse.ledger.model import AccountKey, AccountState, Transaction
-from coinpurse.tables import accounts, entries, transactions
+from coinpurse.ledger.model import AccountKey, AccountState, HoldState, Transaction
+from coinpurse.tables import accounts, entries, holds, transactions
 
 _UPDATE_BALANCES = (
     update(accounts)
@@ -70,6 +70,65 @@ async def lock_accounts(
     }
     assert len(states) == len(ordered), "an account vanished between insert and lock"
     return states
+
+
+_UPDATE_HOLDS = (
+    update(holds)
+    .where(holds.c.id == bindparam("h_id"))
+    .values(status=bindparam("h_status"), captured_amount=bindparam("h_captured"),
+            transaction_id=bindparam("h_tx"), closed_at=bindparam("h_closed"))
+)
+
+
+async def lock_holds(conn: AsyncConnection, hold_ids: Iterable[str]) -> dict[str, HoldState]:
+    """Lock the holds a batch operates on, sorted by id; before any account lock."""
+    ordered = sorted(set(hold_ids))
+    if not ordered:
+        return {}
+    rows = (
+        await conn.execute(
+            select(holds).where(holds.c.id.in_(ordered)).order_by(holds.c.id).with_for_update()
+        )
+    ).all()
+    return {
+        r.id: HoldState(
+            id=r.id, address=r.address, currency=r.currency, amount=r.amount,
+            destination=r.destination, status=r.status, service=r.service, kind=r.kind,
+            description=r.description, reference_id=r.reference_id,
+            metadata=orjson.loads(r.metadata_json), created_at=r.created_at,
+            expires_at=r.expires_at, captured_amount=r.captured_amount,
+            transaction_id=r.transaction_id, closed_at=r.closed_at,
+        )
+        for r in rows
+    }
+
+
+async def write_holds(
+    conn: AsyncConnection,
+    changed: Iterable[HoldState],
+    account_ids: dict[AccountKey, int],
+    idempotency_keys: dict[str, str | None],
+) -> None:
+    new = [h for h in changed if h.is_new]
+    old = [h for h in changed if h.dirty and not h.is_new]
+    if new:
+        await conn.execute(holds.insert(), [
+            {"id": h.id, "account_id": account_ids[(h.address, h.currency)],
+             "address": h.address, "currency": h.currency, "amount": h.amount,
+             "destination": h.destination, "status": h.status, "service": h.service,
+             "kind": h.kind, "description": h.description, "reference_id": h.reference_id,
+             "metadata_json": orjson.dumps(dict(h.metadata)).decode(),
+             "captured_amount": h.captured_amount, "transaction_id": h.transaction_id,
+             "idempotency_key": idempotency_keys.get(h.id), "created_at": h.created_at,
+             "expires_at": h.expires_at, "closed_at": h.closed_at}
+            for h in new
+        ])
+    if old:
+        await conn.execute(_UPDATE_HOLDS, [
+            {"h_id": h.id, "h_status": h.status, "h_captured": h.captured_amount,
+             "h_tx": h.transaction_id, "h_closed": h.closed_at}
+            for h in old
+        ])
 
 
 async def write_batch(

@@ -59,6 +59,7 @@ def render_one(
         (outcome,) = outcomes
         if isinstance(outcome, Rejection):
             return rejection_problem(outcome)
+        assert isinstance(outcome, Transaction)
         return StoredResponse(201, orjson.dumps(view(outcome)))
 
     return render
@@ -93,6 +94,7 @@ def render_batch(body: Any) -> Callable[[list[Outcome]], StoredResponse]:
                                 "reference_id": transfer.reference_id, "code": outcome.code,
                                 "detail": outcome.detail})
             else:
+                assert isinstance(outcome, Transaction)
                 results.append({"index": i, "status": "posted",
                                 "reference_id": transfer.reference_id, "id": outcome.id})
         posted = sum(r["status"] == "posted" for r in results)

@@ -1,0 +1,76 @@
+"""Request and response models of holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from coinpurse.internal.schemas import BalanceOut, Strict
+from coinpurse.kit.types import (
+    Address,
+    Amount,
+    CurrencyCode,
+    Description,
+    Kind,
+    Metadata,
+    ReferenceId,
+    UserId,
+)
+
+EXPIRES_IN_MAX_S = 7 * 86_400
+
+
+class HoldIn(Strict):
+    user_id: UserId
+    currency: CurrencyCode
+    amount: Amount
+    destination: Address | None = Field(
+        default=None,
+        description="Where a capture sends the money; default your service's account.",
+    )
+    description: Description
+    reference_id: ReferenceId
+    expires_in_s: Annotated[StrictInt, Field(ge=1, le=EXPIRES_IN_MAX_S)] = Field(
+        default=900, description=f"Seconds until it releases itself (1 to {EXPIRES_IN_MAX_S})."
+    )
+    kind: Kind = Field(default="payment",
+                       description="The kind of the transaction a capture posts.")
+    metadata: Metadata = Field(default_factory=dict)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "user_id": "123", "currency": "points", "amount": 600,
+            "description": "Video call with host 77", "reference_id": "call_991",
+            "destination": "user:77", "expires_in_s": 900,
+        }]},
+    )
+
+
+class CaptureIn(Strict):
+    amount: Amount | None = Field(default=None,
+                                  description="At most the held amount; default all of it.")
+
+
+class HoldOut(BaseModel):
+    id: str
+    status: str = Field(description="held, captured, voided or expired.")
+    user_id: str
+    currency: str
+    amount: int
+    captured_amount: int
+    released_amount: int
+    destination: str
+    kind: str
+    description: str
+    reference_id: str
+    metadata: dict[str, Any]
+    service: str
+    transaction_id: str | None
+    created_at: str
+    expires_at: str
+    closed_at: str | None
+    wallet: BalanceOut | None = Field(
+        default=None, description="The user's balance after the operation (writes only)."
+    )
