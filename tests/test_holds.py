@@ -178,23 +178,6 @@ async def test_expired_hold_releases_itself_and_cannot_be_captured(
     assert r.status_code == 409 and r.json()["code"] == "hold_not_open"
 
 
-async def test_capture_past_expiry_is_refused_before_the_sweeper_runs(
-    client: httpx.AsyncClient, make_key: MakeKey, app: Any
-) -> None:
-    from coinpurse.idempotency import StoredResponse
-    from coinpurse.ledger.model import CaptureHold
-
-    key = await make_key()
-    await _credit(client, key, "u", 100)
-    hold = (await _hold(client, key, "u", 90, expires_in_s=1)).json()
-    await asyncio.sleep(1.05)
-    ledger = app.state.coinpurse.ledger
-    result = await ledger.submit([CaptureHold(hold["id"], service="games")],
-                                 render=lambda _o: StoredResponse(200, b""))
-    assert result.outcomes[0].code == "hold_not_open"
-    assert result.outcomes[0].detail == "the hold has expired"
-
-
 async def test_capture_and_void_racing_exactly_one_wins(
     client: httpx.AsyncClient, make_key: MakeKey, db_url: str
 ) -> None:

@@ -1,0 +1,83 @@
+"""Hold operations in the engine, without a database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from coinpurse.ledger import engine
+from coinpurse.ledger.model import (
+    AccountState,
+    CaptureHold,
+    HoldOutcome,
+    HoldState,
+    PlaceHold,
+    Rejection,
+    ReleaseHold,
+)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _accounts() -> dict[tuple[str, str], AccountState]:
+    return {
+        ("user:u", "points"): AccountState(1, "user:u", "points", 100, 0, False),
+        ("service:s", "points"): AccountState(2, "service:s", "points", -100, 0, True),
+    }
+
+
+def _place(amount: int, expires_in_s: int = 60) -> PlaceHold:
+    return PlaceHold(hold_id="h1", address="user:u", currency="points", amount=amount,
+                     destination="service:s", description="d", reference_id="r",
+                     service="s", expires_at=NOW + timedelta(seconds=expires_in_s))
+
+
+def test_capture_after_expiry_is_refused_even_before_the_sweeper() -> None:
+    accounts, holds = _accounts(), {}
+    placed = engine.place_hold(_place(50, expires_in_s=1), accounts, holds, now=NOW)
+    assert isinstance(placed, HoldOutcome)
+    later = NOW + timedelta(seconds=1)
+    out = engine.capture_hold(CaptureHold("h1", service="s"), accounts, holds, tx_id="t",
+                              now=later, idempotency_key=None)
+    assert isinstance(out, Rejection) and out.code == "hold_not_open"
+    assert accounts[("user:u", "points")].held == 50  # untouched until released
+
+
+def test_place_capture_release_keep_held_consistent() -> None:
+    accounts: dict[tuple[str, str], AccountState] = _accounts()
+    holds: dict[str, HoldState] = {}
+    assert isinstance(engine.place_hold(_place(60), accounts, holds, now=NOW), HoldOutcome)
+    assert accounts[("user:u", "points")].available == 40
+    refused = engine.place_hold(_place(41), accounts, holds, now=NOW)
+    assert isinstance(refused, Rejection) and refused.code == "insufficient_funds"
+    out = engine.capture_hold(CaptureHold("h1", service="s", amount=25), accounts, holds,
+                              tx_id="t1", now=NOW, idempotency_key="k")
+    assert isinstance(out, HoldOutcome) and out.transaction is not None
+    user = accounts[("user:u", "points")]
+    assert (user.balance, user.held) == (75, 0)
+    assert accounts[("service:s", "points")].balance == -75
+    again = engine.release_hold(ReleaseHold("h1", service="s"), accounts, holds, now=NOW)
+    assert isinstance(again, Rejection) and again.code == "hold_not_open"
+
+
+def test_other_service_cannot_touch_a_hold() -> None:
+    accounts: dict[tuple[str, str], AccountState] = _accounts()
+    holds: dict[str, HoldState] = {}
+    engine.place_hold(_place(10), accounts, holds, now=NOW)
+    out = engine.release_hold(ReleaseHold("h1", service="other"), accounts, holds, now=NOW)
+    assert isinstance(out, Rejection) and out.code == "hold_not_found"
+    assert accounts[("user:u", "points")].held == 10
+
+
+def test_atomic_group_undoes_a_hold_placed_before_a_refusal() -> None:
+    accounts: dict[tuple[str, str], AccountState] = _accounts()
+    holds: dict[str, HoldState] = {}
+    ids = iter(["a", "b"])
+    second = PlaceHold(hold_id="h2", address="user:u", currency="points", amount=1000,
+                       destination="service:s", description="d", reference_id="r",
+                       service="s", expires_at=NOW + timedelta(seconds=5))
+    outs = engine.apply_group([_place(60), second], accounts, atomic=True,
+                              new_id=lambda: next(ids), now=NOW, holds=holds)
+    assert [getattr(o, "code", None) for o in outs] == ["batch_atomic_failed",
+                                                        "insufficient_funds"]
+    assert holds == {}
+    assert accounts[("user:u", "points")].held == 0
