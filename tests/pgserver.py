@@ -2,6 +2,10 @@
 
 No Docker: ``initdb`` into a temporary folder and ``pg_ctl start`` on a free port. As root,
 the server runs as the ``postgres`` user (PostgreSQL refuses to run as root).
+
+The tests run it with ``fsync=off`` (fast, nothing to keep). The benchmark passes
+``durable=True`` (``fsync``, ``full_page_writes`` and ``synchronous_commit`` on, as in
+production) and its own ``settings``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -41,12 +46,26 @@ def free_port() -> int:
 
 
 class PgServer:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False,
+                 settings: Mapping[str, str] | None = None) -> None:
+        """``durable``: fsync on (the default is off, for tests); ``settings``: more ``-c``
+        options, which override the defaults."""
         self.bindir = find_bindir()
         self.root = Path(tempfile.mkdtemp(prefix="coinpurse-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
         self.as_root = os.geteuid() == 0
+        durability = "on" if durable else "off"
+        self.settings: dict[str, str] = {
+            "listen_addresses": "127.0.0.1",
+            "fsync": durability,
+            "full_page_writes": durability,
+            "max_connections": "300",
+            "shared_buffers": "128MB",
+        }
+        if durable:
+            self.settings["synchronous_commit"] = "on"
+        self.settings.update(settings or {})
 
     def _run(self, *args: str) -> None:
         cmd = list(args)
@@ -59,9 +78,9 @@ class PgServer:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
                   "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-N")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c full_page_writes=off -c max_connections=300 "
-                "-c shared_buffers=128MB")
+        opts = f"-p {self.port} -k {self.root} " + " ".join(
+            f"-c {name}={value}" for name, value in self.settings.items()
+        )
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
                   str(self.root / "log"), "-o", opts, "-w", "-t", "60", "start")
         deadline = time.monotonic() + 30

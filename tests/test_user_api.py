@@ -38,7 +38,7 @@ def b64url_json(value: dict[str, Any]) -> str:
     return b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
-def hs256_by_hand(payload: dict[str, Any], secret: bytes, alg: str = "HS256") -> str:
+def hmac_jwt(payload: dict[str, Any], secret: bytes, alg: str = "HS256") -> str:
     """Sign by hand: PyJWT refuses PEM text and short keys as HMAC secrets."""
     digest = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[alg]
     signing_input = f"{b64url_json({'alg': alg, 'typ': 'JWT'})}.{b64url_json(payload)}"
@@ -305,14 +305,14 @@ async def test_token_claims(client: httpx.AsyncClient) -> None:
         {"sub": "u1", "exp": now + 3600, "nbf": now + 3600},
     ]
     for payload in bad_claims:
-        token = hs256_by_hand(payload, secret)
+        token = hmac_jwt(payload, secret)
         assert_unauthorized(await client.get(BALANCE, headers=auth(token)))
-    ok = hs256_by_hand({"sub": "u1", "exp": now + 3600}, secret)
+    ok = hmac_jwt({"sub": "u1", "exp": now + 3600}, secret)
     r = await client.get(BALANCE, headers=auth(ok))
     assert r.status_code == 200, r.text
     assert r.json()["user_id"] == "u1"
     # Another HMAC algorithm than the configured one is refused even with the right secret.
-    hs512 = hs256_by_hand({"sub": "u1", "exp": now + 3600}, secret, alg="HS512")
+    hs512 = hmac_jwt({"sub": "u1", "exp": now + 3600}, secret, alg="HS512")
     assert_unauthorized(await client.get(BALANCE, headers=auth(hs512)))
 
 
@@ -360,7 +360,7 @@ async def test_rs256_public_key_mode(db_url: str) -> None:
         assert r.json()["user_id"] == "u1"
         assert (await c.get(HISTORY, headers=auth(good))).status_code == 200
         # Algorithm confusion: HS256 signed with the public key text as the secret.
-        confused = hs256_by_hand(claims("u1"), public_pem.encode())
+        confused = hmac_jwt(claims("u1"), public_pem.encode())
         assert_unauthorized(await c.get(BALANCE, headers=auth(confused)))
         assert_unauthorized(await c.get(HISTORY, headers=auth(confused)))
         # Signed by another key, an HS256 token, alg none, expired.

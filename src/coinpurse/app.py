@@ -28,6 +28,7 @@ from coinpurse.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from coinpurse.gifts.routes import router as gifts_router
 from coinpurse.holds.routes import router as holds_router
 from coinpurse.holds.service import expiry_loop
 from coinpurse.internal.routes import router as internal_router
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        batch_limit=settings.batch_body_max_bytes)
     app.include_router(internal_router)
     app.include_router(holds_router)
+    app.include_router(gifts_router)
     app.include_router(wallet_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")

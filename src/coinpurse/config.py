@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CURRENCY_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
@@ -53,6 +53,50 @@ def parse_currencies(raw: str) -> dict[str, Currency]:
     return currencies
 
 
+@dataclass(frozen=True, slots=True)
+class GiftType:
+    code: str
+    price: int
+    currency: str
+
+
+GIFT_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+BPS_MAX = 10_000
+
+
+def _currency_set(raw: str, currencies: dict[str, Currency], what: str) -> frozenset[str]:
+    if raw.strip() == "*":
+        return frozenset(currencies)
+    codes = frozenset(c.strip() for c in raw.split(",") if c.strip())
+    unknown = codes - set(currencies)
+    if unknown:
+        raise ValueError(f"{what} names currencies that are not configured: "
+                         + ", ".join(sorted(unknown)))
+    return codes
+
+
+def parse_gift_catalog(raw: str, currencies: dict[str, Currency],
+                       default_currency: str) -> dict[str, GiftType]:
+    """Parse ``type:price[:currency]`` items such as ``rose:10:diamonds,car:1000``."""
+    catalog: dict[str, GiftType] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        bits = part.split(":")
+        if len(bits) not in (2, 3) or not GIFT_CODE_RE.match(bits[0]) or not bits[1].isdigit():
+            raise ValueError(f"{part!r} is not type:price[:currency], e.g. rose:10:diamonds")
+        currency = bits[2] if len(bits) == 3 else default_currency
+        if currency not in currencies:
+            raise ValueError(f"gift {bits[0]!r} is priced in {currency!r}, not a configured "
+                             "currency")
+        price = int(bits[1])
+        if not 1 <= price <= 2**63 - 1:
+            raise ValueError(f"gift {bits[0]!r} needs a price from 1 to 2^63-1")
+        catalog[bits[0]] = GiftType(bits[0], price, currency)
+    return catalog
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COINPURSE_", extra="ignore")
 
@@ -72,12 +116,50 @@ class Settings(BaseSettings):
     committers: int = Field(default=0, ge=0, le=32)  # 0: 1 on SQLite, 2 on PostgreSQL
     db_pool_size: int = Field(default=10, ge=1, le=200)
     log_level: str = "info"
+    # Gifts: a catalog of type:price[:currency] (currency defaults to the first giftable one).
+    gift_catalog: str = "rose:10,heart:50,rocket:500,car:1000"
+    gift_currencies: str = "*"
+    transfer_currencies: str = "*"
+    gift_platform_bps: int = Field(default=2000, ge=0, le=BPS_MAX)
+    gift_agency_bps: int = Field(default=1000, ge=0, le=BPS_MAX)
+    gift_allow_amount: bool = True
+    platform_fee_address: str = "platform:fees"
 
     @field_validator("currencies")
     @classmethod
     def _check_currencies(cls, value: str) -> str:
         parse_currencies(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_gifts(self) -> Settings:
+        currencies = parse_currencies(self.currencies)
+        giftable = _currency_set(self.gift_currencies, currencies, "COINPURSE_GIFT_CURRENCIES")
+        _currency_set(self.transfer_currencies, currencies, "COINPURSE_TRANSFER_CURRENCIES")
+        default = next((c for c in currencies if c in giftable), next(iter(currencies)))
+        try:
+            parse_gift_catalog(self.gift_catalog, currencies, default)
+        except ValueError as exc:
+            raise ValueError(f"COINPURSE_GIFT_CATALOG: {exc}") from None
+        if self.gift_platform_bps + self.gift_agency_bps > BPS_MAX:
+            raise ValueError("COINPURSE_GIFT_PLATFORM_BPS + COINPURSE_GIFT_AGENCY_BPS must be "
+                             f"at most {BPS_MAX} (100%)")
+        return self
+
+    @cached_property
+    def giftable(self) -> frozenset[str]:
+        return _currency_set(self.gift_currencies, self.currency_map, "gift currencies")
+
+    @cached_property
+    def transferable(self) -> frozenset[str]:
+        return _currency_set(self.transfer_currencies, self.currency_map,
+                             "transfer currencies")
+
+    @cached_property
+    def gift_types(self) -> dict[str, GiftType]:
+        default = next((c for c in self.currency_map if c in self.giftable),
+                       next(iter(self.currency_map)))
+        return parse_gift_catalog(self.gift_catalog, self.currency_map, default)
 
     @field_validator("database_url")
     @classmethod
@@ -138,7 +220,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
             msg = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"COINPURSE_{field.upper()}: {msg}")
+            if err["loc"]:
+                lines.append(f"COINPURSE_{str(err['loc'][0]).upper()}: {msg}")
+            else:
+                lines.append(msg)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -91,6 +91,12 @@ class UnknownCurrency(CoinpurseError):
     title = "Unknown currency"
 
 
+class CurrencyNotTransferable(CoinpurseError):
+    code = "currency_not_transferable"
+    status = 422
+    title = "This currency cannot move between users"
+
+
 class IdempotencyKeyReused(CoinpurseError):
     code = "idempotency_key_reused"
     status = 422
@@ -151,7 +157,8 @@ REJECTIONS["hold_not_found"] = NotFound
 # Every code a client may see, for the OpenAPI document and the README.
 ALL_ERRORS: tuple[type[CoinpurseError], ...] = (
     ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
-    UnsupportedMediaType, UnknownCurrency, IdempotencyKeyReused, IdempotencyKeyInUse,
+    UnsupportedMediaType, UnknownCurrency, CurrencyNotTransferable, IdempotencyKeyReused,
+    IdempotencyKeyInUse,
     InsufficientFunds, BalanceOverflow, BatchAtomicFailed, HoldNotOpen, CaptureExceedsHold,
     ServiceUnavailable, CoinpurseError,
 )

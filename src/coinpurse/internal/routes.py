@@ -10,6 +10,7 @@ from starlette.responses import Response
 from coinpurse.deps import IdempotencyKey, Service, State, problems
 from coinpurse.errors import (
     BalanceOverflow,
+    CurrencyNotTransferable,
     Forbidden,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -33,6 +34,7 @@ from coinpurse.ledger.views import render_batch, render_one, transaction_view, w
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
 
 _WRITE_ERRORS = (ValidationFailed, Unauthorized, Forbidden, UnknownCurrency, InsufficientFunds,
+                 CurrencyNotTransferable,
                  BalanceOverflow, IdempotencyKeyReused, IdempotencyKeyInUse, PayloadTooLarge,
                  ServiceUnavailable)
 _READ_ERRORS = (ValidationFailed, Unauthorized, Forbidden)
@@ -115,6 +117,14 @@ def _transfer_spec(state: State, key: Service, body: s.TransferIn) -> Transactio
     for currency in dict.fromkeys(p.currency for p in body.postings):
         state.currency(currency)
         key.require(f"transfers:write:{currency}")
+    for i, p in enumerate(body.postings):
+        src, dst = _user_of(p.source), _user_of(p.destination)
+        if (src and dst and src != dst
+                and p.currency not in state.settings.transferable):
+            raise CurrencyNotTransferable(
+                f"{p.currency} cannot move between two users' wallets (posting {i})",
+                posting_index=i,
+            )
     return TransactionSpec(
         kind=body.kind,
         postings=tuple(Posting(p.source, p.destination, p.amount, p.currency)
@@ -126,6 +136,12 @@ def _transfer_spec(state: State, key: Service, body: s.TransferIn) -> Transactio
         service=key.service,
         internal_notes=body.internal_notes,
     )
+
+
+def _user_of(address: str) -> str | None:
+    """The user id of a ``user:<id>[:<wallet>]`` address."""
+    parts = address.split(":")
+    return parts[1] if parts[0] == "user" and len(parts) > 1 else None
 
 
 @router.post(

@@ -31,6 +31,9 @@ def _clean_text(value: str) -> str:
     return value
 
 
+clean_text = AfterValidator(_clean_text)
+
+
 def _depth(value: Any, level: int = 1) -> int:
     if level > METADATA_MAX_DEPTH:
         # Already too deep: stop here, so hostile nesting cannot raise RecursionError (a 500).
