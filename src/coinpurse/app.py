@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,8 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coinpurse import __version__, idempotency
+from coinpurse import __version__
 from coinpurse.auth.tokens import TokenVerifier
+from coinpurse.background import start_background, stop_background
 from coinpurse.config import Settings, load_settings
 from coinpurse.db import create_engine
 from coinpurse.deps import AppState
@@ -30,7 +29,6 @@ from coinpurse.errors import (
 )
 from coinpurse.gifts.routes import router as gifts_router
 from coinpurse.holds.routes import router as holds_router
-from coinpurse.holds.service import expiry_loop
 from coinpurse.internal.routes import router as internal_router
 from coinpurse.kit.http import json_response, problem_response
 from coinpurse.ledger.service import Ledger
@@ -38,7 +36,6 @@ from coinpurse.wallets.routes import router as wallet_router
 
 log = logging.getLogger("coinpurse")
 
-PURGE_EVERY_S = 600
 BATCH_PATH_SUFFIX = "/batch"
 
 DESCRIPTION = """
@@ -179,18 +176,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.coinpurse = AppState(settings=settings, db=db, ledger=ledger,
                                        verifier=verifier)
         await ledger.start()
-        background = [
-            asyncio.create_task(_purge_loop(db_state=app.state.coinpurse)),
-            asyncio.create_task(expiry_loop(db, ledger)),
-        ]
+        background = start_background(db, ledger)
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_background(background)
             await ledger.stop()
             await db.dispose()
 
@@ -214,18 +204,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _add_problem_schema(app)
     return app
-
-
-async def _purge_loop(db_state: AppState) -> None:
-    while True:
-        await asyncio.sleep(PURGE_EVERY_S)
-        try:
-            async with db_state.db.begin() as conn:
-                purged = await idempotency.purge_expired(conn, datetime.now(UTC))
-            if purged:
-                log.info("purged %d expired idempotency keys", purged)
-        except Exception:
-            log.exception("idempotency purge failed; will retry")
 
 
 def _add_problem_schema(app: FastAPI) -> None:

@@ -149,6 +149,20 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
 
 
 @main.command()
+def worker() -> None:
+    """Run the background jobs (hold expiry, idempotency purge) without serving HTTP.
+
+    ``coinpurse serve`` runs them too; a separate worker suits deployments that scale the API
+    and the jobs apart. Several may run at once: each job is safe to race."""
+    from coinpurse.background import run_worker
+
+    settings = _settings()
+    _migrate(settings)
+    click.echo("coinpurse worker running; Ctrl+C to stop")
+    asyncio.run(run_worker(settings))  # stops cleanly on SIGINT or SIGTERM
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(as_json: bool) -> None:
     """Reconcile every balance with its entries and check the ledger's invariants."""

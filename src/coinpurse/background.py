@@ -1,0 +1,76 @@
+"""Background jobs: run inside ``coinpurse serve`` and by ``coinpurse worker``.
+
+Every job is safe to run in several processes at once: each change goes through the ledger,
+which locks what it changes, so racing workers only find less to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from coinpurse import idempotency
+from coinpurse.config import Settings
+from coinpurse.db import create_engine
+from coinpurse.holds.service import expiry_loop
+from coinpurse.ledger.service import Ledger
+
+log = logging.getLogger("coinpurse.background")
+PURGE_EVERY_S = 600
+
+# Extra jobs registered by other domains (payments inbox, outbox...): (name, factory).
+JobFactory = Callable[[AsyncEngine, Ledger], Coroutine[Any, Any, None]]
+EXTRA_JOBS: list[tuple[str, JobFactory]] = []
+
+
+async def purge_loop(db: AsyncEngine, _ledger: Ledger) -> None:
+    while True:
+        try:
+            async with db.begin() as conn:
+                purged = await idempotency.purge_expired(conn, datetime.now(UTC))
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except Exception:
+            log.exception("idempotency purge failed; will retry")
+        await asyncio.sleep(PURGE_EVERY_S)
+
+
+def start_background(db: AsyncEngine, ledger: Ledger) -> list[asyncio.Task[None]]:
+    jobs: list[tuple[str, JobFactory]] = [
+        ("idempotency-purge", purge_loop), ("hold-expiry", expiry_loop), *EXTRA_JOBS,
+    ]
+    return [asyncio.create_task(factory(db, ledger), name=name) for name, factory in jobs]
+
+
+async def stop_background(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def run_worker(settings: Settings) -> None:
+    db = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    ledger = Ledger(db, may_go_negative=settings.may_go_negative,
+                    idempotency_ttl_s=settings.idempotency_ttl_s,
+                    batch_max=settings.batch_max, committers=1)
+    await ledger.start()
+    tasks = start_background(db, ledger)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await stop_background(tasks)
+        await ledger.stop()
+        await db.dispose()

@@ -1,0 +1,109 @@
+"""The ``coinpurse`` command as a user runs it: keys, check, worker, configuration errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TEST_JWT_SECRET, Server
+
+
+def run(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coinpurse", *args],
+        env={**os.environ, "COINPURSE_DATABASE_URL": db_url,
+             "COINPURSE_JWT_SECRET": TEST_JWT_SECRET, **env},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_keys_create_list_revoke(db_url: str, serve: object) -> None:
+    created = run(db_url, "keys", "create", "--service", "games", "--scopes",
+                  "wallet:read,wallet:credit:points", "--json")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["service"] == "games" and key["key"].startswith("cpk_")
+    assert key["scopes"] == ["wallet:read", "wallet:credit:points"] and key["id"]
+
+    listed = run(db_url, "keys", "list", "--json")
+    assert [k["id"] for k in json.loads(listed.stdout)] == [key["id"]]
+    assert key["key"] not in listed.stdout
+
+    server: Server = serve()  # type: ignore[operator]
+    h = {"X-API-Key": key["key"]}
+    assert httpx.get(f"{server.base_url}/internal/v1/wallet/balance/u1", headers=h,
+                     timeout=5).status_code == 200
+    revoked = run(db_url, "keys", "revoke", key["id"])
+    assert revoked.returncode == 0
+    r = httpx.get(f"{server.base_url}/internal/v1/wallet/balance/u1", headers=h, timeout=5)
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    assert run(db_url, "keys", "revoke", "key_nope").returncode == 1
+
+
+def test_bad_input_to_the_cli_is_a_clear_message(db_url: str) -> None:
+    bad_scope = run(db_url, "keys", "create", "--service", "games", "--scopes", "root")
+    assert bad_scope.returncode == 2 and "not a scope" in bad_scope.stderr
+    bad_name = run(db_url, "keys", "create", "--service", "Games!", "--scopes", "*")
+    assert bad_name.returncode == 2
+    bad_env = run(db_url, "migrate", COINPURSE_CURRENCIES="points:x")
+    assert bad_env.returncode == 2 and "COINPURSE_CURRENCIES" in bad_env.stderr
+    assert "Traceback" not in bad_env.stderr
+
+
+def test_sqlite_refuses_several_workers(tmp_path: Path) -> None:
+    r = run(f"sqlite:///{tmp_path}/x.db", "serve", "--workers", "2")
+    assert r.returncode == 2 and "SQLite" in r.stderr
+
+
+def test_check_passes_on_a_fresh_ledger(db_url: str) -> None:
+    r = run(db_url, "check", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["ok"] is True
+
+
+def test_worker_starts_and_stops_on_sigterm(db_url: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coinpurse", "worker"],
+        env={**os.environ, "COINPURSE_DATABASE_URL": db_url},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "worker running" in line
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_check_finds_a_balance_that_its_entries_do_not_explain(db_url: str) -> None:
+    import asyncio
+
+    from sqlalchemy import text
+
+    from coinpurse.db import create_engine
+
+    async def tamper() -> None:
+        engine = create_engine(db_url, pool_size=1)
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO accounts (address, currency, balance, held, overdraft, "
+                "created_at, updated_at) VALUES ('user:x', 'points', 5, 0, false, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        await engine.dispose()
+
+    asyncio.run(tamper())
+    r = run(db_url, "check", "--json")
+    assert r.returncode == 1
+    report = json.loads(r.stdout)
+    assert set(report["problems"]) >= {"nonzero_currency_sum", "balance_not_sum_of_entries"}
