@@ -29,12 +29,11 @@ from coinpurse.auth import keys
 from coinpurse.auth.tokens import issue_hs256
 from coinpurse.config import Settings
 from coinpurse.db import create_engine, migrate_sync
+from coinpurse.tables import metadata
 from tests.pgserver import PgServer, free_port
 
 # Clearly fake: tests only.
 TEST_JWT_SECRET = "test-only-secret-not-for-production-0123456789"
-TABLES = ("gifts", "holds", "entries", "transactions", "accounts", "idempotency_keys",
-          "api_keys", "user_agencies")
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +65,8 @@ def _truncate(url: str) -> None:
     async def run() -> None:
         engine = create_engine(url, pool_size=1)
         async with engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         await engine.dispose()
 
     asyncio.run(run())

@@ -142,6 +142,9 @@ api_keys = Table(
     Column("key_prefix", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # Set when the key is rotated: it keeps working until then (the grace period).
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("created_by", String(160), nullable=True),
 )
 
 holds = Table(
@@ -204,4 +207,82 @@ gifts = Table(
     Index(None, "from_user_id", "id"),
     Index(None, "to_user_id", "id"),
     Index(None, "agency_id", "created_at"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    # user, merchant, admin, auditor
+    Column("role", String(16), nullable=False, server_default="user"),
+    Column("totp_secret", String(64), nullable=True),
+    Column("totp_enabled", Boolean, nullable=False, server_default="0"),
+    Column("recovery_codes_json", Text, nullable=True),  # SHA-256 hashes of unused codes
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime, nullable=True),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id"), nullable=False),
+    Column("family_id", String(36), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("mfa", Boolean, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index(None, "family_id"),
+    Index(None, "user_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(160), nullable=False),
+    Column("actor_role", String(16), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=True),
+    Column("details_json", Text, nullable=False),
+    Column("ip", String(64), nullable=True),
+    Index(None, "actor", "id"),
+    Index(None, "action", "id"),
+)
+
+adjustments = Table(
+    "adjustments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(128), nullable=False),
+    Column("currency", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("direction", String(8), nullable=False),  # credit, debit
+    Column("reason", String(500), nullable=False),
+    # pending, applied, rejected, failed
+    Column("status", String(16), nullable=False),
+    Column("requested_by", String(160), nullable=False),
+    Column("decided_by", String(160), nullable=True),
+    Column("decision_note", String(500), nullable=True),
+    Column("transaction_id", String(36), ForeignKey("transactions.id"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    Index(None, "status", "created_at"),
+)
+
+reversals = Table(
+    "reversals",
+    metadata,
+    Column("original_id", String(36), ForeignKey("transactions.id"), primary_key=True),
+    Column("reversal_id", String(36), ForeignKey("transactions.id"), nullable=False,
+           unique=True),
+    Column("reversed_by", String(160), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
