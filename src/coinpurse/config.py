@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -116,6 +117,19 @@ class Settings(BaseSettings):
     committers: int = Field(default=0, ge=0, le=32)  # 0: 1 on SQLite, 2 on PostgreSQL
     db_pool_size: int = Field(default=10, ge=1, le=200)
     log_level: str = "info"
+    # external: verify tokens of an existing auth system; builtin: Coinpurse's own accounts.
+    auth: Literal["external", "builtin"] = "external"
+    access_token_ttl_s: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=3600, le=365 * 86_400)
+    # Adjustments above this amount (minor units) wait for a second admin's approval.
+    adjustment_approval_above: int = Field(default=100_000, ge=0)
+    key_rotation_grace_s: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    # Rate limits ("N/second|minute|hour"), storage memory:// or redis://host:port
+    rate_limit_storage: str = "memory://"
+    rate_limit_service: str = "6000/minute"
+    rate_limit_user: str = "600/minute"
+    rate_limit_ip: str = "1200/minute"
+    rate_limit_login: str = "10/minute"
     # Gifts: a catalog of type:price[:currency] (currency defaults to the first giftable one).
     gift_catalog: str = "rose:10,heart:50,rocket:500,car:1000"
     gift_currencies: str = "*"

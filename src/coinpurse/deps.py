@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
-from coinpurse.auth.tokens import TokenVerifier
+from coinpurse.auth.tokens import Principal, TokenVerifier
 from coinpurse.config import Settings
 from coinpurse.errors import (
     CoinpurseError,
@@ -68,17 +68,42 @@ async def current_service(
     return key
 
 
-async def current_user(
+async def current_principal(
     state: State,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
+) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
-    return state.verifier.user_id(credentials.credentials)
+    return state.verifier.principal(credentials.credentials)
+
+
+async def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> str:
+    return principal.user_id
+
+
+async def admin_reader(
+    state: State, principal: Annotated[Principal, Depends(current_principal)]
+) -> Principal:
+    """Admins and auditors; with built-in accounts only after two-factor sign-in."""
+    if principal.role not in ("admin", "auditor"):
+        raise Forbidden("this needs an admin or auditor token")
+    if state.settings.auth == "builtin" and not principal.mfa:
+        raise Forbidden("admins and auditors must sign in with two-factor authentication "
+                        "(enrol at /api/v1/auth/2fa/enroll)", reason="mfa_required")
+    return principal
+
+
+async def admin_writer(principal: Annotated[Principal, Depends(admin_reader)]) -> Principal:
+    if principal.role != "admin":
+        raise Forbidden("auditors read; only admins change things")
+    return principal
 
 
 Service = Annotated[ServiceKey, Depends(current_service)]
 UserId = Annotated[str, Depends(current_user)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+Admin = Annotated[Principal, Depends(admin_reader)]
+AdminWriter = Annotated[Principal, Depends(admin_writer)]
 
 
 def idempotency_key(

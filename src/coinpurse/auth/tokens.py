@@ -7,6 +7,7 @@ tokens (an HS256 token signed with the public key) fail like any bad signature.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,16 @@ from coinpurse.errors import Unauthorized
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
 LEEWAY_S = 30
+ROLES = ("user", "merchant", "admin", "auditor")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a user token speaks for: the user, their role, and whether they passed 2FA."""
+
+    user_id: str
+    role: str = "user"
+    mfa: bool = False
 
 
 class TokenVerifier:
@@ -52,6 +63,10 @@ class TokenVerifier:
 
     def user_id(self, token: str) -> str:
         """Return the token's ``sub``, or raise Unauthorized with the reason."""
+        return self.principal(token).user_id
+
+    def principal(self, token: str) -> Principal:
+        """Verify the token; its ``role`` claim (default user) and ``mfa``/``amr`` claims."""
         if not self.configured:
             raise Unauthorized("user tokens cannot be verified: no JWT key is configured")
         try:
@@ -71,7 +86,15 @@ class TokenVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not USER_ID_RE.match(sub):
             raise Unauthorized("the token's sub is not a valid user id")
-        return sub
+        if claims.get("typ", "access") != "access":
+            raise Unauthorized("not an access token")
+        role = claims.get("role", "user")
+        if role not in ROLES:
+            role = "user"  # an unknown role grants nothing beyond a user's own wallet
+        amr = claims.get("amr")
+        mfa = claims.get("mfa") is True or (
+            isinstance(amr, list) and any(m in ("mfa", "otp") for m in amr))
+        return Principal(user_id=sub, role=role, mfa=mfa)
 
 
 def issue_hs256(secret: str, user_id: str, *, ttl_s: int = 86_400, **claims: Any) -> str:
