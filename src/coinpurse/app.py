@@ -14,17 +14,19 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coinpurse import __version__
+from coinpurse.admin.routes import router as admin_router
+from coinpurse.auth.routes import router as auth_router
 from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.background import start_background, stop_background
 from coinpurse.config import Settings, load_settings
 from coinpurse.db import create_engine
-from coinpurse.deps import AppState
 from coinpurse.errors import (
     ALL_ERRORS,
     CoinpurseError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     ValidationFailed,
 )
 from coinpurse.gifts.routes import router as gifts_router
@@ -32,6 +34,8 @@ from coinpurse.holds.routes import router as holds_router
 from coinpurse.internal.routes import router as internal_router
 from coinpurse.kit.http import json_response, problem_response
 from coinpurse.ledger.service import Ledger
+from coinpurse.ratelimit import RateLimits
+from coinpurse.state import AppState
 from coinpurse.wallets.routes import router as wallet_router
 
 log = logging.getLogger("coinpurse")
@@ -92,6 +96,29 @@ class _BodyTooLarge(StarletteHTTPException):
 
     def __init__(self, detail: str) -> None:
         super().__init__(413, detail)
+
+
+class AddressRateLimit:
+    """Per-client-address limit on the user and admin APIs (backends calling /internal
+    share few addresses, so they are limited per key instead)."""
+
+    PREFIXES = ("/api/", "/admin/")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.PREFIXES):
+            state: AppState | None = getattr(scope["app"].state, "coinpurse", None)
+            client = scope.get("client")
+            if state is not None:
+                try:
+                    await state.rate_limits.hit(state.rate_limits.ip, "ip",
+                                                client[0] if client else "unknown")
+                except RateLimited as exc:
+                    await problem_response(exc)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def _validation_problem(exc: RequestValidationError) -> ValidationFailed:
@@ -174,9 +201,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("no COINPURSE_JWT_SECRET or COINPURSE_JWT_PUBLIC_KEY: "
                         "the user API will refuse every token")
         app.state.coinpurse = AppState(settings=settings, db=db, ledger=ledger,
-                                       verifier=verifier)
+                                       verifier=verifier, rate_limits=RateLimits(settings))
         await ledger.start()
-        background = start_background(db, ledger)
+        background = start_background(db, ledger, settings)
         try:
             yield
         finally:
@@ -191,12 +218,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(AddressRateLimit)
     app.add_middleware(BodyLimit, limit=settings.body_max_bytes,
                        batch_limit=settings.batch_body_max_bytes)
     app.include_router(internal_router)
     app.include_router(holds_router)
     app.include_router(gifts_router)
     app.include_router(wallet_router)
+    app.include_router(auth_router)
+    app.include_router(admin_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> Response:

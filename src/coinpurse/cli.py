@@ -182,6 +182,52 @@ def check(as_json: bool) -> None:
 
 
 @main.group()
+def admin() -> None:
+    """Built-in accounts with the admin or auditor role."""
+
+
+@admin.command("create")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["admin", "auditor"]), default="admin",
+              show_default=True)
+@click.option("--password", envvar="COINPURSE_ADMIN_PASSWORD",
+              help="Default: read from standard input, or prompted on a terminal.")
+@click.option("--json", "as_json", is_flag=True)
+def admin_create(email: str, role: str, password: str | None, as_json: bool) -> None:
+    """Create an admin (or give an existing account the role). The admin must then sign in,
+    enrol two-factor authentication and sign in again with a code before any admin call."""
+    from coinpurse.auth import accounts
+    from coinpurse.errors import ValidationFailed
+
+    settings = _settings()
+    if password is None:
+        if sys.stdin.isatty():
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+    assert password is not None
+
+    async def create(conn: Any) -> tuple[Any, bool]:
+        user = await accounts.create_user(conn, email, password, role=role)
+        if user is not None:
+            return user, True
+        return await accounts.set_role(conn, email, role), False
+
+    try:
+        user, created = _run(settings, create, write=True)
+    except ValidationFailed as exc:
+        click.echo(f"coinpurse: {exc.detail}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps({**user.as_dict(), "created": created}))
+    else:
+        click.echo(f"{'created' if created else 'updated'} {user.email} ({user.id}) as {role}")
+    if settings.auth != "builtin":
+        click.echo("note: COINPURSE_AUTH is not builtin, so this account cannot sign in "
+                   "until it is", err=True)
+
+
+@main.group()
 def keys() -> None:
     """Service API keys (stored hashed; a key is shown only when created)."""
 

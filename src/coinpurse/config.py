@@ -126,10 +126,22 @@ class Settings(BaseSettings):
     key_rotation_grace_s: int = Field(default=86_400, ge=0, le=30 * 86_400)
     # Rate limits ("N/second|minute|hour"), storage memory:// or redis://host:port
     rate_limit_storage: str = "memory://"
-    rate_limit_service: str = "6000/minute"
-    rate_limit_user: str = "600/minute"
-    rate_limit_ip: str = "1200/minute"
-    rate_limit_login: str = "10/minute"
+    rate_limit_service: str = "off"  # e.g. 60000/minute; internal callers are trusted
+    rate_limit_user: str = "1200/minute"
+    rate_limit_ip: str = "6000/minute"  # user and admin API only; backends share addresses
+    rate_limit_login: str = "10/minute"  # sign-in and 2FA attempts per account
+    rate_limit_login_ip: str = "50/minute"  # ... and per client address
+
+    @field_validator("rate_limit_service", "rate_limit_user", "rate_limit_ip",
+                     "rate_limit_login", "rate_limit_login_ip")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from coinpurse.ratelimit import check_spec
+
+        try:
+            return check_spec(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as 600/minute, or off") from None
     # Gifts: a catalog of type:price[:currency] (currency defaults to the first giftable one).
     gift_catalog: str = "rose:10,heart:50,rocket:500,car:1000"
     gift_currencies: str = "*"
@@ -138,6 +150,29 @@ class Settings(BaseSettings):
     gift_agency_bps: int = Field(default=1000, ge=0, le=BPS_MAX)
     gift_allow_amount: bool = True
     platform_fee_address: str = "platform:fees"
+    # Top-ups, withdrawals and KYC (README: "Top-ups, withdrawals and KYC").
+    public_url: str = "http://127.0.0.1:8000"
+    topup_providers: str = "mock"  # comma-separated: mock, stripe, razorpay
+    topup_packages: str = "small:100:99:usd,medium:1000+20%:799:usd,large:10000+30%:6999:usd"
+    topup_rates: str = ""  # currency:per:price:price_currency; empty: packages only
+    topup_return_url: str = ""  # default {public_url}/topup-return
+    topup_order_ttl_s: int = Field(default=3600, ge=1800, le=86_400)
+    promotions_address: str = "service:promotions"
+    payouts_address: str = "platform:payouts"
+    mock_webhook_secret: SecretStr = SecretStr("whsec_mock_development_only_not_a_secret")
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secrets: SecretStr | None = None  # comma-separated, for rotation
+    stripe_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    stripe_api_base: str | None = None  # tests point the SDK at a local fake
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: SecretStr | None = None
+    razorpay_webhook_secret: SecretStr | None = None
+    razorpay_api_base: str | None = None
+    withdrawal_currencies: str = ""  # code[:min[:max]]; empty: no withdrawals
+    withdrawal_hold_ttl_s: int = Field(default=30 * 86_400, ge=3600, le=365 * 86_400)
+    kyc_tiers: str = ""  # JSON; empty: coinpurse.kyc.tiers.DEFAULT_TIERS
+    inbox_poll_s: float = Field(default=1.0, ge=0, le=3600)  # 0: no inbox worker here
+    inbox_max_attempts: int = Field(default=12, ge=1, le=100)
 
     @field_validator("currencies")
     @classmethod
@@ -155,10 +190,55 @@ class Settings(BaseSettings):
             parse_gift_catalog(self.gift_catalog, currencies, default)
         except ValueError as exc:
             raise ValueError(f"COINPURSE_GIFT_CATALOG: {exc}") from None
+        if self.auth == "builtin" and self.jwt_secret is None:
+            raise ValueError("COINPURSE_AUTH=builtin signs its own tokens: set "
+                             "COINPURSE_JWT_SECRET (at least 32 random characters)")
         if self.gift_platform_bps + self.gift_agency_bps > BPS_MAX:
             raise ValueError("COINPURSE_GIFT_PLATFORM_BPS + COINPURSE_GIFT_AGENCY_BPS must be "
                              f"at most {BPS_MAX} (100%)")
+        self._check_payments(list(currencies))
         return self
+
+    def _check_payments(self, currencies: list[str]) -> None:
+        from coinpurse.kyc.tiers import parse_tiers
+        from coinpurse.payments.packages import (
+            parse_packages,
+            parse_rates,
+            parse_withdrawable,
+        )
+
+        for name, parse in (("TOPUP_PACKAGES", parse_packages), ("TOPUP_RATES", parse_rates),
+                            ("WITHDRAWAL_CURRENCIES", parse_withdrawable)):
+            try:
+                parse(getattr(self, name.lower()), currencies)
+            except ValueError as exc:
+                raise ValueError(f"COINPURSE_{name}: {exc}") from None
+        try:
+            parse_tiers(self.kyc_tiers_json, set(currencies))
+        except ValueError as exc:
+            raise ValueError(f"COINPURSE_KYC_TIERS: {exc}") from None
+        unknown = set(self.providers) - {"mock", "stripe", "razorpay"}
+        if unknown:
+            raise ValueError("COINPURSE_TOPUP_PROVIDERS: unknown provider(s) "
+                             + ", ".join(sorted(unknown)) + "; known: mock, stripe, razorpay")
+        needs = {"stripe": ("stripe_secret_key", "stripe_webhook_secrets"),
+                 "razorpay": ("razorpay_key_id", "razorpay_key_secret",
+                              "razorpay_webhook_secret")}
+        for provider, fields in needs.items():
+            for name in fields:
+                if provider in self.providers and not getattr(self, name):
+                    raise ValueError(f"COINPURSE_{name.upper()} is required when "
+                                     f"COINPURSE_TOPUP_PROVIDERS includes {provider}")
+
+    @property
+    def kyc_tiers_json(self) -> str:
+        from coinpurse.kyc.tiers import DEFAULT_TIERS
+
+        return self.kyc_tiers.strip() or DEFAULT_TIERS
+
+    @cached_property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.topup_providers.split(",") if p.strip())
 
     @cached_property
     def giftable(self) -> frozenset[str]:

@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
-from coinpurse.auth.tokens import Principal, TokenVerifier
-from coinpurse.config import Settings
+from coinpurse.auth.tokens import Principal
 from coinpurse.errors import (
     CoinpurseError,
     Forbidden,
     Unauthorized,
-    UnknownCurrency,
     ValidationFailed,
 )
 from coinpurse.kit.types import IDEMPOTENCY_KEY_RE
-from coinpurse.ledger.service import Ledger
-
-
-@dataclass
-class AppState:
-    settings: Settings
-    db: AsyncEngine
-    ledger: Ledger
-    verifier: TokenVerifier
-
-    def currency(self, code: str) -> str:
-        if code not in self.settings.currency_map:
-            raise UnknownCurrency(
-                f"{code!r} is not a currency here; configured: "
-                + ", ".join(self.settings.currency_map),
-            )
-        return code
+from coinpurse.state import AppState
 
 
 def get_state(request: Request) -> AppState:
@@ -63,6 +43,7 @@ async def current_service(
         key = await keys.authenticate(conn, api_key)
     if key is None:
         raise Unauthorized("the API key is not valid or has been revoked")
+    await state.rate_limits.hit(state.rate_limits.service, "service-key", key.id)
     if x_service_name is not None and x_service_name != key.service:
         raise Forbidden(f"X-Service-Name {x_service_name!r} does not match this key's service")
     return key
@@ -74,7 +55,14 @@ async def current_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
-    return state.verifier.principal(credentials.credentials)
+    principal = state.verifier.principal(credentials.credentials)
+    await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
+    return principal
+
+
+def client_ip(request: Request) -> str:
+    """The peer address. Behind a proxy, run uvicorn with --forwarded-allow-ips."""
+    return request.client.host if request.client else "unknown"
 
 
 async def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> str:

@@ -22,6 +22,7 @@ class CoinpurseError(Exception):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.extra = extra
+        self.headers: dict[str, str] = {}
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -109,6 +110,52 @@ class IdempotencyKeyInUse(CoinpurseError):
     title = "A request with this idempotency key is still running"
 
 
+class RateLimited(CoinpurseError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, retry_after_s: int = 1) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class InvalidCredentials(CoinpurseError):
+    code = "invalid_credentials"
+    status = 401
+    title = "Wrong e-mail or password"
+
+
+class MfaRequired(CoinpurseError):
+    code = "mfa_required"
+    status = 401
+    title = "A two-factor code is required"
+
+
+class InvalidMfaCode(CoinpurseError):
+    code = "invalid_mfa_code"
+    status = 401
+    title = "The two-factor code is not valid"
+
+
+class RefreshTokenReused(CoinpurseError):
+    code = "refresh_token_reused"
+    status = 401
+    title = "This refresh token was already used; every session of its family is revoked"
+
+
+class Conflict(CoinpurseError):
+    code = "conflict"
+    status = 409
+    title = "The request conflicts with the current state"
+
+
+class AlreadyReversed(CoinpurseError):
+    code = "already_reversed"
+    status = 409
+    title = "This transaction has already been reversed"
+
+
 class ServiceUnavailable(CoinpurseError):
     code = "service_unavailable"
     status = 503
@@ -147,10 +194,76 @@ class BatchAtomicFailed(LedgerRejection):
     title = "Not applied: another transfer in this atomic batch was refused"
 
 
+# Top-ups, withdrawals and KYC (coinpurse.payments, .withdrawals, .kyc).
+class KycRequired(LedgerRejection):
+    code = "kyc_required"
+    status = 403
+    title = "A higher verification (KYC) tier is required"
+
+
+class LimitExceeded(LedgerRejection):
+    code = "limit_exceeded"
+    title = "A limit of the user's verification tier would be exceeded"
+
+
+class DebtOutstanding(LedgerRejection):
+    code = "debt_outstanding"
+    status = 409
+    title = "The user owes a debt from a refunded payment; withdrawals wait until it is repaid"
+
+
+class CurrencyNotWithdrawable(CoinpurseError):
+    code = "currency_not_withdrawable"
+    status = 422
+    title = "This currency cannot be withdrawn"
+
+
+class ProviderNotEnabled(CoinpurseError):
+    code = "provider_not_enabled"
+    status = 422
+    title = "This payment provider is not enabled here"
+
+
+class ProviderUnavailable(CoinpurseError):
+    code = "provider_unavailable"
+    status = 503
+    title = "The payment provider could not be reached; retry with the same idempotency key"
+
+
+class InvalidSignature(CoinpurseError):
+    code = "invalid_signature"
+    status = 400
+    title = "The signature is missing or does not match"
+
+
+class PaymentNotCompleted(CoinpurseError):
+    code = "payment_not_completed"
+    status = 409
+    title = "The provider does not report this payment as completed"
+
+
+class WithdrawalNotPending(CoinpurseError):
+    code = "withdrawal_not_pending"
+    status = 409
+    title = "The withdrawal is no longer pending"
+
+
+class KycSubmissionPending(CoinpurseError):
+    code = "kyc_submission_pending"
+    status = 409
+    title = "A verification submission is already waiting for review"
+
+
+class KycSubmissionNotPending(CoinpurseError):
+    code = "kyc_submission_not_pending"
+    status = 409
+    title = "The verification submission has already been decided"
+
+
 REJECTIONS: dict[str, type[CoinpurseError]] = {
     cls.code: cls
     for cls in (InsufficientFunds, BalanceOverflow, BatchAtomicFailed, HoldNotOpen,
-                CaptureExceedsHold)
+                CaptureExceedsHold, KycRequired, LimitExceeded, DebtOutstanding)
 }
 REJECTIONS["hold_not_found"] = NotFound
 
@@ -158,7 +271,11 @@ REJECTIONS["hold_not_found"] = NotFound
 ALL_ERRORS: tuple[type[CoinpurseError], ...] = (
     ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
     UnsupportedMediaType, UnknownCurrency, CurrencyNotTransferable, IdempotencyKeyReused,
-    IdempotencyKeyInUse,
+    IdempotencyKeyInUse, RateLimited, InvalidCredentials, MfaRequired, InvalidMfaCode,
+    RefreshTokenReused, Conflict, AlreadyReversed,
     InsufficientFunds, BalanceOverflow, BatchAtomicFailed, HoldNotOpen, CaptureExceedsHold,
+    KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable, ProviderNotEnabled,
+    ProviderUnavailable, InvalidSignature, PaymentNotCompleted, WithdrawalNotPending,
+    KycSubmissionPending, KycSubmissionNotPending,
     ServiceUnavailable, CoinpurseError,
 )

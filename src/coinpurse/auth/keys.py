@@ -10,7 +10,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, select, update
@@ -32,6 +32,7 @@ class ServiceKey:
     created_at: datetime
     revoked_at: datetime | None = None
     key_prefix: str = ""
+    expires_at: datetime | None = None
 
     def allows(self, scope: str) -> bool:
         return allows(self.scopes, scope)
@@ -48,6 +49,7 @@ class ServiceKey:
             "key_prefix": self.key_prefix,
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
 
 
@@ -63,7 +65,8 @@ def check_service_name(name: str) -> str:
     return name
 
 
-async def create_key(conn: AsyncConnection, service: str, scopes: str) -> tuple[ServiceKey, str]:
+async def create_key(conn: AsyncConnection, service: str, scopes: str,
+                     created_by: str | None = None) -> tuple[ServiceKey, str]:
     """Store a new key; return it with the secret, which is never retrievable again."""
     check_service_name(service)
     parsed = parse_scopes(scopes)
@@ -79,6 +82,7 @@ async def create_key(conn: AsyncConnection, service: str, scopes: str) -> tuple[
         api_keys.insert().values(
             id=key.id, service=key.service, scopes=" ".join(key.scopes),
             key_hash=hash_key(secret), key_prefix=key.key_prefix, created_at=key.created_at,
+            created_by=created_by,
         )
     )
     return key, secret
@@ -93,7 +97,26 @@ async def authenticate(conn: AsyncConnection, secret: str) -> ServiceKey | None:
                                    api_keys.c.revoked_at.is_(None))
         )
     ).first()
-    return _row_to_key(row) if row else None
+    if row is None or (row.expires_at is not None and row.expires_at <= datetime.now(UTC)):
+        return None
+    return _row_to_key(row)
+
+
+async def rotate_key(conn: AsyncConnection, key_id: str, grace_s: int,
+                     rotated_by: str | None = None) -> tuple[ServiceKey, str, ServiceKey]:
+    """A new key with the same service and scopes; the old one works ``grace_s`` more."""
+    row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+    now = datetime.now(UTC)
+    if row is None or row.revoked_at is not None or (
+            row.expires_at is not None and row.expires_at <= now):
+        raise NotFound(f"no active key {key_id!r}")
+    new, secret = await create_key(conn, row.service, row.scopes, created_by=rotated_by)
+    until = now + timedelta(seconds=grace_s)
+    if row.expires_at is None or row.expires_at > until:
+        await conn.execute(update(api_keys).where(api_keys.c.id == key_id)
+                           .values(expires_at=until))
+    old = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).one()
+    return new, secret, _row_to_key(old)
 
 
 async def list_keys(conn: AsyncConnection) -> list[ServiceKey]:
@@ -122,4 +145,5 @@ def _row_to_key(row: Row[Any]) -> ServiceKey:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         key_prefix=row.key_prefix,
+        expires_at=row.expires_at,
     )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Table, select
+from sqlalchemy import Row, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -17,7 +17,7 @@ from coinpurse.errors import ValidationFailed
 from coinpurse.gifts.split import Split, split_gift
 from coinpurse.idempotency import StoredResponse
 from coinpurse.ledger.model import Outcome, Posting, Rejection, Transaction, TransactionSpec
-from coinpurse.ledger.service import new_transaction_id
+from coinpurse.ledger.service import RowInserts, SideWrites, SqlWrite, new_transaction_id
 from coinpurse.ledger.views import rejection_problem
 from coinpurse.tables import gifts, user_agencies
 
@@ -127,12 +127,10 @@ def render_gift(plan: GiftPlan) -> Callable[[list[Outcome]], StoredResponse]:
     return render
 
 
-def gift_side_writes(
-    plan: GiftPlan,
-) -> Callable[[list[Outcome]], list[tuple[Table, list[dict[str, Any]]]]]:
+def gift_side_writes(plan: GiftPlan) -> SideWrites:
     """The gift's record, written in the same commit as its transaction."""
 
-    def writes(outcomes: list[Outcome]) -> list[tuple[Table, list[dict[str, Any]]]]:
+    def writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
         return [(gifts, [gift_row(plan, o) for o in outcomes if isinstance(o, Transaction)])]
 
     return writes

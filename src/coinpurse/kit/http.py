@@ -27,4 +27,4 @@ def problem_response(
     err: CoinpurseError, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(err.problem_bytes(), status_code=err.status,
-                    media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+                    media_type=PROBLEM_CONTENT_TYPE, headers={**err.headers, **(headers or {})})

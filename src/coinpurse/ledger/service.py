@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import uuid_utils
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse import idempotency
 from coinpurse.errors import (
@@ -33,12 +33,14 @@ from coinpurse.ledger import engine as ledger_engine
 from coinpurse.ledger import store
 from coinpurse.ledger.model import (
     AccountKey,
+    AccountState,
     CaptureHold,
     HoldOutcome,
     HoldState,
     Operation,
     Outcome,
     PlaceHold,
+    Rejection,
     ReleaseHold,
     Transaction,
     TransactionSpec,
@@ -47,8 +49,23 @@ from coinpurse.ledger.model import (
 log = logging.getLogger("coinpurse.ledger")
 
 Renderer = Callable[[list[Outcome]], StoredResponse]
-# Rows to insert in the same commit as the money movement (gift records, outbox events...).
-SideWrites = Callable[[list[Outcome]], list[tuple[Table, list[dict[str, Any]]]]]
+# Run in the batch's transaction after the money movement: an UPDATE of a domain row whose
+# state must change in the same commit (a payment order marked paid, a withdrawal approved).
+SqlWrite = Callable[[AsyncConnection], Awaitable[None]]
+RowInserts = tuple[Table, list[dict[str, Any]]]
+# What to write in the same commit as the money movement: rows to insert (gift records,
+# outbox events...) and, rarely, statements to run.
+SideWrites = Callable[[list[Outcome]], list[RowInserts | SqlWrite]]
+# Decides a job's operations inside the batch, after its accounts are locked: it sees the
+# locked balances (as changed by the batch's earlier jobs), can read the database, and sees
+# the rows the batch's earlier jobs will insert. It returns the operations to apply (only on
+# accounts and holds the job declared) or a Rejection that refuses the job. This is how a
+# limit is checked, or an amount decided ("take what is available"), in the same database
+# transaction as the money movement.
+Prepare = Callable[
+    [AsyncConnection, Mapping[AccountKey, AccountState], Sequence[RowInserts]],
+    Awaitable[Sequence[Operation] | Rejection],
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +83,9 @@ class Job:
     render: Renderer
     future: asyncio.Future[JobResult] = field(repr=False)
     side_writes: SideWrites | None = None
+    prepare: Prepare | None = None
+    lock_keys: frozenset[AccountKey] = frozenset()
+    store_refusals: bool = True
 
 
 def new_transaction_id() -> str:
@@ -122,8 +142,12 @@ class Ledger:
         claim: Claim | None = None,
         atomic: bool = False,
         side_writes: SideWrites | None = None,
+        store_refusals: bool = True,
     ) -> JobResult:
-        """Apply ``ops`` (in one batch with whatever else is waiting) and return the answer."""
+        """Apply ``ops`` (in one batch with whatever else is waiting) and return the answer.
+
+        ``store_refusals=False``: a refused job does not consume its idempotency claim, for
+        operations that may succeed later (a reversal once the money is back)."""
         if not self._tasks:
             raise ServiceUnavailable("the ledger is not running")
         if claim is not None and claim.ident in self._inflight:
@@ -135,7 +159,9 @@ class Ledger:
             self._inflight.add(ident)
             # Released when the job is answered, not when the caller goes away.
             future.add_done_callback(lambda _f: self._inflight.discard(ident))
-        self._queue.put_nowait(Job(list(ops), atomic, claim, render, future, side_writes))
+        self._queue.put_nowait(
+            Job(list(ops), atomic, claim, render, future, side_writes,
+                store_refusals=store_refusals))
         # Shield: a client that disconnects must not cancel a job a retry may replay.
         return await asyncio.shield(future)
 
@@ -197,6 +223,7 @@ class Ledger:
             ))
             keys: set[AccountKey] = set()
             for i in live:
+                keys |= jobs[i].lock_keys
                 for op in jobs[i].ops:
                     keys |= _account_keys(op, held)
             states = await store.lock_accounts(
@@ -206,14 +233,24 @@ class Ledger:
             changed_holds: dict[str, HoldState] = {}
             hold_keys: dict[str, str | None] = {}
             done: list[tuple[Claim, StoredResponse]] = []
-            extra: list[tuple[Table, list[dict[str, Any]]]] = []
+            extra: list[RowInserts] = []
+            statements: list[SqlWrite] = []
             for i in live:
                 job = jobs[i]
                 idem_key = job.claim.key if job.claim else None
-                outcomes = ledger_engine.apply_group(
-                    job.ops, states, atomic=job.atomic, new_id=new_transaction_id, now=now,
-                    idempotency_key=idem_key, holds=held,
-                )
+                ops: Sequence[Operation] | Rejection = job.ops
+                if job.prepare is not None:
+                    ops = await job.prepare(conn, states, tuple(extra))
+                if isinstance(ops, Rejection):
+                    outcomes: list[Outcome] = [ops] + [
+                        Rejection("batch_atomic_failed", f"not applied ({ops.code})")
+                        for _ in job.ops[1:]]
+                else:
+                    _assert_declared(ops, job, states, held)
+                    outcomes = ledger_engine.apply_group(
+                        ops, states, atomic=job.atomic, new_id=new_transaction_id, now=now,
+                        idempotency_key=idem_key, holds=held,
+                    )
                 for o in outcomes:
                     if isinstance(o, Transaction):
                         posted.append(o)
@@ -224,8 +261,13 @@ class Ledger:
                             posted.append(o.transaction)
                 response = job.render(outcomes)
                 if job.side_writes is not None:
-                    extra.extend(job.side_writes(outcomes))
-                if job.claim is not None:
+                    for write in job.side_writes(outcomes):
+                        if isinstance(write, tuple):
+                            extra.append(write)
+                        else:
+                            statements.append(write)
+                refused = any(isinstance(o, Rejection) for o in outcomes)
+                if job.claim is not None and (job.store_refusals or not refused):
                     done.append((job.claim, response))
                 answers[i] = JobResult(response, replayed=False, outcomes=outcomes)
 
@@ -235,6 +277,8 @@ class Ledger:
             for table, rows in extra:
                 if rows:
                     await conn.execute(table.insert(), rows)
+            for statement in statements:
+                await statement(conn)
             await idempotency.store(conn, done, now=now, expires_at=now + self._ttl)
         assert all(a is not None for a in answers)
         return [a for a in answers if a is not None]
@@ -252,6 +296,19 @@ def _account_keys(op: Operation, held: dict[str, HoldState]) -> set[AccountKey]:
     if isinstance(op, CaptureHold):
         keys.add((hold.destination, hold.currency))
     return keys
+
+
+def _assert_declared(ops: Sequence[Operation], job: Job,
+                     states: Mapping[AccountKey, AccountState],
+                     held: Mapping[str, HoldState]) -> None:
+    """A prepared job may only touch what it declared, which the batch has locked."""
+    if job.prepare is None:
+        return
+    for op in ops:
+        assert _account_keys(op, dict(held)) <= states.keys(), op
+        if isinstance(op, CaptureHold | ReleaseHold):
+            assert any(isinstance(d, CaptureHold | ReleaseHold) and d.hold_id == op.hold_id
+                       for d in job.ops), op
 
 
 def _settle(job: Job, answer: JobResult | CoinpurseError) -> None:

@@ -1,0 +1,53 @@
+"""Rate limits per service key, per user, per client address and per sign-in target.
+
+The ``limits`` library does the counting (moving window). Storage is in-process memory by
+default; set ``COINPURSE_RATE_LIMIT_STORAGE=redis://host:6379`` (with the ``coredis``
+package) so that several server processes share the counters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from coinpurse.config import Settings
+from coinpurse.errors import RateLimited
+
+OFF = ("", "0", "off", "none")
+
+
+def _item(spec: str) -> RateLimitItem | None:
+    return None if spec.strip().lower() in OFF else parse(spec)
+
+
+def check_spec(spec: str) -> str:
+    """Validate a limit such as ``600/minute`` (or ``off``); raise ValueError if malformed."""
+    if spec.strip().lower() not in OFF:
+        parse(spec)
+    return spec
+
+
+class RateLimits:
+    def __init__(self, settings: Settings) -> None:
+        uri = settings.rate_limit_storage
+        storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
+        self._limiter = MovingWindowRateLimiter(storage)
+        self.service = _item(settings.rate_limit_service)
+        self.user = _item(settings.rate_limit_user)
+        self.ip = _item(settings.rate_limit_ip)
+        self.login = _item(settings.rate_limit_login)
+        self.login_ip = _item(settings.rate_limit_login_ip)
+
+    async def hit(self, item: RateLimitItem | None, *identifiers: str) -> None:
+        """Count one request; raise RateLimited (429 with Retry-After) past the limit."""
+        if item is None:
+            return
+        if await self._limiter.hit(item, *identifiers):
+            return
+        stats = await self._limiter.get_window_stats(item, *identifiers)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited(f"too many requests; retry in {retry_after} s", retry_after)
