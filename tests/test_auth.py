@@ -1,0 +1,179 @@
+"""Built-in accounts: sign-in cycle, refresh rotation and reuse, 2FA, brute-force limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from asgi_lifespan import LifespanManager
+
+from coinpurse.app import create_app
+from coinpurse.config import Settings
+from tests.conftest import TEST_JWT_SECRET, auth
+
+PASSWORD = "correct horse battery"
+
+
+def builtin_settings(db_url: str, **extra: Any) -> Settings:
+    return Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+                    auth="builtin", currencies="points:0,usdt:2", **extra)
+
+
+@pytest.fixture
+async def bclient(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(builtin_settings(db_url))
+    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        yield c
+
+
+async def register_and_login(c: httpx.AsyncClient, email: str,
+                             **extra: str) -> dict[str, Any]:
+    r = await c.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 202, r.text
+    r = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD, **extra})
+    assert r.status_code == 200, r.text
+    session: dict[str, Any] = r.json()
+    return session
+
+
+async def test_sign_in_cycle_with_refresh_rotation_and_reuse(bclient: httpx.AsyncClient) -> None:
+    s1 = await register_and_login(bclient, "Ann@Example.com")
+    assert s1["token_type"] == "bearer" and s1["expires_in"] == 900 and s1["mfa"] is False
+    me = await bclient.get("/api/v1/me", headers=auth(s1["access_token"]))
+    assert me.status_code == 200
+    assert me.json()["email"] == "ann@example.com" and me.json()["role"] == "user"
+    wallet = await bclient.get("/api/v1/wallet/balance", headers=auth(s1["access_token"]))
+    assert wallet.status_code == 200 and wallet.json()["user_id"] == me.json()["id"]
+
+    s2 = (await bclient.post("/api/v1/auth/refresh",
+                             json={"refresh_token": s1["refresh_token"]})).json()
+    assert s2["refresh_token"] != s1["refresh_token"]
+    s3 = (await bclient.post("/api/v1/auth/refresh",
+                             json={"refresh_token": s2["refresh_token"]})).json()
+    # Reusing s1's (spent) token revokes the whole family, s3's live token included.
+    reuse = await bclient.post("/api/v1/auth/refresh",
+                               json={"refresh_token": s1["refresh_token"]})
+    assert reuse.status_code == 401 and reuse.json()["code"] == "refresh_token_reused"
+    dead = await bclient.post("/api/v1/auth/refresh",
+                              json={"refresh_token": s3["refresh_token"]})
+    assert dead.status_code == 401
+
+    s4 = (await bclient.post("/api/v1/auth/login",
+                             json={"email": "ann@example.com", "password": PASSWORD})).json()
+    out = await bclient.post("/api/v1/auth/logout", json={"refresh_token": s4["refresh_token"]})
+    assert out.status_code == 204
+    gone = await bclient.post("/api/v1/auth/refresh", json={"refresh_token": s4["refresh_token"]})
+    assert gone.status_code == 401
+    bogus = await bclient.post("/api/v1/auth/refresh", json={"refresh_token": "cpr_nope"})
+    assert bogus.status_code == 401 and bogus.json()["code"] == "unauthorized"
+
+
+async def test_no_account_enumeration(bclient: httpx.AsyncClient) -> None:
+    await register_and_login(bclient, "bob@example.com")
+    again = await bclient.post("/api/v1/auth/register",
+                               json={"email": "bob@example.com", "password": "other password 9"})
+    fresh = await bclient.post("/api/v1/auth/register",
+                               json={"email": "new@example.com", "password": PASSWORD})
+    assert again.status_code == fresh.status_code == 202
+    assert again.json() == fresh.json()
+    wrong_pw = await bclient.post("/api/v1/auth/login",
+                                  json={"email": "bob@example.com", "password": "nope nope 1"})
+    no_user = await bclient.post("/api/v1/auth/login",
+                                 json={"email": "ghost@example.com", "password": "nope nope 1"})
+    assert wrong_pw.status_code == no_user.status_code == 401
+    assert wrong_pw.json() == no_user.json()
+    # The first registration's password still works: registering again changed nothing.
+    ok = await bclient.post("/api/v1/auth/login",
+                            json={"email": "bob@example.com", "password": PASSWORD})
+    assert ok.status_code == 200
+
+
+async def test_password_policy_and_bad_bodies(bclient: httpx.AsyncClient) -> None:
+    for body in ({"email": "a@example.com", "password": "short"},
+                 {"email": "a@example.com", "password": "aaaaaaaaaaaaaa"},
+                 {"email": "not-an-email", "password": PASSWORD},
+                 {"email": "a@example.com"},
+                 {"email": "a@example.com", "password": PASSWORD, "role": "admin"}):
+        r = await bclient.post("/api/v1/auth/register", json=body)
+        assert r.status_code == 422 and r.json()["code"] == "validation_error", body
+
+
+async def test_two_factor_enrol_login_recovery_disable(bclient: httpx.AsyncClient) -> None:
+    s = await register_and_login(bclient, "carol@example.com")
+    h = auth(s["access_token"])
+    enrol = (await bclient.post("/api/v1/auth/2fa/enroll", headers=h)).json()
+    assert enrol["otpauth_uri"].startswith("otpauth://totp/")
+    totp = pyotp.TOTP(enrol["secret"])
+    bad = await bclient.post("/api/v1/auth/2fa/confirm", headers=h, json={"code": "000000"})
+    assert bad.status_code == 401 and bad.json()["code"] == "invalid_mfa_code"
+    confirmed = await bclient.post("/api/v1/auth/2fa/confirm", headers=h,
+                                   json={"code": totp.now()})
+    assert confirmed.status_code == 200
+    codes = confirmed.json()["recovery_codes"]
+    assert len(codes) == 10
+
+    creds = {"email": "carol@example.com", "password": PASSWORD}
+    need = await bclient.post("/api/v1/auth/login", json=creds)
+    assert need.status_code == 401 and need.json()["code"] == "mfa_required"
+    wrong = await bclient.post("/api/v1/auth/login", json={**creds, "totp_code": "123456"})
+    assert wrong.status_code == 401 and wrong.json()["code"] == "invalid_mfa_code"
+    good = await bclient.post("/api/v1/auth/login", json={**creds, "totp_code": totp.now()})
+    assert good.status_code == 200 and good.json()["mfa"] is True
+    rec = await bclient.post("/api/v1/auth/login", json={**creds, "recovery_code": codes[0]})
+    assert rec.status_code == 200 and rec.json()["mfa"] is True
+    spent = await bclient.post("/api/v1/auth/login", json={**creds, "recovery_code": codes[0]})
+    assert spent.status_code == 401
+    # A refreshed session keeps its 2FA status.
+    refreshed = await bclient.post("/api/v1/auth/refresh",
+                                   json={"refresh_token": good.json()["refresh_token"]})
+    assert refreshed.json()["mfa"] is True
+
+    off = await bclient.post("/api/v1/auth/2fa/disable", headers=h,
+                             json={"totp_code": totp.now()})
+    assert off.status_code == 200
+    plain = await bclient.post("/api/v1/auth/login", json=creds)
+    assert plain.status_code == 200 and plain.json()["mfa"] is False
+
+
+async def test_burst_of_bad_logins_is_rate_limited(bclient: httpx.AsyncClient) -> None:
+    await register_and_login(bclient, "dave@example.com")
+    answers = [
+        await bclient.post("/api/v1/auth/login",
+                           json={"email": "dave@example.com", "password": "wrong wrong 1"})
+        for _ in range(15)
+    ]
+    statuses = [r.status_code for r in answers]
+    assert statuses[:9] == [401] * 9 and statuses[-1] == 429
+    limited = answers[-1]
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    # Even the right password waits now: the account is locked for the window.
+    r = await bclient.post("/api/v1/auth/login",
+                           json={"email": "dave@example.com", "password": PASSWORD})
+    assert r.status_code == 429
+
+
+async def test_builtin_routes_are_absent_in_external_mode(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/v1/auth/login", json={"email": "a@example.com",
+                                                      "password": PASSWORD})
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+def test_builtin_needs_a_secret() -> None:
+    import os
+
+    from coinpurse.config import ConfigError, load_settings
+
+    old = dict(os.environ)
+    try:
+        os.environ["COINPURSE_AUTH"] = "builtin"
+        os.environ.pop("COINPURSE_JWT_SECRET", None)
+        with pytest.raises(ConfigError, match="COINPURSE_JWT_SECRET"):
+            load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
