@@ -27,10 +27,9 @@ async def aclient(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                         currencies="points:0,usdt:2", adjustment_approval_above=1000)
     app = create_app(settings)
-    async with LifespanManager(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://t") as c:
-            yield c
+    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        yield c
 
 
 async def _credit(c: httpx.AsyncClient, key: str, user: str, amount: int) -> str:
