@@ -107,3 +107,39 @@ def test_check_finds_a_balance_that_its_entries_do_not_explain(db_url: str) -> N
     assert r.returncode == 1
     report = json.loads(r.stdout)
     assert set(report["problems"]) >= {"nonzero_currency_sum", "balance_not_sum_of_entries"}
+
+
+def test_admin_create_then_sign_in_needs_two_factor(db_url: str) -> None:
+    import asyncio
+
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from coinpurse.app import create_app
+    from coinpurse.config import Settings
+
+    made = run(db_url, "admin", "create", "--email", "Root@Example.com", "--json",
+               COINPURSE_AUTH="builtin", COINPURSE_ADMIN_PASSWORD="a long admin password")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["role"] == "admin" and json.loads(made.stdout)["created"]
+    again = run(db_url, "admin", "create", "--email", "root@example.com", "--role", "auditor",
+                "--json", COINPURSE_AUTH="builtin",
+                COINPURSE_ADMIN_PASSWORD="a long admin password")
+    assert json.loads(again.stdout)["created"] is False
+    weak = run(db_url, "admin", "create", "--email", "w@example.com",
+               COINPURSE_AUTH="builtin", COINPURSE_ADMIN_PASSWORD="short")
+    assert weak.returncode == 2 and "password" in weak.stderr
+
+    async def sign_in() -> None:
+        app = create_app(Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+                                  auth="builtin"))
+        async with LifespanManager(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.post("/api/v1/auth/login", json={"email": "root@example.com",
+                                                         "password": "a long admin password"})
+            assert r.status_code == 200 and r.json()["user"]["role"] == "auditor"
+            stats = await c.get("/admin/v1/stats", headers={
+                "Authorization": f"Bearer {r.json()['access_token']}"})
+            assert stats.status_code == 403 and stats.json()["reason"] == "mfa_required"
+
+    asyncio.run(sign_in())
