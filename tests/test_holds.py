@@ -200,3 +200,13 @@ async def test_capture_and_void_racing_exactly_one_wins(
     assert wallet == {"balance": 1000 - 40 * captured, "held": 0,
                       "available": 1000 - 40 * captured}
     assert_invariants(await ledger_state_async(db_url))
+
+
+async def test_hold_to_the_users_own_wallet_is_refused(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    key = await make_key()
+    await _credit(client, key, "u", 100)
+    r = await _hold(client, key, "u", 10, destination="user:u")
+    assert r.status_code == 422 and r.json()["code"] == "validation_error"
+    assert await _wallet(client, key, "u") == {"balance": 100, "held": 0, "available": 100}

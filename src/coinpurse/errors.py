@@ -189,6 +189,11 @@ class CaptureExceedsHold(LedgerRejection):
     title = "The capture is larger than the hold"
 
 
+class InvalidPosting(LedgerRejection):
+    code = "invalid_posting"
+    title = "A posting must move a positive amount between two different accounts"
+
+
 class BatchAtomicFailed(LedgerRejection):
     code = "batch_atomic_failed"
     title = "Not applied: another transfer in this atomic batch was refused"
@@ -274,6 +279,7 @@ ALL_ERRORS: tuple[type[CoinpurseError], ...] = (
     IdempotencyKeyInUse, RateLimited, InvalidCredentials, MfaRequired, InvalidMfaCode,
     RefreshTokenReused, Conflict, AlreadyReversed,
     InsufficientFunds, BalanceOverflow, BatchAtomicFailed, HoldNotOpen, CaptureExceedsHold,
+    InvalidPosting,
     KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable, ProviderNotEnabled,
     ProviderUnavailable, InvalidSignature, PaymentNotCompleted, WithdrawalNotPending,
     KycSubmissionPending, KycSubmissionNotPending,

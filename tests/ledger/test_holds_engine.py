@@ -81,3 +81,28 @@ def test_atomic_group_undoes_a_hold_placed_before_a_refusal() -> None:
                                                         "insufficient_funds"]
     assert holds == {}
     assert accounts[("user:u", "points")].held == 0
+
+
+def test_a_posting_to_its_own_source_is_refused_not_counted_twice() -> None:
+    from coinpurse.ledger.model import Posting, TransactionSpec
+
+    accounts = _accounts()
+    spec = TransactionSpec(kind="x", postings=(Posting("user:u", "user:u", 10, "points"),),
+                           description="d", reference_id="r", initiator="t")
+    out = engine.apply_transaction(spec, accounts, tx_id="t", now=NOW)
+    assert isinstance(out, Rejection) and out.code == "invalid_posting"
+    assert accounts[("user:u", "points")].balance == 100
+
+
+def test_capture_to_the_users_own_wallet_is_refused_by_the_engine() -> None:
+    accounts = _accounts()
+    holds: dict[str, HoldState] = {}
+    op = PlaceHold(hold_id="h1", address="user:u", currency="points", amount=30,
+                   destination="user:u", description="d", reference_id="r", service="s",
+                   expires_at=NOW + timedelta(seconds=60))
+    engine.place_hold(op, accounts, holds, now=NOW)
+    out = engine.capture_hold(CaptureHold("h1", service="s"), accounts, holds, tx_id="t",
+                              now=NOW, idempotency_key=None)
+    assert isinstance(out, Rejection) and out.code == "invalid_posting"
+    user = accounts[("user:u", "points")]
+    assert (user.balance, user.held) == (100, 30)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from coinpurse.internal.schemas import BalanceOut, Strict
 from coinpurse.kit.types import (
@@ -46,6 +46,13 @@ class HoldIn(Strict):
             "destination": "user:77", "expires_in_s": 900,
         }]},
     )
+
+
+    @model_validator(mode="after")
+    def _elsewhere(self) -> HoldIn:
+        if self.destination is not None and self.destination == f"user:{self.user_id}":
+            raise ValueError("the destination must be another account than the user's own")
+        return self
 
 
 class CaptureIn(Strict):

@@ -44,6 +44,11 @@ def apply_transaction(
     pending: dict[AccountKey, int] = {}
     entries: list[EntryRecord] = []
     for index, p in enumerate(spec.postings):
+        if p.source == p.destination or p.amount <= 0:
+            # Validation refuses these first; the engine must never count them anyway.
+            return Rejection("invalid_posting",
+                             f"posting {index} must move a positive amount between two "
+                             "different accounts", index)
         src = accounts[(p.source, p.currency)]
         dst = accounts[(p.destination, p.currency)]
         src_balance = pending.get(src.key, src.balance)
