@@ -33,10 +33,13 @@ from coinpurse.gifts.routes import router as gifts_router
 from coinpurse.holds.routes import router as holds_router
 from coinpurse.internal.routes import router as internal_router
 from coinpurse.kit.http import json_response, problem_response
+from coinpurse.kyc.routes import router as kyc_router
 from coinpurse.ledger.service import Ledger
+from coinpurse.payments.routes import router as payments_router
 from coinpurse.ratelimit import RateLimits
 from coinpurse.state import AppState
 from coinpurse.wallets.routes import router as wallet_router
+from coinpurse.withdrawals.routes import router as withdrawals_router
 
 log = logging.getLogger("coinpurse")
 
@@ -225,6 +228,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holds_router)
     app.include_router(gifts_router)
     app.include_router(wallet_router)
+    app.include_router(payments_router)
+    app.include_router(withdrawals_router)
+    app.include_router(kyc_router)
     app.include_router(auth_router)
     app.include_router(admin_router)
 

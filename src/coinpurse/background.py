@@ -42,11 +42,19 @@ async def purge_loop(db: AsyncEngine, _ledger: Ledger) -> None:
         await asyncio.sleep(PURGE_EVERY_S)
 
 
-def start_background(db: AsyncEngine, ledger: Ledger) -> list[asyncio.Task[None]]:
+def start_background(db: AsyncEngine, ledger: Ledger,
+                     settings: Settings | None = None) -> list[asyncio.Task[None]]:
     jobs: list[tuple[str, JobFactory]] = [
         ("idempotency-purge", purge_loop), ("hold-expiry", expiry_loop), *EXTRA_JOBS,
     ]
-    return [asyncio.create_task(factory(db, ledger), name=name) for name, factory in jobs]
+    tasks = [asyncio.create_task(factory(db, ledger), name=name) for name, factory in jobs]
+    if settings is not None:
+        # Jobs that need the settings (provider secrets, limits): the payments inbox.
+        from coinpurse.payments.inbox import inbox_loop
+
+        tasks.append(asyncio.create_task(inbox_loop(db, ledger, settings),
+                                         name="payments-inbox"))
+    return tasks
 
 
 async def stop_background(tasks: list[asyncio.Task[None]]) -> None:
@@ -63,7 +71,7 @@ async def run_worker(settings: Settings) -> None:
                     idempotency_ttl_s=settings.idempotency_ttl_s,
                     batch_max=settings.batch_max, committers=1)
     await ledger.start()
-    tasks = start_background(db, ledger)
+    tasks = start_background(db, ledger, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -143,11 +143,15 @@ class Ledger:
         atomic: bool = False,
         side_writes: SideWrites | None = None,
         store_refusals: bool = True,
+        prepare: Prepare | None = None,
+        lock_keys: frozenset[AccountKey] = frozenset(),
     ) -> JobResult:
         """Apply ``ops`` (in one batch with whatever else is waiting) and return the answer.
 
         ``store_refusals=False``: a refused job does not consume its idempotency claim, for
-        operations that may succeed later (a reversal once the money is back)."""
+        operations that may succeed later (a reversal once the money is back).
+        With ``prepare``, ``ops`` declare what to lock (``lock_keys``: extra accounts) and
+        ``prepare`` decides, under those locks, what is actually applied."""
         if not self._tasks:
             raise ServiceUnavailable("the ledger is not running")
         if claim is not None and claim.ident in self._inflight:
@@ -160,8 +164,8 @@ class Ledger:
             # Released when the job is answered, not when the caller goes away.
             future.add_done_callback(lambda _f: self._inflight.discard(ident))
         self._queue.put_nowait(
-            Job(list(ops), atomic, claim, render, future, side_writes,
-                store_refusals=store_refusals))
+            Job(list(ops), atomic, claim, render, future, side_writes, prepare=prepare,
+                lock_keys=lock_keys, store_refusals=store_refusals))
         # Shield: a client that disconnects must not cancel a job a retry may replay.
         return await asyncio.shield(future)
 
@@ -242,9 +246,9 @@ class Ledger:
                 if job.prepare is not None:
                     ops = await job.prepare(conn, states, tuple(extra))
                 if isinstance(ops, Rejection):
-                    outcomes: list[Outcome] = [ops] + [
-                        Rejection("batch_atomic_failed", f"not applied ({ops.code})")
-                        for _ in job.ops[1:]]
+                    outcomes: list[Outcome] = [ops]
+                    outcomes += [Rejection("batch_atomic_failed", f"not applied ({ops.code})")
+                                 for _ in job.ops[1:]]
                 else:
                     _assert_declared(ops, job, states, held)
                     outcomes = ledger_engine.apply_group(

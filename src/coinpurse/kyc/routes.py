@@ -1,0 +1,90 @@
+"""KYC over HTTP: users submit and read their status; operators review."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from coinpurse.deps import Admin, AdminWriter, State, UserId, problems
+from coinpurse.errors import (
+    Forbidden,
+    KycSubmissionNotPending,
+    KycSubmissionPending,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from coinpurse.kit import cursor
+from coinpurse.kit.http import json_response
+from coinpurse.kyc import schemas as s
+from coinpurse.kyc import service as svc
+
+router = APIRouter(tags=["kyc"])
+SubmissionId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
+
+
+@router.get("/api/v1/kyc", response_model=s.KycStatusOut, responses=problems(Unauthorized),
+            summary="The caller's tier, its limits, and their latest submission")
+async def my_status(user_id: UserId, state: State) -> Response:
+    return json_response(await svc.status(state.db, state.settings, user_id))
+
+
+@router.post("/api/v1/kyc", status_code=201, response_model=s.SubmissionOut,
+             responses=problems(ValidationFailed, Unauthorized, KycSubmissionPending),
+             summary="Submit what a higher tier requires")
+async def submit(body: s.KycIn, user_id: UserId, state: State) -> Response:
+    """Tier 1 typically needs `full_name`, `date_of_birth`, `country`; tier 2 also
+    `id_document_ref` and `selfie_ref` — references to documents you store elsewhere.
+    One submission waits for review at a time."""
+    data = body.model_dump(mode="json", exclude={"tier"})
+    row = await svc.submit(state.db, state.settings, user_id, body.tier, data)
+    return json_response(svc.submission_view(row), 201)
+
+
+@router.get("/admin/v1/kyc/submissions", response_model=s.SubmissionPage, tags=["admin"],
+            responses=problems(ValidationFailed, Unauthorized, Forbidden),
+            summary="Submissions, newest first (status=pending: the review queue)")
+async def admin_list(admin: Admin, state: State,
+                     status: Annotated[str | None, Query(max_length=16)] = None,
+                     user_id: Annotated[str | None, Query(max_length=128)] = None,
+                     limit: Annotated[int, Query(ge=1, le=100)] = 50,
+                     cursor_: Annotated[str | None, Query(alias="cursor",
+                                                          max_length=96)] = None,
+                     ) -> Response:
+    rows, next_id = await svc.list_submissions(state.db, status=status, user_id=user_id,
+                                               before=cursor.decode_text(cursor_), limit=limit)
+    return json_response({"data": [svc.submission_view(r, admin=True) for r in rows],
+                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+
+
+@router.get("/admin/v1/kyc/users/{user_id}", response_model=s.KycStatusOut, tags=["admin"],
+            responses=problems(Unauthorized, Forbidden), summary="A user's KYC status")
+async def admin_user(user_id: Annotated[str, Path(max_length=128)], admin: Admin,
+                     state: State) -> Response:
+    return json_response(await svc.status(state.db, state.settings, user_id))
+
+
+@router.post("/admin/v1/kyc/submissions/{submission_id}/approve",
+             response_model=s.AdminSubmissionOut, tags=["admin"],
+             responses=problems(Unauthorized, Forbidden, NotFound, KycSubmissionNotPending),
+             summary="Approve: the user moves to the submission's tier")
+async def approve(submission_id: SubmissionId, admin: AdminWriter, state: State,
+                  request: Request, body: s.DecisionIn | None = None) -> Response:
+    row = await svc.decide(state.db, admin, submission_id, approve=True,
+                           reason=body.reason if body else None,
+                           ip=request.client.host if request.client else None)
+    return json_response(svc.submission_view(row, admin=True))
+
+
+@router.post("/admin/v1/kyc/submissions/{submission_id}/reject",
+             response_model=s.AdminSubmissionOut, tags=["admin"],
+             responses=problems(ValidationFailed, Unauthorized, Forbidden, NotFound,
+                                KycSubmissionNotPending),
+             summary="Reject, with a reason the user sees")
+async def reject(submission_id: SubmissionId, body: s.RejectIn, admin: AdminWriter,
+                 state: State, request: Request) -> Response:
+    row = await svc.decide(state.db, admin, submission_id, approve=False, reason=body.reason,
+                           ip=request.client.host if request.client else None)
+    return json_response(svc.submission_view(row, admin=True))

@@ -1,0 +1,315 @@
+"""Top-ups over HTTP: packages, orders, the client's verify call, provider webhooks, the mock
+checkout page, and the operators' views of orders and of the webhook inbox."""
+
+from __future__ import annotations
+
+import html
+import uuid
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy import Row, select
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from coinpurse.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, problems
+from coinpurse.errors import (
+    Forbidden,
+    IdempotencyKeyReused,
+    InvalidSignature,
+    KycRequired,
+    LimitExceeded,
+    NotFound,
+    PaymentNotCompleted,
+    ProviderNotEnabled,
+    ProviderUnavailable,
+    Unauthorized,
+    UnknownCurrency,
+    ValidationFailed,
+)
+from coinpurse.kit import cursor
+from coinpurse.kit.http import json_response
+from coinpurse.payments import inbox
+from coinpurse.payments import schemas as s
+from coinpurse.payments import service as svc
+from coinpurse.payments.providers.base import ProviderError, SignatureError
+from coinpurse.payments.providers.mock import (
+    SIGNATURE_HEADER,
+    event_body,
+    payment_signature,
+    sign_event,
+)
+from coinpurse.tables import webhook_inbox
+
+router = APIRouter(tags=["top-ups"])
+OrderId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
+PAGE_MAX = 100
+
+
+def _payments(state: State) -> svc.Payments:
+    return svc.Payments(state.db, state.ledger, state.settings)
+
+
+@router.get("/api/v1/topup/packages", response_model=s.PackagesOut,
+            responses=problems(Unauthorized), summary="What can be bought, and for how much")
+async def packages(user_id: UserId, state: State) -> Response:
+    return json_response({
+        "data": [{"id": p.id, "currency": p.currency, "amount": p.amount, "bonus": p.bonus,
+                  "total": p.total, "price": {"amount": p.price, "currency": p.price_currency}}
+                 for p in svc.packages(state.settings).values()],
+        "rates": [{"currency": r.currency, "per": r.per,
+                   "price": {"amount": r.price, "currency": r.price_currency}}
+                  for r in svc.rates(state.settings).values()],
+        "providers": list(state.settings.providers),
+    })
+
+
+@router.post("/api/v1/topups", status_code=201, response_model=s.OrderOut,
+             responses=problems(ValidationFailed, Unauthorized, UnknownCurrency,
+                                ProviderNotEnabled, KycRequired, LimitExceeded,
+                                IdempotencyKeyReused, ProviderUnavailable),
+             summary="Start a top-up: a payment order and its checkout")
+async def create_topup(body: s.TopupIn, user_id: UserId, state: State,
+                       idem: IdempotencyKey) -> Response:
+    """Creates a payment order (`created`) and its checkout at the provider: pay at
+    `checkout_url` (mock, stripe) or open the provider's client-side checkout with
+    `client_params` (razorpay). The coins are credited once the provider confirms the
+    payment, by webhook or by `POST /api/v1/topups/{id}/verify`, whichever comes first.
+    The KYC tier's top-up limits are checked here (`limit_exceeded` names the limit)."""
+    if body.currency is not None:
+        state.currency(body.currency)
+    order, replayed = await svc.create_order(
+        _payments(state), user_id, idem, provider_name=body.provider,
+        package_id=body.package_id, amount=body.amount, currency=body.currency)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return json_response(svc.order_view(order), 201, headers)
+
+
+@router.get("/api/v1/topups", response_model=s.OrderPage,
+            responses=problems(ValidationFailed, Unauthorized),
+            summary="The caller's payment orders, newest first")
+async def my_topups(user_id: UserId, state: State,
+                    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
+                    cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
+                    ) -> Response:
+    rows, next_id = await svc.list_orders(state.db, user_id=user_id,
+                                          before=cursor.decode_text(cursor_), limit=limit)
+    return json_response({"data": [svc.order_view(r) for r in rows],
+                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+
+
+async def _own_order(state: State, user_id: str, order_id: str) -> Row[Any]:
+    order = await svc.read_order(state.db, order_id)
+    if order.user_id != user_id:
+        raise NotFound(f"no payment order {order_id!r}")
+    return order
+
+
+@router.get("/api/v1/topups/{order_id}", response_model=s.OrderOut,
+            responses=problems(Unauthorized, NotFound), summary="One of the caller's orders")
+async def my_topup(order_id: OrderId, user_id: UserId, state: State) -> Response:
+    return json_response(svc.order_view(await _own_order(state, user_id, order_id)))
+
+
+@router.post("/api/v1/topups/{order_id}/verify", response_model=s.OrderOut,
+             responses=problems(ValidationFailed, Unauthorized, NotFound, InvalidSignature,
+                                PaymentNotCompleted, ProviderUnavailable),
+             summary="Confirm a payment from the client side")
+async def verify(order_id: OrderId, user_id: UserId, state: State,
+                 body: s.VerifyIn | None = None) -> Response:
+    """razorpay: the payment signature from the checkout is checked; mock: likewise;
+    stripe: Coinpurse asks Stripe whether the session is paid. A confirmed payment is
+    credited at once (exactly once, also when its webhook arrives at the same moment)."""
+    p = _payments(state)
+    order = await _own_order(state, user_id, order_id)
+    if order.credit_transaction_id is not None:
+        return json_response(svc.order_view(order))
+    if order.provider_order_id is None:
+        raise PaymentNotCompleted("this order has no checkout yet")
+    provider = p.provider(order.provider)
+    params = body.model_dump(exclude_none=True) if body else {}
+    try:
+        confirmation = await provider.confirm(order.id, order.provider_order_id, params)
+    except SignatureError as exc:
+        raise InvalidSignature(str(exc)) from None
+    except ProviderError as exc:
+        raise ProviderUnavailable(str(exc)) from None
+    if confirmation is None:
+        raise PaymentNotCompleted(f"{order.provider} does not report this order as paid")
+    order = await svc.credit(p, order.id, payment_id=confirmation.provider_payment_id,
+                             amount=confirmation.amount, currency=confirmation.currency)
+    return json_response(svc.order_view(order))
+
+
+@router.post("/webhooks/{provider}", response_model=s.WebhookAck,
+             responses=problems(NotFound, InvalidSignature), tags=["webhooks"],
+             summary="Provider webhooks (signed)")
+async def webhook(provider: Annotated[str, Path(max_length=16)], request: Request,
+                  state: State) -> Response:
+    """The signature is checked on the raw body; the event is stored (unique by provider
+    and event id) and applied by the inbox worker, so the provider gets its 2xx at once.
+    A redelivered event answers 200 with `duplicate: true`."""
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    event_id, duplicate = await inbox.ingest(_payments(state), provider, body, headers)
+    return json_response({"received": True, "duplicate": duplicate, "id": event_id})
+
+
+# ---------------------------------------------------------------- mock checkout
+
+
+async def _mock_order(state: State, order_id: str) -> Row[Any]:
+    if "mock" not in state.settings.providers:
+        raise NotFound("the mock provider is not enabled")
+    async with state.db.connect() as conn:
+        order = await svc.get_order(conn, order_id)
+    if order is None or order.provider != "mock":
+        raise NotFound(f"no mock payment order {order_id!r}")
+    return order
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Mock checkout</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto}}
+button{{font-size:1.1rem;padding:.5rem 1.5rem;margin-right:1rem}}</style></head>
+<body><h1>Mock checkout</h1>
+<p>Development only: no real money moves.</p>
+<p>Order <code>{order_id}</code>: <strong>{what}</strong><br>
+Price: <strong>{price}</strong><br>Status: <strong>{status}</strong></p>
+{actions}
+</body></html>"""
+
+
+@router.get("/mock-checkout/{order_id}", response_class=HTMLResponse, tags=["mock"],
+            summary="The mock provider's checkout page")
+async def mock_checkout(order_id: OrderId, state: State) -> Response:
+    order = await _mock_order(state, order_id)
+    oid = html.escape(order.id)
+    actions = (
+        f'<form method="post" action="/mock-checkout/{oid}/pay" style="display:inline">'
+        '<button type="submit">Pay</button></form>'
+        f'<form method="post" action="/mock-checkout/{oid}/decline" style="display:inline">'
+        '<button type="submit">Decline</button></form>'
+    ) if order.status in (*svc.OPEN, "failed") else "<p>Nothing left to pay.</p>"
+    what = f"{order.amount} {order.currency}" + (f" + {order.bonus} bonus" if order.bonus
+                                                else "")
+    page = PAGE.format(order_id=oid, what=html.escape(what),
+                       price=html.escape(f"{order.price} {order.price_currency.upper()} "
+                                         "(minor units)"),
+                       status=html.escape(order.status), actions=actions)
+    return HTMLResponse(page)
+
+
+@router.post("/mock-checkout/{order_id}/{action}", tags=["mock"],
+             summary="Pay or decline at the mock checkout")
+async def mock_checkout_action(order_id: OrderId, action: Literal["pay", "decline"],
+                               request: Request, state: State) -> Response:
+    """Sends a signed webhook to `/webhooks/mock` through the app's own HTTP stack, exactly
+    as a provider would, then redirects to the return URL with the payment's proof
+    (`payment_id`, `signature`) for the verify call."""
+    order = await _mock_order(state, order_id)
+    secret = state.settings.mock_webhook_secret.get_secret_value()
+    payment_id = f"mockpay_{uuid.uuid4().hex}"
+    kind = "payment.succeeded" if action == "pay" else "payment.failed"
+    body = event_body(f"evt_mock_{uuid.uuid4().hex}", kind, order_id=order.id,
+                      payment_id=payment_id, amount=order.price,
+                      currency=order.price_currency)
+    transport = httpx.ASGITransport(app=request.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://coinpurse") as client:
+        delivered = await client.post("/webhooks/mock", content=body, headers={
+            SIGNATURE_HEADER: sign_event(secret, body), "content-type": "application/json"})
+    if delivered.status_code != 200:
+        raise ProviderUnavailable(f"the webhook was answered {delivered.status_code}")
+    if action == "decline":
+        return RedirectResponse(svc.return_url(state.settings, order.id, "cancel"), 303)
+    target = svc.return_url(state.settings, order.id, "success")
+    signature = payment_signature(secret, order.id, payment_id)
+    return RedirectResponse(f"{target}&payment_id={payment_id}&signature={signature}", 303)
+
+
+@router.get("/topup-return", response_class=HTMLResponse, tags=["mock"],
+            summary="Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set")
+async def topup_return(status: Annotated[str, Query(max_length=16)] = "success",
+                       order_id: Annotated[str, Query(max_length=36)] = "") -> Response:
+    text = ("Payment received: your balance updates in a moment." if status == "success"
+            else "Payment cancelled: nothing was charged.")
+    return HTMLResponse(f"<!doctype html><title>Top-up</title><p>{html.escape(text)}</p>"
+                        f"<p>Order <code>{html.escape(order_id)}</code></p>")
+
+
+# ---------------------------------------------------------------- operators
+
+
+@router.get("/admin/v1/payment-orders", response_model=s.AdminOrderPage, tags=["admin"],
+            responses=problems(ValidationFailed, Unauthorized, Forbidden),
+            summary="Payment orders, newest first, with filters")
+async def admin_orders(
+    admin: Admin, state: State,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    provider: Annotated[str | None, Query(max_length=16)] = None,
+    user_id: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
+    cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
+) -> Response:
+    rows, next_id = await svc.list_orders(state.db, user_id=user_id, status=status,
+                                          provider=provider,
+                                          before=cursor.decode_text(cursor_), limit=limit)
+    return json_response({"data": [svc.order_view(r, admin=True) for r in rows],
+                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+
+
+@router.get("/admin/v1/payment-orders/{order_id}", response_model=s.AdminOrderOut,
+            tags=["admin"], responses=problems(Unauthorized, Forbidden, NotFound),
+            summary="One payment order")
+async def admin_order(order_id: OrderId, admin: Admin, state: State) -> Response:
+    return json_response(svc.order_view(await svc.read_order(state.db, order_id), admin=True))
+
+
+@router.get("/admin/v1/webhook-events", response_model=s.EventPage, tags=["admin"],
+            responses=problems(ValidationFailed, Unauthorized, Forbidden),
+            summary="The webhook inbox, newest first, with each event's processing state")
+async def admin_events(
+    admin: Admin, state: State,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    provider: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
+    cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
+) -> Response:
+    w = webhook_inbox.c
+    stmt = select(webhook_inbox).order_by(w.id.desc()).limit(limit + 1)
+    if status is not None:
+        stmt = stmt.where(w.status == status)
+    if provider is not None:
+        stmt = stmt.where(w.provider == provider)
+    before = cursor.decode(cursor_)
+    if before is not None:
+        stmt = stmt.where(w.id < before)
+    async with state.db.connect() as conn:
+        rows = list((await conn.execute(stmt)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return json_response({"data": [inbox.event_view(r) for r in rows],
+                          "next_cursor": cursor.encode(rows[-1].id) if more else None})
+
+
+@router.get("/admin/v1/webhook-events/{event_id}", response_model=s.EventOut, tags=["admin"],
+            responses=problems(Unauthorized, Forbidden, NotFound),
+            summary="One webhook event, with its body")
+async def admin_event(event_id: Annotated[int, Path(ge=1, le=2**63 - 1)], admin: Admin,
+                      state: State) -> Response:
+    async with state.db.connect() as conn:
+        row = (await conn.execute(select(webhook_inbox).where(
+            webhook_inbox.c.id == event_id))).first()
+    if row is None:
+        raise NotFound(f"no webhook event {event_id}")
+    return json_response(inbox.event_view(row, with_body=True))
+
+
+@router.post("/admin/v1/webhook-events/{event_id}/retry", response_model=s.EventOut,
+             tags=["admin"], responses=problems(Unauthorized, Forbidden, NotFound),
+             summary="Send a failed event round again")
+async def admin_retry(event_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+                      admin: AdminWriter, state: State, request: Request) -> Response:
+    row = await inbox.retry_event(_payments(state), event_id, admin,
+                                  request.client.host if request.client else None)
+    return json_response(inbox.event_view(row))

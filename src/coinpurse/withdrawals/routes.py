@@ -1,0 +1,135 @@
+"""Withdrawals: users request and cancel; operators approve (capture and pay out) or
+reject."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from coinpurse.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, problems
+from coinpurse.errors import (
+    CurrencyNotWithdrawable,
+    DebtOutstanding,
+    Forbidden,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    KycRequired,
+    LimitExceeded,
+    NotFound,
+    Unauthorized,
+    UnknownCurrency,
+    ValidationFailed,
+    WithdrawalNotPending,
+)
+from coinpurse.kit import cursor
+from coinpurse.kit.http import json_response, raw_json_response
+from coinpurse.withdrawals import schemas as s
+from coinpurse.withdrawals import service as svc
+
+router = APIRouter(tags=["withdrawals"])
+WithdrawalId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
+PAGE_MAX = 100
+
+
+def _w(state: State) -> svc.Withdrawals:
+    return svc.Withdrawals(state.db, state.ledger, state.settings)
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.post("/api/v1/withdrawals", status_code=201, response_model=s.WithdrawalOut,
+             responses=problems(ValidationFailed, Unauthorized, UnknownCurrency,
+                                CurrencyNotWithdrawable, InsufficientFunds, KycRequired,
+                                LimitExceeded, DebtOutstanding, IdempotencyKeyReused,
+                                IdempotencyKeyInUse),
+             summary="Ask to cash out: the amount is held until an operator decides")
+async def request_withdrawal(body: s.WithdrawalIn, user_id: UserId, state: State,
+                             idem: IdempotencyKey) -> Response:
+    """Checked in the same database transaction as the hold: the KYC tier allows
+    withdrawals (`kyc_required`), no debt from a refunded top-up (`debt_outstanding`), the
+    per-withdrawal minimum and maximum and the tier's daily and monthly totals
+    (`limit_exceeded`, with `limit` naming which)."""
+    currency = state.currency(body.currency)
+    result = await svc.request(_w(state), user_id, idem, currency=currency,
+                               amount=body.amount, destination=body.destination)
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return raw_json_response(result.response.body, result.response.status, headers)
+
+
+@router.get("/api/v1/withdrawals", response_model=s.WithdrawalPage,
+            responses=problems(ValidationFailed, Unauthorized),
+            summary="The caller's withdrawals, newest first")
+async def my_withdrawals(user_id: UserId, state: State,
+                         limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
+                         cursor_: Annotated[str | None, Query(alias="cursor",
+                                                              max_length=96)] = None,
+                         ) -> Response:
+    rows, next_id = await svc.list_withdrawals(state.db, user_id=user_id,
+                                               before=cursor.decode_text(cursor_), limit=limit)
+    return json_response({"data": [svc.view(r) for r in rows],
+                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+
+
+@router.get("/api/v1/withdrawals/{withdrawal_id}", response_model=s.WithdrawalOut,
+            responses=problems(Unauthorized, NotFound), summary="One of the caller's")
+async def my_withdrawal(withdrawal_id: WithdrawalId, user_id: UserId,
+                        state: State) -> Response:
+    row = await svc.get(state.db, withdrawal_id)
+    if row.user_id != user_id:
+        raise NotFound(f"no withdrawal {withdrawal_id!r}")
+    return json_response(svc.view(row))
+
+
+@router.post("/api/v1/withdrawals/{withdrawal_id}/cancel", response_model=s.WithdrawalOut,
+             responses=problems(Unauthorized, NotFound, WithdrawalNotPending),
+             summary="Cancel a pending withdrawal: the hold is released")
+async def cancel(withdrawal_id: WithdrawalId, user_id: UserId, state: State) -> Response:
+    """Racing an approval, exactly one wins; the other answers 409
+    `withdrawal_not_pending`. Cancelling a cancelled withdrawal answers it again."""
+    return json_response(svc.view(await svc.cancel(_w(state), user_id, withdrawal_id)))
+
+
+@router.get("/admin/v1/withdrawals", response_model=s.AdminWithdrawalPage, tags=["admin"],
+            responses=problems(ValidationFailed, Unauthorized, Forbidden),
+            summary="Withdrawals, newest first (status=pending: the review queue)")
+async def admin_list(admin: Admin, state: State,
+                     status: Annotated[str | None, Query(max_length=16)] = None,
+                     user_id: Annotated[str | None, Query(max_length=128)] = None,
+                     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
+                     cursor_: Annotated[str | None, Query(alias="cursor",
+                                                          max_length=96)] = None,
+                     ) -> Response:
+    rows, next_id = await svc.list_withdrawals(state.db, user_id=user_id, status=status,
+                                               before=cursor.decode_text(cursor_), limit=limit)
+    return json_response({"data": [svc.view(r, admin=True) for r in rows],
+                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+
+
+@router.post("/admin/v1/withdrawals/{withdrawal_id}/approve",
+             response_model=s.AdminWithdrawalOut, tags=["admin"],
+             responses=problems(Unauthorized, Forbidden, NotFound, WithdrawalNotPending,
+                                DebtOutstanding),
+             summary="Capture the hold to the payouts account and pay out")
+async def approve(withdrawal_id: WithdrawalId, admin: AdminWriter, state: State,
+                  request: Request) -> Response:
+    """The capture and its audit entry commit together; the payout provider is called
+    afterwards. `paid` when it accepts; if it fails the withdrawal stays `approved` with
+    `payout_error`, and approving again retries the payout only."""
+    row = await svc.approve(_w(state), admin, withdrawal_id, _ip(request))
+    return json_response(svc.view(row, admin=True))
+
+
+@router.post("/admin/v1/withdrawals/{withdrawal_id}/reject",
+             response_model=s.AdminWithdrawalOut, tags=["admin"],
+             responses=problems(ValidationFailed, Unauthorized, Forbidden, NotFound,
+                                WithdrawalNotPending),
+             summary="Release the hold, with a reason")
+async def reject(withdrawal_id: WithdrawalId, body: s.RejectIn, admin: AdminWriter,
+                 state: State, request: Request) -> Response:
+    row = await svc.reject(_w(state), admin, withdrawal_id, body.reason, _ip(request))
+    return json_response(svc.view(row, admin=True))

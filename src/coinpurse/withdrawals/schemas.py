@@ -1,0 +1,79 @@
+"""Request and response models of withdrawals."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from coinpurse.internal.schemas import BalanceOut, Strict
+from coinpurse.kit.types import Amount, CurrencyCode, clean_text
+
+DESTINATION_MAX_BYTES = 2048
+
+
+def _check_destination(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(orjson.dumps(value))
+    if size > DESTINATION_MAX_BYTES:
+        raise ValueError(f"must be at most {DESTINATION_MAX_BYTES} bytes as JSON, not {size}")
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+Destination = Annotated[
+    dict[str, Any], AfterValidator(_check_destination),
+    Field(description="Where to pay out: opaque details for the payout provider (e.g. "
+          f"{{\"type\": \"upi\", \"vpa\": \"host@bank\"}}), at most {DESTINATION_MAX_BYTES} "
+          "bytes as JSON."),
+]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), clean_text]
+
+
+class WithdrawalIn(Strict):
+    currency: CurrencyCode
+    amount: Amount
+    destination: Destination
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "currency": "diamonds", "amount": 5000,
+        "destination": {"type": "bank", "iban": "DE89370400440532013000"}}]})
+
+
+class RejectIn(Strict):
+    reason: Reason
+
+
+class WithdrawalOut(BaseModel):
+    id: str
+    status: str = Field(description="pending, cancelled, rejected, expired, approved "
+                        "(captured; payout not confirmed yet), paid")
+    currency: str
+    amount: int
+    destination: dict[str, Any]
+    reason: str | None
+    transaction_id: str | None
+    payout_reference: str | None
+    payout_error: str | None
+    created_at: str
+    updated_at: str
+    wallet: BalanceOut | None = Field(default=None,
+                                      description="The balance after the request (create).")
+
+
+class AdminWithdrawalOut(WithdrawalOut):
+    user_id: str
+    hold_id: str
+    decided_by: str | None
+    payout_provider: str | None
+
+
+class WithdrawalPage(BaseModel):
+    data: list[WithdrawalOut]
+    next_cursor: str | None
+
+
+class AdminWithdrawalPage(BaseModel):
+    data: list[AdminWithdrawalOut]
+    next_cursor: str | None
