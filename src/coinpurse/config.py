@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     metadata_max_bytes: int = Field(default=4096, ge=64, le=65_536)
     batch_max: int = Field(default=500, ge=1, le=10_000)
     committers: int = Field(default=0, ge=0, le=32)  # 0: 1 on SQLite, 2 on PostgreSQL
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(default=20, ge=1, le=200)
     log_level: str = "info"
     # external: verify tokens of an existing auth system; builtin: Coinpurse's own accounts.
     auth: Literal["external", "builtin"] = "external"

@@ -54,10 +54,12 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    # No overflow: connections that come and go cost PostgreSQL a process each; a request
+    # that finds the pool busy waits for a connection instead.
     return create_async_engine(
         aurl,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         pool_pre_ping=False,
         connect_args={"server_settings": {"application_name": "coinpurse"}},
     )

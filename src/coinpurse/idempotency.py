@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coinpurse.ledger.store import keys_match
 from coinpurse.tables import idempotency_keys
 
 KEY_MAX_CHARS = 255
@@ -92,9 +93,8 @@ async def find(conn: AsyncConnection, claims: Sequence[Claim]) -> dict[tuple[str
                 idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
                 idempotency_keys.c.response_body,
             ).where(
-                tuple_(idempotency_keys.c.scope, idempotency_keys.c.key).in_(
-                    [c.ident for c in claims]
-                )
+                keys_match(idempotency_keys.c.key, idempotency_keys.c.scope,
+                           [(c.key, c.scope) for c in claims])
             )
         )
     ).all()

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +26,19 @@ _UPDATE_BALANCES = (
     .values(balance=bindparam("b_balance"), held=bindparam("b_held"),
             updated_at=bindparam("b_now"))
 )
+
+
+def keys_match(first: Any, second: Any, pairs: Iterable[tuple[str, str]]) -> Any:
+    """``(first, second) IN pairs`` as ``(second = x AND first IN (...)) OR ...``.
+
+    Grouped by the second column (few currencies, few scopes), each arm is one index range
+    scan on the unique (first, second) index, however many pairs there are; a long list of
+    row-value comparisons would make the planner fall back to scanning the table."""
+    groups: dict[str, list[str]] = {}
+    for a, b in pairs:
+        groups.setdefault(b, []).append(a)
+    return or_(*(and_(second == b, first.in_(sorted(a_list)))
+                 for b, a_list in sorted(groups.items())))
 
 
 def _insert(conn: AsyncConnection, table: Any) -> Any:
@@ -57,7 +70,7 @@ async def lock_accounts(
     stmt = (
         select(accounts.c.id, accounts.c.address, accounts.c.currency, accounts.c.balance,
                accounts.c.held, accounts.c.overdraft)
-        .where(tuple_(accounts.c.address, accounts.c.currency).in_(ordered))
+        .where(keys_match(accounts.c.address, accounts.c.currency, ordered))
         .order_by(accounts.c.address, accounts.c.currency)
         .with_for_update()
     )
