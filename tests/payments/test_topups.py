@@ -533,3 +533,45 @@ async def test_kyc_required_when_the_tier_allows_nothing(
         "currency": "diamonds", "amount": 10, "destination": {"iban": "X"}})
     assert r.status_code == 403 and r.json()["code"] == "kyc_required"
     assert r.json()["required_tier"] == 1
+
+
+async def test_the_background_worker_applies_events(settings: Settings) -> None:
+    from asgi_lifespan import LifespanManager
+
+    from coinpurse.app import create_app
+
+    application = create_app(settings.model_copy(update={"inbox_poll_s": 0.05}))
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            order = await topup(c, "bg", package="small")
+            assert (await c.post(f"/mock-checkout/{order['id']}/pay")).status_code == 303
+            for _ in range(100):
+                if (await order_of(c, "bg", order["id"]))["status"] == "succeeded":
+                    break
+                await asyncio.sleep(0.05)
+            assert (await order_of(c, "bg", order["id"]))["status"] == "succeeded"
+            assert (await balance(c, "bg"))["balance"] == 100
+
+
+def test_migration_matches_the_tables(settings: Settings) -> None:
+    """Migration 0004 creates exactly the tables declared in coinpurse.tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine as sync_engine
+
+    from coinpurse.tables import metadata
+
+    url = settings.database_url.replace("postgresql://", "postgresql+psycopg://")
+    if url.startswith("postgresql"):
+        return  # no sync PostgreSQL driver here; SQLite checks the same declarations
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+    mine = {"payment_orders", "webhook_inbox", "user_debts", "withdrawals", "kyc_profiles",
+            "kyc_submissions"}
+    relevant = [d for d in diff if any(name in repr(d) for name in mine)]
+    assert relevant == []
