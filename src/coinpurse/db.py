@@ -8,6 +8,8 @@ failing half-way. PostgreSQL: asyncpg through SQLAlchemy's async engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,28 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the single writer lock up front (no failed upgrade half-way); readers
+    # start a deferred transaction, a WAL snapshot that never waits for a writer.
+    write = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+WRITE_OPTION = "coinpurse_write"
+
+
+class Engine(AsyncEngine):
+    """An AsyncEngine whose ``begin()`` marks its transaction as a write transaction.
+
+    ``async with db.begin()`` writes; ``async with db.connect()`` reads. On SQLite that is
+    the difference between BEGIN IMMEDIATE and a plain BEGIN."""
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        conn = self.connect()
+        async with conn:
+            await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -53,16 +76,16 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(aurl, pool_size=pool_size, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        return engine
+        return Engine(engine.sync_engine)
     # No overflow: connections that come and go cost PostgreSQL a process each; a request
     # that finds the pool busy waits for a connection instead.
-    return create_async_engine(
+    return Engine(create_async_engine(
         aurl,
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=False,
         connect_args={"server_settings": {"application_name": "coinpurse"}},
-    )
+    ).sync_engine)
 
 
 def _alembic_config(url: str) -> Any:
@@ -87,6 +110,7 @@ async def migrate(url: str) -> None:
     engine = create_engine(url, pool_size=1)
     try:
         async with engine.connect() as conn:
+            await conn.execution_options(**{WRITE_OPTION: True})
             if conn.dialect.name == "postgresql":
                 await conn.execute(text(f"SELECT pg_advisory_lock({MIGRATE_LOCK_ID})"))
                 await conn.commit()
