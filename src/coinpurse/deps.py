@@ -20,7 +20,7 @@ from coinpurse.kit.types import IDEMPOTENCY_KEY_RE
 from coinpurse.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.coinpurse
     return state
 
@@ -94,7 +94,7 @@ Admin = Annotated[Principal, Depends(admin_reader)]
 AdminWriter = Annotated[Principal, Depends(admin_writer)]
 
 
-def idempotency_key(
+async def idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(description="Required. A unique key per operation, at most 255 printable "
