@@ -575,3 +575,48 @@ def test_migration_matches_the_tables(settings: Settings) -> None:
             "kyc_submissions"}
     relevant = [d for d in diff if any(name in repr(d) for name in mine)]
     assert relevant == []
+
+
+async def test_no_second_credit_after_the_claims_are_purged(
+    client: httpx.AsyncClient, app: Any, settings: Settings, monkeypatch: Any
+) -> None:
+    """Claims expire; the order row, re-read under the batch's locks, still says credited."""
+    from sqlalchemy import delete
+
+    from coinpurse.payments import service as svc
+    from coinpurse.tables import idempotency_keys
+    from tests.payments.conftest import payments
+
+    order = await topup(client, "pg", package="small")
+    p = payments(app)
+    stale = await svc.read_order(p.db, order["id"])
+    await svc.credit(p, order["id"], payment_id="mockpay_1")
+    async with p.db.begin() as conn:
+        await conn.execute(delete(idempotency_keys))
+    real = svc.read_order
+    calls = 0
+
+    async def stale_first(db: Any, order_id: str) -> Any:
+        nonlocal calls
+        calls += 1
+        return stale if calls == 1 else await real(db, order_id)
+
+    monkeypatch.setattr(svc, "read_order", stale_first)
+    done = await svc.credit(p, order["id"], payment_id="mockpay_1")
+    assert done.status == "succeeded"
+    monkeypatch.setattr(svc, "read_order", real)
+    stale = await svc.read_order(p.db, order["id"])
+    await svc.reverse(p, order["id"], "refunded")
+    async with p.db.begin() as conn:
+        await conn.execute(delete(idempotency_keys))
+    calls = 0
+    monkeypatch.setattr(svc, "read_order", stale_first)
+    again = await svc.reverse(p, order["id"], "refunded")
+    assert again.status == "refunded" and again.debt_amount == 0
+    assert await credits(settings, order["id"]) == 1
+    assert (await balance(client, "pg"))["balance"] == 0
+    async with p.db.connect() as conn:
+        from coinpurse.tables import user_debts
+
+        assert (await conn.execute(user_debts.select())).all() == []
+    assert_invariants(await ledger_state_async(settings.database_url))

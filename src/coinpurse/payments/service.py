@@ -449,6 +449,13 @@ def _set_order(order_id: str, **values: Any) -> SqlWrite:
     return run
 
 
+async def _already(conn: AsyncConnection, order_id: str, column: Any) -> bool:
+    """Re-read under the batch's locks: the order row is the lasting exactly-once record
+    (idempotency claims are purged after ``COINPURSE_IDEMPOTENCY_TTL_S``)."""
+    value = (await conn.execute(select(column).where(payment_orders.c.id == order_id))).scalar()
+    return value is not None
+
+
 def _render(outcomes: list[Outcome]) -> StoredResponse:
     for o in outcomes:
         if isinstance(o, Rejection):
@@ -512,6 +519,8 @@ async def credit(p: Payments, order_id: str, *, payment_id: str | None,
 
     async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> list[Operation]:
+        if await _already(conn, order.id, payment_orders.c.credit_transaction_id):
+            return []  # credited by a commit whose claim has since been purged
         owed = await outstanding(conn, order.user_id, cur, pending)
         left, repay = budget, []
         for creditor in sorted(owed):
@@ -526,6 +535,8 @@ async def credit(p: Payments, order_id: str, *, payment_id: str | None,
             metadata={**spec.metadata, "debt_repaid": budget - left})]
 
     def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
+        if not outcomes:
+            return []
         (outcome,) = outcomes
         if not isinstance(outcome, Transaction):
             assert isinstance(outcome, Rejection)
@@ -570,8 +581,13 @@ async def reverse(p: Payments, order_id: str, status: str) -> Row[Any]:
         reference_id=order.id, initiator=f"provider:{order.provider}",
         metadata=_order_metadata(order, order.provider_payment_id), service="payments")
 
+    skipped: list[bool] = []
+
     async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> list[Operation]:
+        if await _already(conn, order.id, payment_orders.c.reversed_at):
+            skipped.append(True)
+            return []
         take = min(max(states[(user, cur)].available, 0), order.amount + order.bonus)
         to_provider = min(take, order.amount)
         legs = [q for q in (Posting(user, provider_account, to_provider, cur),
@@ -580,7 +596,7 @@ async def reverse(p: Payments, order_id: str, status: str) -> Row[Any]:
 
     def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
         tx = next((o for o in outcomes if isinstance(o, Transaction)), None)
-        if any(isinstance(o, Rejection) for o in outcomes):
+        if skipped or any(isinstance(o, Rejection) for o in outcomes):
             return []
         now = _now()
         taken = {q.destination: q.amount for q in (tx.spec.postings if tx else ())}
