@@ -620,3 +620,62 @@ async def test_no_second_credit_after_the_claims_are_purged(
 
         assert (await conn.execute(user_debts.select())).all() == []
     assert_invariants(await ledger_state_async(settings.database_url))
+
+
+def test_mock_flow_over_a_real_server(serve: Any) -> None:
+    """``coinpurse serve``: order, checkout page, Pay, the signed webhook, the inbox worker
+    inside the server, the credit; all over real HTTP."""
+    server = serve(COINPURSE_TOPUP_PROVIDERS="mock", COINPURSE_INBOX_POLL_S="0.1")
+    user = auth(user_token("real"))
+    with httpx.Client(base_url=server.base_url, timeout=10) as c:
+        r = c.post("/api/v1/topups", json={"package_id": "medium"},
+                   headers={**user, "Idempotency-Key": "real-1"})
+        assert r.status_code == 201, r.text
+        order = r.json()
+        assert c.get(urlsplit(order["checkout_url"]).path).status_code == 200
+        paid = c.post(f"/mock-checkout/{order['id']}/pay")
+        assert paid.status_code == 303
+        for _ in range(100):
+            status = c.get(f"/api/v1/topups/{order['id']}", headers=user).json()["status"]
+            if status == "succeeded":
+                break
+            time.sleep(0.05)
+        assert status == "succeeded"
+        wallet = c.get("/api/v1/wallet/balance", headers=user).json()["wallets"]["points"]
+        assert wallet["balance"] == 1200
+
+
+async def test_signed_but_malformed_events_never_credit(client: httpx.AsyncClient, app: Any,
+                                                       settings: Settings) -> None:
+    import json
+
+    order = await topup(client, "mal", package="small")
+    bodies = [
+        b"not json",
+        b"[]",
+        json.dumps({"id": "e1", "type": "payment.succeeded", "data": []}).encode(),
+        json.dumps({"id": "e2", "type": "payment.succeeded", "data": {
+            "order_id": order["id"], "payment_id": 7, "amount": "99",
+            "currency": "usd"}}).encode(),
+        json.dumps({"id": "e3", "type": "payment.succeeded", "data": {
+            "order_id": order["id"], "payment_id": "p", "amount": True,
+            "currency": 5}}).encode(),
+        json.dumps({"id": "e4", "type": ["x"], "data": {"order_id": order["id"]}}).encode(),
+    ]
+    for body in bodies:
+        r = await client.post("/webhooks/mock", content=body, headers=mock_headers(body))
+        assert r.status_code == 200, r.text
+    await drain(app)
+    assert (await order_of(client, "mal", order["id"]))["status"] == "created"
+    assert await credits(settings, order["id"]) == 0
+    assert {r.status for r in await inbox_rows(app)} <= {"failed", "ignored"}
+    stripe_bad = b'{"id": "evt_x", "type": "checkout.session.completed", "data": 5}'
+    r = await client.post("/webhooks/stripe", content=stripe_bad, headers={
+        "Stripe-Signature": stripe_sign(stripe_bad, STRIPE_WHSEC_NEW)})
+    assert r.status_code == 200
+    rzp_bad = b'{"event": "payment.captured", "payload": {"payment": []}}'
+    r = await client.post("/webhooks/razorpay", content=rzp_bad,
+                          headers={"X-Razorpay-Signature": razorpay_sign(rzp_bad)})
+    assert r.status_code == 200
+    await drain(app)
+    assert {r.status for r in await inbox_rows(app)} <= {"failed", "ignored"}

@@ -37,6 +37,11 @@ BACKOFF_MAX_S = 3600
 BATCH = 50
 
 
+class NeedsOperator(Exception):
+    """Retrying cannot help (a partial refund, an event naming no order): the event is
+    marked failed for an operator."""
+
+
 async def ingest(p: svc.Payments, provider_name: str, body: bytes,
                  headers: Mapping[str, str]) -> tuple[int, bool]:
     """Check the signature and store the event; returns (inbox id, duplicate)."""
@@ -80,6 +85,8 @@ async def apply_event(p: svc.Payments, provider: str, event: ProviderEvent) -> t
     Raises NotReady (or a transient error) to be retried later."""
     if event.kind == "ignored":
         return "ignored", None
+    if not (event.order_id or event.provider_order_id or event.provider_payment_id):
+        raise NeedsOperator("the event names no order or payment")
     async with p.db.connect() as conn:
         order = await svc.find_order(conn, provider, order_id=event.order_id,
                                      provider_order_id=event.provider_order_id,
@@ -97,7 +104,7 @@ async def apply_event(p: svc.Payments, provider: str, event: ProviderEvent) -> t
         await svc.set_status(p.db, oid, "failed", when=svc.OPEN, credited=False)
     elif event.kind == "refunded":
         if not event.full:
-            raise PartialRefund("a partial refund: the order's coins were not taken back; "
+            raise NeedsOperator("a partial refund: the order's coins were not taken back; "
                                 "an operator decides")
         await svc.reverse(p, oid, "refunded")
     elif event.kind == "dispute_opened":
@@ -109,10 +116,6 @@ async def apply_event(p: svc.Payments, provider: str, event: ProviderEvent) -> t
     elif event.kind == "dispute_lost":
         await svc.reverse(p, oid, "disputed")
     return "processed", oid
-
-
-class PartialRefund(Exception):
-    """Not applied automatically: the event is marked failed for an operator."""
 
 
 def backoff_s(attempts: int) -> float:
@@ -151,7 +154,7 @@ async def _process(p: svc.Payments, row: Row[Any], now: datetime) -> None:
         status, order_id = await apply_event(p, row.provider, event)
         values.update(status=status, order_id=order_id, processed_at=datetime.now(UTC),
                       last_error=None)
-    except (PartialRefund, PaymentNotCompleted) as exc:  # retrying cannot help
+    except (NeedsOperator, PaymentNotCompleted) as exc:  # retrying cannot help
         values.update(status="failed", last_error=f"{type(exc).__name__}: {exc}"[:1000])
     except (TimeoutError, svc.NotReady, CoinpurseError) as exc:
         values.update(_retry(p.settings, row.attempts, now, f"{type(exc).__name__}: {exc}"))

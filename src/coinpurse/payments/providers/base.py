@@ -65,6 +65,18 @@ class Confirmation:
     currency: str | None = None
 
 
+def text(value: Any) -> str | None:
+    """A field of a signed event that should be a string; anything else counts as absent."""
+    return value if isinstance(value, str) and value else None
+
+
+def amount(value: Any) -> int | None:
+    """An amount from a signed event: absent stays None, a malformed one never matches."""
+    if value is None:
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
 class ProviderError(Exception):
     """The provider could not be reached or refused the request; safe to retry."""
 

@@ -23,6 +23,8 @@ from coinpurse.payments.providers.base import (
     OrderInfo,
     ProviderEvent,
     SignatureError,
+    amount,
+    text,
 )
 
 SIGNATURE_HEADER = "coinpurse-mock-signature"
@@ -82,10 +84,11 @@ class MockProvider:
         data = event["data"]
         return ProviderEvent(
             event_id=str(event["id"]), type=str(event["type"]),
-            kind=KINDS.get(event["type"], "ignored"), order_id=str(data["order_id"]),
-            provider_order_id=str(data["order_id"]),
-            provider_payment_id=data.get("payment_id"), amount=data.get("amount"),
-            currency=data.get("currency"), full=data.get("full", True),
+            kind=KINDS.get(str(event["type"]), "ignored"), order_id=text(data["order_id"]),
+            provider_order_id=text(data["order_id"]),
+            provider_payment_id=text(data.get("payment_id")),
+            amount=amount(data.get("amount")), currency=text(data.get("currency")),
+            full=data.get("full", True) is True,
         )
 
     async def confirm(self, order_id: str, provider_order_id: str,

@@ -24,6 +24,8 @@ from coinpurse.payments.providers.base import (
     ProviderError,
     ProviderEvent,
     SignatureError,
+    amount,
+    text,
 )
 
 SIGNATURE_HEADER = "x-razorpay-signature"
@@ -90,18 +92,18 @@ class RazorpayProvider:
         dispute = ((payload.get("dispute") or {}).get("entity")) or {}
         notes = payment.get("notes") or order.get("notes") or {}
         full = True
-        amount = payment.get("amount")
+        paid = payment.get("amount")
         if refund:
-            amount = refund.get("amount")
-            full = payment.get("amount_refunded", amount) == payment.get("amount", amount)
+            paid = refund.get("amount")
+            full = payment.get("amount_refunded", paid) == payment.get("amount", paid)
+        currency = text(payment.get("currency"))
         return ProviderEvent(
             event_id=event_id, type=etype, kind=KINDS.get(etype, "ignored"),
-            order_id=notes.get("order_id") if isinstance(notes, dict) else None,
-            provider_order_id=payment.get("order_id") or order.get("id"),
-            provider_payment_id=payment.get("id") or refund.get("payment_id")
-            or dispute.get("payment_id"),
-            amount=amount, currency=str(payment.get("currency") or "").lower() or None,
-            full=full,
+            order_id=text(notes.get("order_id")) if isinstance(notes, dict) else None,
+            provider_order_id=text(payment.get("order_id")) or text(order.get("id")),
+            provider_payment_id=text(payment.get("id")) or text(refund.get("payment_id"))
+            or text(dispute.get("payment_id")),
+            amount=amount(paid), currency=currency.lower() if currency else None, full=full,
         )
 
     async def confirm(self, order_id: str, provider_order_id: str,

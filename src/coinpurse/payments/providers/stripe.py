@@ -22,6 +22,8 @@ from coinpurse.payments.providers.base import (
     ProviderError,
     ProviderEvent,
     SignatureError,
+    amount,
+    text,
 )
 
 SIGNATURE_HEADER = "stripe-signature"
@@ -92,23 +94,23 @@ class StripeProvider:
         obj = event["data"]["object"]
         meta = obj.get("metadata") or {}
         base: dict[str, Any] = {"event_id": str(event["id"]), "type": etype,
-                                "order_id": meta.get("order_id")}
+                                "order_id": text(meta.get("order_id"))}
         if etype.startswith("checkout.session."):
             kind = SESSION_KINDS.get(etype, "ignored")
             if etype == "checkout.session.completed":
                 paid = obj.get("payment_status") in ("paid", "no_payment_required")
                 kind = "payment_succeeded" if paid else "payment_pending"
             return ProviderEvent(
-                **{**base, "order_id": obj.get("client_reference_id") or base["order_id"]},
-                kind=kind, provider_order_id=obj.get("id"),
+                **{**base, "order_id": text(obj.get("client_reference_id")) or base["order_id"]},
+                kind=kind, provider_order_id=text(obj.get("id")),
                 provider_payment_id=_id(obj.get("payment_intent")),
-                amount=obj.get("amount_total"), currency=obj.get("currency"))
+                amount=amount(obj.get("amount_total")), currency=text(obj.get("currency")))
         if etype == "charge.refunded":
             full = bool(obj.get("refunded")) or obj.get("amount_refunded") == obj.get("amount")
             return ProviderEvent(**base, kind="refunded",
                                  provider_payment_id=_id(obj.get("payment_intent")),
-                                 amount=obj.get("amount_refunded"), currency=obj.get("currency"),
-                                 full=full)
+                                 amount=amount(obj.get("amount_refunded")),
+                                 currency=text(obj.get("currency")), full=full)
         if etype in ("charge.dispute.created", "charge.dispute.closed"):
             kind = "dispute_opened"
             if etype == "charge.dispute.closed":
@@ -116,7 +118,8 @@ class StripeProvider:
                     str(obj.get("status")), "ignored")  # type: ignore[assignment]
             return ProviderEvent(**base, kind=kind,
                                  provider_payment_id=_id(obj.get("payment_intent")),
-                                 amount=obj.get("amount"), currency=obj.get("currency"))
+                                 amount=amount(obj.get("amount")),
+                                 currency=text(obj.get("currency")))
         return ProviderEvent(**base, kind="ignored")
 
     async def confirm(self, order_id: str, provider_order_id: str,
@@ -129,4 +132,5 @@ class StripeProvider:
         if session.payment_status not in ("paid", "no_payment_required"):
             return None
         return Confirmation(provider_payment_id=_id(session.payment_intent),
-                            amount=session.amount_total, currency=session.currency)
+                            amount=amount(session.amount_total),
+                            currency=text(session.currency))
