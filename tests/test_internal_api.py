@@ -626,3 +626,35 @@ async def test_idempotency_key_length(client: httpx.AsyncClient, make_key: MakeK
     again = await credit(client, key, "u1", 1, idem="k" * 255)
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert await balance(client, key, "u1") == 1
+
+
+async def test_cached_keys_are_dropped_when_revoked_elsewhere(
+    client: httpx.AsyncClient, make_key: MakeKey, app: Any, db_url: str
+) -> None:
+    """On PostgreSQL keys are cached; a revocation by another process must still bite."""
+    import asyncio as _asyncio
+
+    from coinpurse.auth import keys as keys_mod
+    from coinpurse.db import create_engine as _engine
+
+    secret = await make_key("games", "wallet:read")
+    cache = app.state.coinpurse.key_cache
+    for _ in range(50):
+        if cache.active or db_url.startswith("sqlite"):
+            break
+        await _asyncio.sleep(0.05)
+    assert cache.active is db_url.startswith("postgres")
+    h = {"X-API-Key": secret}
+    assert (await client.get("/internal/v1/wallet/balance/u", headers=h)).status_code == 200
+    engine = _engine(db_url, pool_size=1)
+    async with engine.begin() as conn:
+        listed = await keys_mod.list_keys(conn)
+        await keys_mod.revoke_key(conn, listed[-1].id)
+    await engine.dispose()
+    status = 200
+    for _ in range(50):  # the notification arrives within milliseconds
+        status = (await client.get("/internal/v1/wallet/balance/u", headers=h)).status_code
+        if status == 401:
+            break
+        await _asyncio.sleep(0.01)
+    assert status == 401

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coinpurse import __version__
 from coinpurse.admin.routes import router as admin_router
+from coinpurse.auth.keycache import KeyCache
 from coinpurse.auth.routes import router as auth_router
 from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.background import start_background, stop_background
@@ -203,8 +204,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not verifier.configured:
             log.warning("no COINPURSE_JWT_SECRET or COINPURSE_JWT_PUBLIC_KEY: "
                         "the user API will refuse every token")
+        key_cache = KeyCache()
         app.state.coinpurse = AppState(settings=settings, db=db, ledger=ledger,
-                                       verifier=verifier, rate_limits=RateLimits(settings))
+                                       verifier=verifier, rate_limits=RateLimits(settings),
+                                       key_cache=key_cache)
+        key_cache.start(settings.database_url)
         await ledger.start()
         background = start_background(db, ledger, settings)
         try:
@@ -212,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await stop_background(background)
             await ledger.stop()
+            await key_cache.stop()
             await db.dispose()
 
     app = FastAPI(

@@ -39,8 +39,15 @@ async def current_service(
 ) -> ServiceKey:
     if not api_key:
         raise Unauthorized("send a service key in the X-API-Key header")
-    async with state.db.connect() as conn:
-        key = await keys.authenticate(conn, api_key)
+    key = None
+    if api_key.startswith(keys.KEY_PREFIX) and len(api_key) <= 128:
+        key_hash = keys.hash_key(api_key)
+        key = state.key_cache.get(key_hash)
+        if key is None:
+            async with state.db.connect() as conn:
+                key = await keys.lookup(conn, key_hash)
+            if key is not None:
+                state.key_cache.put(key_hash, key)
     if key is None:
         raise Unauthorized("the API key is not valid or has been revoked")
     await state.rate_limits.hit(state.rate_limits.service, "service-key", key.id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from coinpurse.auth.keycache import KeyCache
 from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.config import Settings
 from coinpurse.errors import UnknownCurrency
@@ -20,6 +21,7 @@ class AppState:
     ledger: Ledger
     verifier: TokenVerifier
     rate_limits: RateLimits
+    key_cache: KeyCache
 
     def currency(self, code: str) -> str:
         if code not in self.settings.currency_map:

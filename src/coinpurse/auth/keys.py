@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.auth.scopes import allows, parse_scopes
@@ -21,6 +21,8 @@ from coinpurse.errors import Forbidden, NotFound
 from coinpurse.tables import api_keys
 
 KEY_PREFIX = "cpk_"
+# PostgreSQL channel: every change to a key is announced, so servers can cache keys safely.
+CHANGES_CHANNEL = "coinpurse_api_keys"
 SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -91,15 +93,25 @@ async def create_key(conn: AsyncConnection, service: str, scopes: str,
 async def authenticate(conn: AsyncConnection, secret: str) -> ServiceKey | None:
     if not secret.startswith(KEY_PREFIX) or len(secret) > 128:
         return None
+    return await lookup(conn, hash_key(secret))
+
+
+async def lookup(conn: AsyncConnection, key_hash: str) -> ServiceKey | None:
     row = (
         await conn.execute(
-            select(api_keys).where(api_keys.c.key_hash == hash_key(secret),
+            select(api_keys).where(api_keys.c.key_hash == key_hash,
                                    api_keys.c.revoked_at.is_(None))
         )
     ).first()
     if row is None or (row.expires_at is not None and row.expires_at <= datetime.now(UTC)):
         return None
     return _row_to_key(row)
+
+
+async def _announce(conn: AsyncConnection, key_id: str) -> None:
+    """Tell every server to forget cached keys; delivered when this transaction commits."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_notify(:c, :k)"), {"c": CHANGES_CHANNEL, "k": key_id})
 
 
 async def rotate_key(conn: AsyncConnection, key_id: str, grace_s: int,
@@ -115,6 +127,7 @@ async def rotate_key(conn: AsyncConnection, key_id: str, grace_s: int,
     if row.expires_at is None or row.expires_at > until:
         await conn.execute(update(api_keys).where(api_keys.c.id == key_id)
                            .values(expires_at=until))
+        await _announce(conn, key_id)
     old = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).one()
     return new, secret, _row_to_key(old)
 
@@ -134,6 +147,7 @@ async def revoke_key(conn: AsyncConnection, key_id: str) -> ServiceKey:
     row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
     if row is None:
         raise NotFound(f"no key {key_id!r}")
+    await _announce(conn, key_id)
     return _row_to_key(row)
 
 
