@@ -30,11 +30,22 @@ JobFactory = Callable[[AsyncEngine, Ledger], Coroutine[Any, Any, None]]
 EXTRA_JOBS: list[tuple[str, JobFactory]] = []
 
 
+async def purge_all_expired(db: AsyncEngine, now: datetime | None = None) -> int:
+    """Purge in bounded chunks, one short transaction each, until none is left."""
+    now = now or datetime.now(UTC)
+    total = 0
+    while True:
+        async with db.begin() as conn:
+            purged = await idempotency.purge_expired(conn, now)
+        total += purged
+        if purged == 0:
+            return total
+
+
 async def purge_loop(db: AsyncEngine, _ledger: Ledger) -> None:
     while True:
         try:
-            async with db.begin() as conn:
-                purged = await idempotency.purge_expired(conn, datetime.now(UTC))
+            purged = await purge_all_expired(db)
             if purged:
                 log.info("purged %d expired idempotency keys", purged)
         except Exception:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.ledger.store import keys_match
@@ -105,6 +105,14 @@ async def find(conn: AsyncConnection, claims: Sequence[Claim]) -> dict[tuple[str
     }
 
 
+_PG_STORE = text(
+    "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response_body, "
+    "created_at, expires_at) SELECT t.s, t.k, t.h, t.st, t.b, :now, :exp FROM unnest("
+    "CAST(:s AS TEXT[]), CAST(:k AS TEXT[]), CAST(:h AS TEXT[]), CAST(:st AS SMALLINT[]), "
+    "CAST(:b AS BYTEA[])) AS t(s, k, h, st, b)"
+)
+
+
 async def store(
     conn: AsyncConnection,
     done: Sequence[tuple[Claim, StoredResponse]],
@@ -113,6 +121,12 @@ async def store(
     expires_at: datetime,
 ) -> None:
     if not done:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_PG_STORE, {
+            "s": [c.scope for c, _ in done], "k": [c.key for c, _ in done],
+            "h": [c.request_hash for c, _ in done], "st": [r.status for _, r in done],
+            "b": [r.body for _, r in done], "now": now, "exp": expires_at})
         return
     await conn.execute(
         idempotency_keys.insert(),
@@ -125,7 +139,7 @@ async def store(
     )
 
 
-async def purge_expired(conn: AsyncConnection, now: datetime, limit: int = 10_000) -> int:
+async def purge_expired(conn: AsyncConnection, now: datetime, limit: int = 1000) -> int:
     """Delete expired keys, a bounded number at a time so no purge holds locks for long."""
     victims = (
         select(idempotency_keys.c.scope, idempotency_keys.c.key)
@@ -137,9 +151,9 @@ async def purge_expired(conn: AsyncConnection, now: datetime, limit: int = 10_00
         return 0
     await conn.execute(
         delete(idempotency_keys).where(
-            tuple_(idempotency_keys.c.scope, idempotency_keys.c.key).in_(
-                [(k.scope, k.key) for k in keys]
-            )
+            keys_match(idempotency_keys.c.key, idempotency_keys.c.scope,
+                       [(k.key, k.scope) for k in keys]),
+            idempotency_keys.c.expires_at < now,
         )
     )
     return len(keys)

@@ -112,6 +112,7 @@ class Ledger:
         self._committer_count = committers
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._inflight: set[tuple[str, str]] = set()
+        self._known_accounts = store.KnownAccounts()
         self._tasks: list[asyncio.Task[None]] = []
         self.batches_committed = 0
         self.jobs_committed = 0
@@ -231,7 +232,8 @@ class Ledger:
                 for op in jobs[i].ops:
                     keys |= _account_keys(op, held)
             states = await store.lock_accounts(
-                conn, keys, may_go_negative=self._may_go_negative, now=now
+                conn, keys, may_go_negative=self._may_go_negative, now=now,
+                known=self._known_accounts,
             )
             posted: list[Transaction] = []
             changed_holds: dict[str, HoldState] = {}

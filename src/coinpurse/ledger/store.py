@@ -1,9 +1,11 @@
 """The ledger's SQL. Set-based: the round trips of a batch do not grow with its size.
 
-Accounts are created with one multi-row ``INSERT ... ON CONFLICT DO NOTHING`` and locked with
-one ``SELECT ... FOR UPDATE`` ordered by (address, currency): every batch, in every process,
-takes its locks in the same global order, so batches cannot deadlock (pgledger's rule).
-SQLite has a single writer (``BEGIN IMMEDIATE``), so there is nothing to order there.
+Accounts not yet known to this process are created with one ``INSERT ... ON CONFLICT DO
+NOTHING``, then all are locked with one ``SELECT ... FOR UPDATE`` ordered by (address,
+currency): every batch, in every process, takes its locks in the same global order, so batches
+cannot deadlock (pgledger's rule). On PostgreSQL each write is one statement over arrays
+(``unnest``), whatever the batch size; SQLite, which has a single writer (``BEGIN
+IMMEDIATE``) and no network, uses executemany.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,27 +48,59 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
     return dialect.insert(table)
 
 
+class KnownAccounts:
+    """Accounts this process has seen exist; accounts are never deleted, so it only grows."""
+
+    SIZE_MAX = 1_000_000
+
+    def __init__(self) -> None:
+        self._keys: set[AccountKey] = set()
+
+    def missing(self, keys: Sequence[AccountKey]) -> list[AccountKey]:
+        return [k for k in keys if k not in self._keys]
+
+    def add(self, keys: Iterable[AccountKey]) -> None:
+        if len(self._keys) > self.SIZE_MAX:
+            self._keys.clear()
+        self._keys.update(keys)
+
+
+_PG_CREATE_ACCOUNTS = text(
+    "INSERT INTO accounts (address, currency, balance, held, overdraft, created_at, updated_at) "
+    "SELECT t.a, t.c, 0, 0, t.o, :now, :now FROM unnest(CAST(:a AS TEXT[]), "
+    "CAST(:c AS TEXT[]), CAST(:o AS BOOLEAN[])) WITH ORDINALITY AS t(a, c, o, n) "
+    "ORDER BY t.n ON CONFLICT (address, currency) DO NOTHING"
+)
+
+
 async def lock_accounts(
     conn: AsyncConnection,
     keys: Iterable[AccountKey],
     *,
     may_go_negative: Callable[[str], bool],
     now: datetime,
+    known: KnownAccounts | None = None,
 ) -> dict[AccountKey, AccountState]:
     """Create missing accounts and lock all of them, in sorted order."""
     ordered = sorted(set(keys))
     if not ordered:
         return {}
-    await conn.execute(
-        _insert(conn, accounts).on_conflict_do_nothing(
-            index_elements=["address", "currency"]
-        ),
-        [
-            {"address": a, "currency": c, "balance": 0, "held": 0,
-             "overdraft": may_go_negative(a), "created_at": now, "updated_at": now}
-            for a, c in ordered
-        ],
-    )
+    create = known.missing(ordered) if known is not None else ordered
+    if create and conn.dialect.name == "postgresql":
+        await conn.execute(_PG_CREATE_ACCOUNTS, {
+            "a": [a for a, _ in create], "c": [c for _, c in create],
+            "o": [may_go_negative(a) for a, _ in create], "now": now})
+    elif create:
+        await conn.execute(
+            _insert(conn, accounts).on_conflict_do_nothing(
+                index_elements=["address", "currency"]
+            ),
+            [
+                {"address": a, "currency": c, "balance": 0, "held": 0,
+                 "overdraft": may_go_negative(a), "created_at": now, "updated_at": now}
+                for a, c in create
+            ],
+        )
     stmt = (
         select(accounts.c.id, accounts.c.address, accounts.c.currency, accounts.c.balance,
                accounts.c.held, accounts.c.overdraft)
@@ -82,6 +116,8 @@ async def lock_accounts(
         for r in rows
     }
     assert len(states) == len(ordered), "an account vanished between insert and lock"
+    if known is not None:
+        known.add(ordered)
     return states
 
 
@@ -153,23 +189,68 @@ async def write_batch(
 ) -> None:
     """Write what the engine decided: balances, transactions, entries."""
     dirty = [s for s in states if s.dirty]
-    if dirty:
-        await conn.execute(
-            _UPDATE_BALANCES,
-            [{"b_id": s.id, "b_balance": s.balance, "b_held": s.held, "b_now": now}
-             for s in dirty],
-        )
-    if not posted:
-        return
-    await conn.execute(transactions.insert(), [_transaction_row(t) for t in posted])
+    rows = [_transaction_row(t) for t in posted]
     entry_rows = [
         {"transaction_id": t.id, "account_id": e.account_id, "posting_index": e.posting_index,
          "amount": e.amount, "balance_after": e.balance_after, "created_at": t.created_at}
         for t in posted
         for e in t.entries
     ]
+    if conn.dialect.name == "postgresql":
+        await _pg_write(conn, dirty, rows, entry_rows, now)
+        return
+    if dirty:
+        await conn.execute(
+            _UPDATE_BALANCES,
+            [{"b_id": s.id, "b_balance": s.balance, "b_held": s.held, "b_now": now}
+             for s in dirty],
+        )
+    if rows:
+        await conn.execute(transactions.insert(), rows)
     if entry_rows:
         await conn.execute(entries.insert(), entry_rows)
+
+
+_PG_UPDATE_BALANCES = text(
+    "UPDATE accounts AS a SET balance = v.b, held = v.h, updated_at = :now "
+    "FROM unnest(CAST(:id AS BIGINT[]), CAST(:b AS BIGINT[]), CAST(:h AS BIGINT[])) "
+    "AS v(id, b, h) WHERE a.id = v.id"
+)
+_TX_COLUMNS = ("id", "kind", "description", "reference_id", "metadata_json", "postings_json",
+               "initiator", "service", "internal_notes", "idempotency_key")
+_PG_INSERT_TRANSACTIONS = text(
+    f"INSERT INTO transactions ({', '.join(_TX_COLUMNS)}, created_at) "
+    f"SELECT *, CAST(:now AS TIMESTAMPTZ) FROM unnest("
+    + ", ".join(f"CAST(:{c} AS TEXT[])" for c in _TX_COLUMNS) + ")"
+)
+_PG_INSERT_ENTRIES = text(
+    "INSERT INTO entries (transaction_id, account_id, posting_index, amount, balance_after, "
+    "created_at) SELECT t.tx, t.acc, t.idx, t.amt, t.after, :now FROM unnest("
+    "CAST(:tx AS TEXT[]), CAST(:acc AS BIGINT[]), CAST(:idx AS SMALLINT[]), "
+    "CAST(:amt AS BIGINT[]), CAST(:after AS BIGINT[])) WITH ORDINALITY "
+    "AS t(tx, acc, idx, amt, after, n) ORDER BY t.n"
+)
+
+
+async def _pg_write(conn: AsyncConnection, dirty: list[AccountState],
+                    rows: list[dict[str, Any]], entry_rows: list[dict[str, Any]],
+                    now: datetime) -> None:
+    """One statement per table, arrays in, whatever the number of rows."""
+    if dirty:
+        await conn.execute(_PG_UPDATE_BALANCES, {
+            "id": [s.id for s in dirty], "b": [s.balance for s in dirty],
+            "h": [s.held for s in dirty], "now": now})
+    if rows:
+        assert all(r["created_at"] == now for r in rows)
+        await conn.execute(_PG_INSERT_TRANSACTIONS,
+                           {**{c: [r[c] for r in rows] for c in _TX_COLUMNS}, "now": now})
+    if entry_rows:
+        await conn.execute(_PG_INSERT_ENTRIES, {
+            "tx": [e["transaction_id"] for e in entry_rows],
+            "acc": [e["account_id"] for e in entry_rows],
+            "idx": [e["posting_index"] for e in entry_rows],
+            "amt": [e["amount"] for e in entry_rows],
+            "after": [e["balance_after"] for e in entry_rows], "now": now})
 
 
 def _transaction_row(t: Transaction) -> dict[str, Any]:
