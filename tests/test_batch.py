@@ -6,7 +6,10 @@ import asyncio
 from typing import Any
 
 import httpx
+from asgi_lifespan import LifespanManager
 
+from coinpurse.app import create_app
+from coinpurse.config import Settings
 from tests.conftest import MakeKey
 
 
@@ -122,3 +125,26 @@ async def test_concurrent_requests_share_commits_without_changing_results(
     batches = ledger.batches_committed - batches_before
     assert jobs == 40
     assert batches < jobs, "concurrent requests should have shared commits"
+
+
+async def test_new_accounts_created_by_concurrent_batches(
+    settings: Settings, make_key: MakeKey
+) -> None:
+    """Batches racing to create the same new accounts (several committers on PostgreSQL,
+    one request per batch): each batch must see an account another batch created, but only
+    once that batch has committed."""
+    app = create_app(settings.model_copy(update={"batch_max": 1, "committers": 4}))
+    async with LifespanManager(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        await _race_new_accounts(client, await make_key())
+
+
+async def _race_new_accounts(client: httpx.AsyncClient, key: str) -> None:
+    for round_ in range(15):
+        answers = await asyncio.gather(*(
+            client.post("/internal/v1/transfers", json=_transfer(
+                "world", f"user:new{round_}", 1, f"r{round_}-{i}"),
+                headers={"X-API-Key": key, "Idempotency-Key": f"n-{round_}-{i}"})
+            for i in range(12)))
+        assert [r.status_code for r in answers] == [201] * 12, answers[0].text
+        assert await _balance(client, key, f"user:new{round_}") == 12

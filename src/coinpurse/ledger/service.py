@@ -286,6 +286,7 @@ class Ledger:
             for statement in statements:
                 await statement(conn)
             await idempotency.store(conn, done, now=now, expires_at=now + self._ttl)
+        self._known_accounts.add(states)  # committed: every batch can see them now
         assert all(a is not None for a in answers)
         return [a for a in answers if a is not None]
 

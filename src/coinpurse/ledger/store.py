@@ -49,7 +49,10 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
 
 
 class KnownAccounts:
-    """Accounts this process has seen exist; accounts are never deleted, so it only grows."""
+    """Accounts this process has seen committed; accounts are never deleted, so it only grows.
+
+    Add keys only after the transaction that locked them has committed: a key added earlier
+    could name a row another batch of this process cannot see yet."""
 
     SIZE_MAX = 1_000_000
 
@@ -116,8 +119,6 @@ async def lock_accounts(
         for r in rows
     }
     assert len(states) == len(ordered), "an account vanished between insert and lock"
-    if known is not None:
-        known.add(ordered)
     return states
 
 
