@@ -277,10 +277,13 @@ def keys_list(as_json: bool) -> None:
 def keys_revoke(key_id: str) -> None:
     """Revoke a key: it stops working at once."""
     from coinpurse.auth import keys as keys_mod
+    from coinpurse.auth.keycache import announce_committed
     from coinpurse.errors import NotFound
 
+    settings = _settings()
     try:
-        key = _run(_settings(), lambda c: keys_mod.revoke_key(c, key_id), write=True)
+        key = _run(settings, lambda c: keys_mod.revoke_key(c, key_id), write=True)
+        announce_committed(settings.database_url)
     except NotFound:
         click.echo(f"coinpurse: no key {key_id!r}", err=True)
         sys.exit(1)

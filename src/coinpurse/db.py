@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,17 @@ class Engine(AsyncEngine):
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
+            # Committed. Hooks that must run only now (``after_commit``) run here.
+            for hook in conn.info.pop(AFTER_COMMIT, []):
+                hook()
+
+
+AFTER_COMMIT = "coinpurse_after_commit"
+
+
+def after_commit(conn: AsyncConnection, hook: Callable[[], None]) -> None:
+    """Run ``hook`` once the transaction that ``conn`` is in has committed (``db.begin()``)."""
+    conn.info.setdefault(AFTER_COMMIT, []).append(hook)
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:

@@ -44,10 +44,11 @@ async def current_service(
         key_hash = keys.hash_key(api_key)
         key = state.key_cache.get(key_hash)
         if key is None:
+            generation = state.key_cache.generation()
             async with state.db.connect() as conn:
                 key = await keys.lookup(conn, key_hash)
             if key is not None:
-                state.key_cache.put(key_hash, key)
+                state.key_cache.put(key_hash, key, generation)
     if key is None:
         raise Unauthorized("the API key is not valid or has been revoked")
     await state.rate_limits.hit(state.rate_limits.service, "service-key", key.id)

@@ -197,6 +197,7 @@ async def rotate_key(key_id: Annotated[str, Path(max_length=32)], request: Reque
                            action="admin.key_rotate", target=key_id,
                            details={"new_key_id": new.id, "grace_s": grace},
                            ip=client_ip(request))
+    _keys_changed(state)
     return json_response({**new.as_dict(), "key": secret, "previous": old.as_dict()},
                          status=201)
 
@@ -209,7 +210,13 @@ async def revoke_key(key_id: Annotated[str, Path(max_length=32)], request: Reque
         key = await keys.revoke_key(conn, key_id)
         await audit.record(conn, actor=admin.user_id, actor_role=admin.role,
                            action="admin.key_revoke", target=key_id, ip=client_ip(request))
+    _keys_changed(state)
     return json_response(key.as_dict())
+
+
+def _keys_changed(state: State) -> None:
+    """After the commit this process forgets at once (others hear of it from the change)."""
+    state.key_cache.clear()
 
 
 # --- adjustments and reversals ------------------------------------------------------------

@@ -1,10 +1,16 @@
 """An in-process cache of valid service keys, so a request does not read its key each time.
 
-Only on PostgreSQL, and only while this process listens on the channel that every key change
-is announced on (``pg_notify`` in the changing transaction): a revocation or rotation, from
-any process or the CLI, empties every server's cache when it commits. If the listening
-connection drops, the cache switches itself off until it is back. On SQLite keys are always
-read from the database.
+The cache is only used while this process is sure to hear of every key change:
+
+* PostgreSQL: it listens on the channel that every key change is announced on (``pg_notify``
+  in the changing transaction, delivered at commit), from any process or the CLI. If the
+  listening connection drops, the cache switches itself off until it is back.
+* SQLite (one server process): whoever changes a key touches a file beside the database
+  after committing (``announce_committed``); each lookup compares that file's modification
+  time, a ``stat`` call, with the one the cache was filled under.
+
+A lookup that raced a change must not put the old answer back: entries are only stored if
+no change was heard between the database read and the store (a generation counter).
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,41 +34,85 @@ ENTRIES_MAX = 10_000
 RECONNECT_S = 5.0
 
 
+def sidecar_path(database_url: str) -> Path | None:
+    """The file whose modification time stands for 'a key changed' on SQLite."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(f"{url.database}-keys-changed")
+
+
+def announce_committed(database_url: str) -> None:
+    """Call after committing a key change on SQLite (PostgreSQL announces by itself)."""
+    path = sidecar_path(database_url)
+    if path is not None:
+        path.write_text(str(time.time_ns()))
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[str, ServiceKey] = {}
         self._listening = False
+        self._sidecar: Path | None = None
+        self._stamp = 0
+        self._generation = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> bool:
-        return self._listening
+        return self._listening or self._sidecar is not None
+
+    def generation(self) -> int:
+        """Read before the database lookup; hand back to ``put``."""
+        self._check_sidecar()
+        return self._generation
 
     def get(self, key_hash: str) -> ServiceKey | None:
-        if not self._listening:
+        if not self.active:
             return None
+        self._check_sidecar()
         key = self._entries.get(key_hash)
         if key is not None and key.expires_at is not None and key.expires_at <= datetime.now(UTC):
             self._entries.pop(key_hash, None)
             return None
         return key
 
-    def put(self, key_hash: str, key: ServiceKey) -> None:
-        if not self._listening:
-            return
+    def put(self, key_hash: str, key: ServiceKey, generation: int) -> None:
+        if not self.active or generation != self.generation():
+            return  # a change was heard since the lookup began: its answer may be stale
         if len(self._entries) >= ENTRIES_MAX:
             self._entries.clear()
         self._entries[key_hash] = key
 
     def clear(self, *_: Any) -> None:
+        self._generation += 1
         self._entries.clear()
+
+    def _check_sidecar(self) -> None:
+        if self._sidecar is not None:
+            stamp = _mtime(self._sidecar)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self.clear()
 
     def start(self, database_url: str) -> None:
         if database_url.startswith("postgres"):
             self._task = asyncio.create_task(self._listen(database_url), name="key-cache")
+        else:
+            self._sidecar = sidecar_path(database_url)
+            if self._sidecar is not None:
+                self._stamp = _mtime(self._sidecar)
 
     async def stop(self) -> None:
         self._listening = False
+        self._sidecar = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

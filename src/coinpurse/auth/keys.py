@@ -17,6 +17,7 @@ from sqlalchemy import Row, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.auth.scopes import allows, parse_scopes
+from coinpurse.db import after_commit
 from coinpurse.errors import Forbidden, NotFound
 from coinpurse.tables import api_keys
 
@@ -109,9 +110,14 @@ async def lookup(conn: AsyncConnection, key_hash: str) -> ServiceKey | None:
 
 
 async def _announce(conn: AsyncConnection, key_id: str) -> None:
-    """Tell every server to forget cached keys; delivered when this transaction commits."""
-    if conn.dialect.name == "postgresql":
+    """Tell every server to forget cached keys, once this transaction has committed."""
+    if conn.dialect.name == "postgresql":  # NOTIFY is delivered at commit
         await conn.execute(text("SELECT pg_notify(:c, :k)"), {"c": CHANGES_CHANNEL, "k": key_id})
+    else:
+        from coinpurse.auth.keycache import announce_committed
+
+        url = conn.engine.url.render_as_string(hide_password=False)
+        after_commit(conn, lambda: announce_committed(url))
 
 
 async def rotate_key(conn: AsyncConnection, key_id: str, grace_s: int,
