@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from coinpurse import audit
 from coinpurse.admin import queries, service
+from coinpurse.admin import schemas as a
 from coinpurse.auth import keys
 from coinpurse.auth.scopes import parse_scopes
 from coinpurse.deps import Admin, AdminWriter, IdempotencyKey, State, client_ip, problems
@@ -28,6 +29,7 @@ from coinpurse.errors import (
     UnknownCurrency,
     ValidationFailed,
 )
+from coinpurse.internal.schemas import AccountOut, TransactionOut
 from coinpurse.kit import cursor
 from coinpurse.kit.http import json_response, raw_json_response
 from coinpurse.kit.types import ADDRESS_RE, KIND_RE, USER_ID_RE, Amount, clean_text
@@ -45,7 +47,7 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-@router.get("/transactions", responses=problems(*_READ),
+@router.get("/transactions", response_model=a.TransactionSearchOut, responses=problems(*_READ),
             summary="Search transactions, with totals for the whole filter")
 async def search_transactions(
     admin: Admin, state: State,
@@ -79,7 +81,7 @@ async def search_transactions(
                           "next_cursor": cursor.encode_text(next_id) if next_id else None})
 
 
-@router.get("/users/{user_id}/ledger", responses=problems(*_READ),
+@router.get("/users/{user_id}/ledger", response_model=a.UserLedgerOut, responses=problems(*_READ),
             summary="Every entry of a user, with services, internal notes and totals")
 async def user_ledger(user_id: UserPath, admin: Admin, state: State,
                       currency: Annotated[str | None, Query(max_length=16)] = None,
@@ -95,7 +97,8 @@ async def user_ledger(user_id: UserPath, admin: Admin, state: State,
     return json_response(out)
 
 
-@router.get("/stats", responses=problems(*_READ), summary="Money in the system, per currency")
+@router.get("/stats", response_model=a.StatsOut,
+            responses=problems(*_READ), summary="Money in the system, per currency")
 async def stats(admin: Admin, state: State) -> Response:
     """Per currency: what sits in users' wallets (and is held), what each service issued
     (paid out of its account) and collected, volume per kind over 24 hours and 7 days; and
@@ -104,7 +107,7 @@ async def stats(admin: Admin, state: State) -> Response:
         return json_response(await queries.stats(conn, list(state.settings.currency_map)))
 
 
-@router.get("/accounts/{address}", responses=problems(*_READ),
+@router.get("/accounts/{address}", response_model=AccountOut, responses=problems(*_READ),
             summary="Balances of any account")
 async def account(address: Annotated[str, Path(pattern=ADDRESS_RE, max_length=255)],
                   admin: Admin, state: State) -> Response:
@@ -114,7 +117,7 @@ async def account(address: Annotated[str, Path(pattern=ADDRESS_RE, max_length=25
                           "balances": {c: b.as_dict() for c, b in found.items()}})
 
 
-@router.get("/audit-log", responses=problems(*_READ),
+@router.get("/audit-log", response_model=a.AuditPage, responses=problems(*_READ),
             summary="Every admin and auth action, newest first (append-only)")
 async def audit_log(admin: Admin, state: State,
                     actor: Annotated[str | None, Query(max_length=160)] = None,
@@ -127,7 +130,7 @@ async def audit_log(admin: Admin, state: State,
                           "next_cursor": cursor.encode(next_id) if next_id else None})
 
 
-@router.get("/gifts", responses=problems(*_READ),
+@router.get("/gifts", response_model=a.GiftReportOut, responses=problems(*_READ),
             summary="Gifts, with totals per gift type, receiver and agency")
 async def gifts(admin: Admin, state: State,
                 from_user_id: Annotated[str | None, Query(pattern=USER_ID_RE)] = None,
@@ -160,13 +163,14 @@ class RotateIn(_In):
         "COINPURSE_KEY_ROTATION_GRACE_S.")
 
 
-@router.get("/keys", responses=problems(*_READ), summary="Service keys (never the secrets)")
+@router.get("/keys", response_model=a.KeyList,
+            responses=problems(*_READ), summary="Service keys (never the secrets)")
 async def list_keys(admin: Admin, state: State) -> Response:
     async with state.db.connect() as conn:
         return json_response({"data": [k.as_dict() for k in await keys.list_keys(conn)]})
 
 
-@router.post("/keys", status_code=201, responses=problems(*_READ),
+@router.post("/keys", status_code=201, response_model=a.KeyCreatedOut, responses=problems(*_READ),
              summary="Create a service key; the key is in this answer only")
 async def create_key(body: KeyIn, request: Request, admin: AdminWriter,
                      state: State) -> Response:
@@ -184,7 +188,8 @@ async def create_key(body: KeyIn, request: Request, admin: AdminWriter,
     return json_response({**key.as_dict(), "key": secret}, status=201)
 
 
-@router.post("/keys/{key_id}/rotate", status_code=201, responses=problems(*_READ, NotFound),
+@router.post("/keys/{key_id}/rotate", status_code=201, response_model=a.KeyRotatedOut,
+             responses=problems(*_READ, NotFound),
              summary="Replace a key; the old one works for a grace period")
 async def rotate_key(key_id: Annotated[str, Path(max_length=32)], request: Request,
                      admin: AdminWriter, state: State, body: RotateIn | None = None) -> Response:
@@ -202,7 +207,7 @@ async def rotate_key(key_id: Annotated[str, Path(max_length=32)], request: Reque
                          status=201)
 
 
-@router.post("/keys/{key_id}/revoke", responses=problems(*_READ, NotFound),
+@router.post("/keys/{key_id}/revoke", response_model=a.KeyOut, responses=problems(*_READ, NotFound),
              summary="Revoke a key at once")
 async def revoke_key(key_id: Annotated[str, Path(max_length=32)], request: Request,
                      admin: AdminWriter, state: State) -> Response:
@@ -237,7 +242,7 @@ class ReverseIn(_In):
     reason: Reason
 
 
-@router.post("/adjustments", status_code=201,
+@router.post("/adjustments", status_code=201, response_model=a.AdjustmentOut,
              responses=problems(*_READ, UnknownCurrency, InsufficientFunds),
              summary="Credit or debit a user, with a reason")
 async def create_adjustment(body: AdjustmentIn, request: Request, admin: AdminWriter,
@@ -252,7 +257,8 @@ async def create_adjustment(body: AdjustmentIn, request: Request, admin: AdminWr
     return json_response(out, status=201 if out["status"] != "failed" else 422)
 
 
-@router.get("/adjustments", responses=problems(*_READ), summary="Adjustments, newest first")
+@router.get("/adjustments", response_model=a.AdjustmentList,
+            responses=problems(*_READ), summary="Adjustments, newest first")
 async def list_adjustments(admin: Admin, state: State,
                            status: Annotated[str | None, Query(max_length=16)] = None,
                            limit: PAGE = 50) -> Response:
@@ -268,7 +274,7 @@ async def list_adjustments(admin: Admin, state: State,
     return json_response({"data": [service.adjustment_view(r) for r in rows]})
 
 
-@router.post("/adjustments/{adjustment_id}/approve",
+@router.post("/adjustments/{adjustment_id}/approve", response_model=a.AdjustmentOut,
              responses=problems(*_READ, NotFound, Conflict, InsufficientFunds),
              summary="Approve a pending adjustment (a different admin than its author)")
 async def approve(adjustment_id: Annotated[str, Path(max_length=36)], request: Request,
@@ -278,7 +284,7 @@ async def approve(adjustment_id: Annotated[str, Path(max_length=36)], request: R
     return json_response(out, status=200 if out["status"] != "failed" else 422)
 
 
-@router.post("/adjustments/{adjustment_id}/reject",
+@router.post("/adjustments/{adjustment_id}/reject", response_model=a.AdjustmentOut,
              responses=problems(*_READ, NotFound, Conflict),
              summary="Reject a pending adjustment")
 async def reject(adjustment_id: Annotated[str, Path(max_length=36)], request: Request,
@@ -289,6 +295,7 @@ async def reject(adjustment_id: Annotated[str, Path(max_length=36)], request: Re
 
 
 @router.post("/transactions/{transaction_id}/reverse", status_code=201,
+             response_model=TransactionOut,
              responses=problems(*_READ, NotFound, AlreadyReversed, Conflict,
                                 InsufficientFunds),
              summary="Undo a transaction with a new one, at most once")

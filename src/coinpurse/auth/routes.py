@@ -69,6 +69,34 @@ class UserOut(BaseModel):
     created_at: str
 
 
+class MeOut(BaseModel):
+    id: str
+    role: str
+    mfa: bool = Field(description="Whether this token's session passed two-factor sign-in.")
+    email: str | None = Field(default=None, description="Built-in accounts only.")
+    totp_enabled: bool | None = None
+    created_at: str | None = None
+
+
+class EnrollOut(BaseModel):
+    secret: str = Field(description="Base32 TOTP secret for an authenticator app.")
+    otpauth_uri: str
+
+
+class ConfirmOut(BaseModel):
+    totp_enabled: bool
+    recovery_codes: list[str] = Field(description="Single-use; shown this once.")
+
+
+class DisableOut(BaseModel):
+    totp_enabled: bool
+
+
+class AcceptedOut(BaseModel):
+    status: str
+    detail: str
+
+
 class SessionOut(BaseModel):
     access_token: str
     token_type: str
@@ -93,7 +121,8 @@ async def _limit_attempts(state: State, request: Request, account: str) -> None:
     await limits.hit(limits.login_ip, "login-ip", client_ip(request))
 
 
-@router.post("/auth/register", status_code=202, responses=problems(ValidationFailed),
+@router.post("/auth/register", status_code=202, response_model=AcceptedOut,
+             responses=problems(ValidationFailed, RateLimited),
              summary="Create an account")
 async def register(body: RegisterIn, request: Request, state: State) -> Response:
     """Answers the same whether or not the e-mail already has an account, so it cannot be
@@ -166,7 +195,8 @@ async def logout(body: RefreshIn, request: Request, state: State) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/me", responses=problems(Unauthorized), summary="Who the token belongs to")
+@router.get("/me", response_model=MeOut, responses=problems(Unauthorized),
+            summary="Who the token belongs to")
 async def me(principal: CurrentPrincipal, state: State) -> Response:
     body: dict[str, Any] = {"id": principal.user_id, "role": principal.role,
                             "mfa": principal.mfa}
@@ -188,7 +218,8 @@ async def _me(state: State, principal: CurrentPrincipal) -> accounts.User:
     return user
 
 
-@router.post("/auth/2fa/enroll", responses=problems(Unauthorized, ValidationFailed),
+@router.post("/auth/2fa/enroll", response_model=EnrollOut,
+             responses=problems(Unauthorized, ValidationFailed),
              summary="Start two-factor enrolment: a TOTP secret for an authenticator app")
 async def enroll(principal: CurrentPrincipal, request: Request, state: State) -> Response:
     user = await _me(state, principal)
@@ -199,7 +230,8 @@ async def enroll(principal: CurrentPrincipal, request: Request, state: State) ->
     return json_response(out)
 
 
-@router.post("/auth/2fa/confirm", responses=problems(Unauthorized, InvalidMfaCode, RateLimited),
+@router.post("/auth/2fa/confirm", response_model=ConfirmOut,
+             responses=problems(Unauthorized, InvalidMfaCode, RateLimited),
              summary="Turn two-factor on with a first code; returns recovery codes once")
 async def confirm(body: CodeIn, principal: CurrentPrincipal, request: Request,
                   state: State) -> Response:
@@ -213,7 +245,8 @@ async def confirm(body: CodeIn, principal: CurrentPrincipal, request: Request,
     return json_response({"totp_enabled": True, "recovery_codes": codes})
 
 
-@router.post("/auth/2fa/disable", responses=problems(Unauthorized, InvalidMfaCode, RateLimited),
+@router.post("/auth/2fa/disable", response_model=DisableOut,
+             responses=problems(Unauthorized, InvalidMfaCode, RateLimited),
              summary="Turn two-factor off (needs a current code or a recovery code)")
 async def disable(body: DisableIn, principal: CurrentPrincipal, request: Request,
                   state: State) -> Response:
