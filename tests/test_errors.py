@@ -500,6 +500,27 @@ async def test_bad_path_parameters(client: httpx.AsyncClient, key: str) -> None:
     assert_problem(r, 404, "not_found")
 
 
+@pytest.mark.parametrize(("method", "url"), [
+    ("GET", "/internal/v1/holds/%00"), ("POST", "/internal/v1/holds/a%00b/capture"),
+    ("POST", "/internal/v1/holds/%00/void"),
+    ("GET", "/admin/v1/payment-orders?status=%00"), ("GET", "/admin/v1/withdrawals?user_id=a%00"),
+    ("GET", "/admin/v1/kyc/submissions?status=%00"), ("GET", "/admin/v1/kyc/users/%00"),
+    ("GET", "/admin/v1/webhook-events?provider=%00"), ("GET", "/admin/v1/audit-log?actor=%00"),
+    ("GET", "/admin/v1/transactions?service=%00"), ("GET", "/admin/v1/gifts?gift_type=%00"),
+    ("GET", "/admin/v1/adjustments?status=%00"), ("POST", "/admin/v1/keys/%00/revoke"),
+    ("POST", "/admin/v1/adjustments/%00/approve"),
+    ("POST", "/admin/v1/transactions/%00/reverse"),
+])
+async def test_nul_anywhere_in_the_url(client: httpx.AsyncClient, key: str, method: str,
+                                       url: str) -> None:
+    """Path and query parameters without a pattern took a NUL to PostgreSQL: a 500."""
+    h = {"X-API-Key": key, "Idempotency-Key": new_idem(),
+         **auth(user_token("ops-1", role="admin"))}
+    r = await client.request(method, url, headers=h, json={"reason": "a reason"})
+    problem = assert_problem(r, 422, "validation_error")
+    assert "NUL" in problem["detail"]
+
+
 # --- the ledger after all of it ------------------------------------------------------------
 
 

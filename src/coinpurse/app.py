@@ -102,6 +102,29 @@ class _BodyTooLarge(StarletteHTTPException):
         super().__init__(413, detail)
 
 
+class RefuseNul:
+    """Refuse a NUL in the path or the query string (422) before any route sees it.
+
+    PostgreSQL can neither store nor compare text holding a NUL, so a parameter without a
+    pattern carried one into a query and failed there as a 500; no API takes one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query: bytes = scope.get("query_string", b"")
+            where = ("path" if "\x00" in scope["path"] else
+                     "query" if b"%00" in query or b"\x00" in query else None)
+            if where is not None:
+                err = ValidationFailed(f"the {where} must not contain NUL characters", [
+                    {"loc": [where], "msg": "must not contain NUL characters",
+                     "type": "string_nul"}])
+                await problem_response(err)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class AddressRateLimit:
     """Per-client-address limit on the user and admin APIs (backends calling /internal
     share few addresses, so they are limited per key instead)."""
@@ -226,6 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RefuseNul)
     app.add_middleware(AddressRateLimit)
     app.add_middleware(BodyLimit, limit=settings.body_max_bytes,
                        batch_limit=settings.batch_body_max_bytes)
