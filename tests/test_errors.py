@@ -521,6 +521,27 @@ async def test_nul_anywhere_in_the_url(client: httpx.AsyncClient, key: str, meth
     assert "NUL" in problem["detail"]
 
 
+@pytest.mark.parametrize("when", [
+    "2026-01-01T00:00:00",  # no zone: the gift report sent it to the database as is
+    "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",  # outside datetime in UTC
+])
+@pytest.mark.parametrize("route", ["/admin/v1/transactions", "/admin/v1/gifts"])
+@pytest.mark.parametrize("name", ["created_from", "created_to"])
+async def test_bad_datetimes_in_admin_filters(client: httpx.AsyncClient, route: str,
+                                              name: str, when: str) -> None:
+    r = await client.get(route, params={name: when},
+                         headers=auth(user_token("ops-1", role="admin")))
+    assert_problem(r, 422, "validation_error")
+
+
+async def test_extreme_but_valid_datetimes_in_admin_filters(client: httpx.AsyncClient) -> None:
+    h = auth(user_token("ops-1", role="admin"))
+    for route in ("/admin/v1/transactions", "/admin/v1/gifts"):
+        r = await client.get(route, headers=h, params={
+            "created_from": "0001-01-01T00:00:00Z", "created_to": "9999-12-31T23:59:59+01:00"})
+        assert r.status_code == 200, r.text
+
+
 # --- the ledger after all of it ------------------------------------------------------------
 
 

@@ -6,7 +6,6 @@ have signed in with two-factor authentication.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -32,7 +31,14 @@ from coinpurse.errors import (
 from coinpurse.internal.schemas import AccountOut, TransactionOut
 from coinpurse.kit import cursor
 from coinpurse.kit.http import json_response, raw_json_response
-from coinpurse.kit.types import ADDRESS_RE, KIND_RE, USER_ID_RE, Amount, clean_text
+from coinpurse.kit.types import (
+    ADDRESS_RE,
+    KIND_RE,
+    USER_ID_RE,
+    Amount,
+    UtcDateTime,
+    clean_text,
+)
 from coinpurse.ledger import queries as ledger_queries
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"])
@@ -57,8 +63,8 @@ async def search_transactions(
     kind: Annotated[str | None, Query(pattern=KIND_RE)] = None,
     service_name: Annotated[str | None, Query(alias="service", max_length=64)] = None,
     reference_id: Annotated[str | None, Query(max_length=64)] = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: UtcDateTime | None = None,
+    created_to: UtcDateTime | None = None,
     amount_min: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     amount_max: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: PAGE = 50,
@@ -69,9 +75,6 @@ async def search_transactions(
     it; `amount_min`/`amount_max` and `currency` filter on that."""
     if currency:
         state.currency(currency)
-    for name, value in (("created_from", created_from), ("created_to", created_to)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     f = queries.TxFilter(user_id, address, currency, kind, service_name, reference_id,
                          created_from, created_to, amount_min, amount_max)
     async with state.db.connect() as conn:
@@ -137,7 +140,7 @@ async def gifts(admin: Admin, state: State,
                 to_user_id: Annotated[str | None, Query(pattern=USER_ID_RE)] = None,
                 agency_id: Annotated[str | None, Query(pattern=USER_ID_RE)] = None,
                 gift_type: Annotated[str | None, Query(max_length=32)] = None,
-                created_from: datetime | None = None, created_to: datetime | None = None,
+                created_from: UtcDateTime | None = None, created_to: UtcDateTime | None = None,
                 limit: PAGE = 50, cursor_: Cursor = None) -> Response:
     async with state.db.connect() as conn:
         out = await queries.gift_report(

@@ -7,6 +7,7 @@ Strings refuse NUL and lone surrogates (PostgreSQL cannot store them, and they w
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -102,5 +103,20 @@ Metadata = Annotated[
     Field(description=f"Free JSON object, at most {METADATA_MAX_BYTES} bytes.",
           examples=[{"campaign": "spring"}]),
 ]
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+UtcDateTime = Annotated[
+    datetime, AfterValidator(_utc),
+    Field(description="ISO 8601 with a time zone, e.g. 2026-01-01T00:00:00Z."),
+]
+"""A filter's time: naive and out-of-range times used to fail in the database as a 500."""
 
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
