@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from coinpurse.config import Settings
@@ -191,6 +192,19 @@ async def test_withdrawal_limits_at_their_edges(client: httpx.AsyncClient,
     await set_tier(settings, "nobody", 1)
     poor = await withdraw(client, "nobody", 10)
     assert poor.status_code == 422 and poor.json()["code"] == "insufficient_funds"
+
+
+@pytest.mark.parametrize("destination", [
+    b'{"iban": "DE89\\ud800"}', b'{"amount": 18446744073709551616}',
+    b'{"amount": -9223372036854775809}', b'{"x": ' + b"[" * 300 + b"]" * 300 + b"}",
+])
+async def test_destination_that_is_not_plain_json(client: httpx.AsyncClient,
+                                                  destination: bytes) -> None:
+    """A lone surrogate or an integer beyond 64 bits failed the size check as a 500."""
+    body = b'{"currency": "diamonds", "amount": 10, "destination": ' + destination + b"}"
+    r = await client.post("/api/v1/withdrawals", content=body, headers={
+        **headers("odd"), "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
 
 
 async def test_daily_limit_holds_under_concurrency(client: httpx.AsyncClient,

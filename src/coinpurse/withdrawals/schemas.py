@@ -14,7 +14,10 @@ DESTINATION_MAX_BYTES = 2048
 
 
 def _check_destination(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(orjson.dumps(value))
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError as exc:  # a lone surrogate, an int past 64 bits: not a 500
+        raise ValueError(f"must be plain JSON ({exc})") from None
     if size > DESTINATION_MAX_BYTES:
         raise ValueError(f"must be at most {DESTINATION_MAX_BYTES} bytes as JSON, not {size}")
     if not value:
