@@ -102,6 +102,14 @@ async def test_password_policy_and_bad_bodies(bclient: httpx.AsyncClient) -> Non
         assert r.status_code == 422 and r.json()["code"] == "validation_error", body
 
 
+async def test_nul_in_an_email(bclient: httpx.AsyncClient) -> None:
+    """The e-mail reached PostgreSQL (the user row, the failed-login audit entry): a 500."""
+    for route in ("register", "login"):
+        r = await bclient.post(f"/api/v1/auth/{route}",
+                               json={"email": "a\x00b@example.com", "password": PASSWORD})
+        assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+
+
 async def test_two_factor_enrol_login_recovery_disable(bclient: httpx.AsyncClient) -> None:
     s = await register_and_login(bclient, "carol@example.com")
     h = auth(s["access_token"])

@@ -22,10 +22,11 @@ from coinpurse.errors import (
     ValidationFailed,
 )
 from coinpurse.kit.http import json_response
+from coinpurse.kit.types import clean_text
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
-Email = Annotated[str, StringConstraints(min_length=3, max_length=254)]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=254), clean_text]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Code = Annotated[str, StringConstraints(min_length=6, max_length=10, pattern=r"^[0-9]+$")]
 Recovery = Annotated[str, StringConstraints(min_length=1, max_length=32)]
