@@ -172,6 +172,37 @@ async def test_small_adjustment_applies_and_large_one_waits_for_another_admin(
         [e["actor"] for e in audit.json()["data"]] == ["adm3"]
 
 
+async def test_adjustment_resumed_after_its_claim_was_purged_posts_nothing_again(
+    aclient: httpx.AsyncClient, db_url: str
+) -> None:
+    """An apply whose status update was lost (a crash after the ledger commit) is resumed by
+    its admin; a day later the idempotency claim that guarded it has been purged. The ledger
+    itself must say it was posted: the resume used to credit the user a second time."""
+    body = {"user_id": "u1", "currency": "points", "amount": 500, "direction": "credit",
+            "reason": "support ticket 43"}
+    key = _idem()
+    first = await aclient.post("/admin/v1/adjustments", json=body, headers={**ADMIN, **key})
+    assert first.json()["status"] == "applied", first.text
+    engine = create_engine(db_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:  # the crash, then the purge
+            await conn.execute(text("UPDATE adjustments SET status = 'approving', "
+                                    "transaction_id = NULL, decided_at = NULL"))
+            await conn.execute(text("DELETE FROM idempotency_keys WHERE scope = 'adjustment'"))
+    finally:
+        await engine.dispose()
+    resumed = await aclient.post("/admin/v1/adjustments", json=body, headers={**ADMIN, **key})
+    assert resumed.status_code == 201, resumed.text
+    assert resumed.json()["status"] == "applied"
+    assert resumed.json()["transaction_id"] == first.json()["transaction_id"]
+    balance = await aclient.get("/admin/v1/accounts/user:u1", headers=ADMIN)
+    assert balance.json()["balances"]["points"]["balance"] == 500
+    too_much = await aclient.post("/admin/v1/adjustments", headers={**ADMIN, **_idem()},
+                                  json={**body, "direction": "debit", "amount": 501})
+    assert too_much.status_code == 422 and too_much.json()["status"] == "failed"
+    assert "available" in too_much.json()["decision_note"]
+
+
 async def test_reversal_once_and_refused_when_money_is_gone(
     aclient: httpx.AsyncClient, make_key: MakeKey
 ) -> None:

@@ -8,6 +8,7 @@ often the request is retried or raced.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,16 @@ from coinpurse.errors import (
     NotFound,
 )
 from coinpurse.idempotency import Claim, StoredResponse
-from coinpurse.ledger.model import Outcome, Posting, Rejection, Transaction, TransactionSpec
+from coinpurse.ledger.model import (
+    AccountKey,
+    AccountState,
+    Operation,
+    Outcome,
+    Posting,
+    Rejection,
+    Transaction,
+    TransactionSpec,
+)
 from coinpurse.ledger.service import JobResult, RowInserts, SqlWrite
 from coinpurse.ledger.views import rejection_problem, transaction_view
 from coinpurse.state import AppState
@@ -123,8 +133,24 @@ async def decide(state: AppState, admin: Principal, adjustment_id: str, *, appro
     return await _apply(state, adjustment_id)
 
 
+def _record(adjustment_id: str, status: str, tx_id: str | None, note: str | None) -> SqlWrite:
+    """The outcome on the row, once: only an adjustment still ``approving`` changes."""
+
+    async def run(conn: AsyncConnection) -> None:
+        await conn.execute(
+            update(adjustments).where(adjustments.c.id == adjustment_id,
+                                      adjustments.c.status == "approving")
+            .values(status=status, transaction_id=tx_id, decided_at=datetime.now(UTC),
+                    decision_note=note if note else adjustments.c.decision_note))
+
+    return run
+
+
 async def _apply(state: AppState, adjustment_id: str) -> dict[str, Any]:
-    """Post an approved adjustment once (its own claim), then record the outcome."""
+    """Post an approved adjustment once, and record the outcome in the same commit.
+
+    The claim keeps a concurrent retry out; the ledger itself (a transaction posted for this
+    adjustment) keeps a resume out once the claim has been purged."""
     async with state.db.connect() as conn:
         row = await get_adjustment(conn, adjustment_id)
     user = f"user:{row.user_id}"
@@ -138,25 +164,42 @@ async def _apply(state: AppState, adjustment_id: str) -> dict[str, Any]:
         metadata={"adjustment_id": row.id, "requested_by": row.requested_by,
                   "approved_by": row.decided_by},
     )
+    earlier: list[str] = []  # the transaction an earlier apply posted, if any
 
-    def render(outcomes: list[Outcome]) -> StoredResponse:
+    async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
+                      pending: Sequence[RowInserts]) -> list[Operation]:
+        t = transactions.c
+        found = (await conn.execute(select(t.id).where(
+            t.reference_id == row.id, t.kind == "adjustment",
+            t.initiator.like("admin:%")))).scalar()
+        earlier[:] = [found] if found else []
+        return [] if found else [spec]
+
+    def outcome(outcomes: list[Outcome]) -> tuple[str, str | None, str | None]:
+        if not outcomes:
+            return "applied", earlier[0], None
         (o,) = outcomes
         if isinstance(o, Rejection):
-            return rejection_problem(o)
+            return "failed", None, o.detail
         assert isinstance(o, Transaction)
-        return StoredResponse(201, orjson.dumps({"transaction_id": o.id}))
+        return "applied", o.id, None
+
+    def render(outcomes: list[Outcome]) -> StoredResponse:
+        if outcomes and isinstance(outcomes[0], Rejection):
+            return rejection_problem(outcomes[0])
+        return StoredResponse(201, orjson.dumps({"transaction_id": outcome(outcomes)[1]}))
+
+    def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
+        return [_record(row.id, *outcome(outcomes))]
 
     result = await state.ledger.submit(
-        [spec], render=render, claim=Claim("adjustment", row.id, "apply"))
+        [spec], render=render, claim=Claim("adjustment", row.id, "apply"), prepare=prepare,
+        side_writes=side_writes)
     body = orjson.loads(result.response.body)
     status, tx_id, note = ("applied", body.get("transaction_id"), None) \
         if result.response.status == 201 else ("failed", None, body.get("detail"))
     async with state.db.begin() as conn:
-        await conn.execute(
-            update(adjustments).where(adjustments.c.id == row.id,
-                                      adjustments.c.status == "approving")
-            .values(status=status, transaction_id=tx_id, decided_at=datetime.now(UTC),
-                    decision_note=note if note else adjustments.c.decision_note))
+        await _record(row.id, status, tx_id, note)(conn)  # a replayed claim: no side writes
         return adjustment_view(await get_adjustment(conn, row.id))
 
 
