@@ -203,6 +203,21 @@ async def test_adjustment_resumed_after_its_claim_was_purged_posts_nothing_again
     assert "available" in too_much.json()["decision_note"]
 
 
+async def test_same_adjustment_sent_twice_at_once(aclient: httpx.AsyncClient) -> None:
+    """Both found no row and both inserted it: the loser's duplicate key was a 500."""
+    body = {"user_id": "u1", "currency": "points", "amount": 50, "direction": "credit",
+            "reason": "double click"}
+    key = _idem()
+    answers = await asyncio.gather(*(
+        aclient.post("/admin/v1/adjustments", json=body, headers={**ADMIN, **key})
+        for _ in range(4)))
+    # Each is the adjustment, or 409 while another request applies it.
+    assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers if a.status_code == 201}) == 1
+    balance = await aclient.get("/admin/v1/accounts/user:u1", headers=ADMIN)
+    assert balance.json()["balances"]["points"]["balance"] == 50
+
+
 async def test_reversal_once_and_refused_when_money_is_gone(
     aclient: httpx.AsyncClient, make_key: MakeKey
 ) -> None:

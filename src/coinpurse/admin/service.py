@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Row, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse import audit
@@ -76,29 +77,40 @@ async def create_adjustment(state: AppState, admin: Principal, *, user_id: str, 
     adj_id = str(uuid.uuid5(_ADJUSTMENT_NS, f"{admin.user_id}\n{idem}"))
     needs_approval = amount > state.settings.adjustment_approval_above
     now = datetime.now(UTC)
-    async with state.db.connect() as conn:
-        existing = (await conn.execute(
-            select(adjustments).where(adjustments.c.id == adj_id))).first()
-    if existing is not None:
-        same = (existing.user_id, existing.currency, existing.amount, existing.direction,
-                existing.reason) == (user_id, currency, amount, direction, reason)
+    async def existing() -> dict[str, Any] | None:
+        async with state.db.connect() as conn:
+            found = (await conn.execute(
+                select(adjustments).where(adjustments.c.id == adj_id))).first()
+        if found is None:
+            return None
+        same = (found.user_id, found.currency, found.amount, found.direction,
+                found.reason) == (user_id, currency, amount, direction, reason)
         if not same:
             raise IdempotencyKeyReused("this idempotency key was used for another adjustment")
-        if existing.status == "approving" and existing.decided_by == admin.user_id:
+        if found.status == "approving" and found.decided_by == admin.user_id:
             return await _apply(state, adj_id)  # resume after a crash
-        return adjustment_view(existing)
-    async with state.db.begin() as conn:
-        await conn.execute(adjustments.insert().values(
-            id=adj_id, user_id=user_id, currency=currency, amount=amount, direction=direction,
-            reason=reason, status="pending" if needs_approval else "approving",
-            requested_by=admin.user_id, created_at=now,
-            decided_by=None if needs_approval else admin.user_id))
-        await audit.record(conn, actor=admin.user_id, actor_role=admin.role,
-                           action="admin.adjustment_create", target=adj_id,
-                           details={"user_id": user_id, "currency": currency,
-                                    "amount": amount, "direction": direction,
-                                    "reason": reason, "needs_approval": needs_approval},
-                           ip=ip)
+        return adjustment_view(found)
+
+    if (done := await existing()) is not None:
+        return done
+    try:
+        async with state.db.begin() as conn:
+            await conn.execute(adjustments.insert().values(
+                id=adj_id, user_id=user_id, currency=currency, amount=amount,
+                direction=direction, reason=reason,
+                status="pending" if needs_approval else "approving",
+                requested_by=admin.user_id, created_at=now,
+                decided_by=None if needs_approval else admin.user_id))
+            await audit.record(conn, actor=admin.user_id, actor_role=admin.role,
+                               action="admin.adjustment_create", target=adj_id,
+                               details={"user_id": user_id, "currency": currency,
+                                        "amount": amount, "direction": direction,
+                                        "reason": reason, "needs_approval": needs_approval},
+                               ip=ip)
+    except IntegrityError:  # the same key at the same moment: answer as a retry would get
+        if (done := await existing()) is None:
+            raise
+        return done
     if needs_approval:
         async with state.db.connect() as conn:
             return adjustment_view(await get_adjustment(conn, adj_id))
