@@ -242,3 +242,23 @@ async def test_currency_policies(strict_client: httpx.AsyncClient, make_key: Mak
         "postings": [{"source": "user:fan", "destination": "user:fan:savings", "amount": 5,
                       "currency": "usdt"}], "description": "x", "reference_id": "x"})
     assert own.status_code == 201, own.text
+
+
+async def test_a_posting_the_engine_refuses_is_a_422_not_a_503(
+    db_url: str, make_key: MakeKey
+) -> None:
+    """Fees paid to a user's wallet: that user's gift has a posting from the wallet to
+    itself. The engine refused it with ``invalid_posting``, a code the renderer did not
+    know, so the whole batch failed and the gift got 503 (retry) for ever."""
+    settings = Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+                        currencies="points:0", platform_fee_address="user:house")
+    app = create_app(settings)
+    async with LifespanManager(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        key = await make_key()
+        await _credit(c, key, "house", 100)
+        r = await _gift(c, "house", to_user_id="host", amount=50, currency="points")
+        assert r.status_code == 422 and r.json()["code"] == "invalid_posting", r.text
+        assert await _balance(c, key, "user:house") == 100
+        ok = await _gift(c, "fan", to_user_id="house", amount=1, currency="points")
+        assert ok.json()["code"] == "insufficient_funds"

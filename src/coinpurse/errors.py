@@ -268,7 +268,7 @@ class KycSubmissionNotPending(CoinpurseError):
 REJECTIONS: dict[str, type[CoinpurseError]] = {
     cls.code: cls
     for cls in (InsufficientFunds, BalanceOverflow, BatchAtomicFailed, HoldNotOpen,
-                CaptureExceedsHold, KycRequired, LimitExceeded, DebtOutstanding)
+                CaptureExceedsHold, InvalidPosting, KycRequired, LimitExceeded, DebtOutstanding)
 }
 REJECTIONS["hold_not_found"] = NotFound
 
