@@ -77,6 +77,7 @@ async def create_adjustment(state: AppState, admin: Principal, *, user_id: str, 
     adj_id = str(uuid.uuid5(_ADJUSTMENT_NS, f"{admin.user_id}\n{idem}"))
     needs_approval = amount > state.settings.adjustment_approval_above
     now = datetime.now(UTC)
+
     async def existing() -> dict[str, Any] | None:
         async with state.db.connect() as conn:
             found = (await conn.execute(
