@@ -112,7 +112,6 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=86_400, ge=60, le=90 * 86_400)
     body_max_bytes: int = Field(default=65_536, ge=1024, le=16 * 1024 * 1024)
     batch_body_max_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1024 * 1024)
-    metadata_max_bytes: int = Field(default=4096, ge=64, le=65_536)
     batch_max: int = Field(default=500, ge=1, le=10_000)
     committers: int = Field(default=0, ge=0, le=32)  # 0: 1 on SQLite, 2 on PostgreSQL
     db_pool_size: int = Field(default=20, ge=1, le=200)
