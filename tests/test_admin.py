@@ -378,3 +378,43 @@ async def test_admin_gift_report(aclient: httpx.AsyncClient, make_key: MakeKey) 
     assert report["totals_by_agency"][0]["agency_id"] == "a1"
     assert report["totals_by_receiver"][0]["amount"] == 1020
     assert len(report["data"]) == 3
+
+
+async def test_reserved_service_names_are_refused(aclient: httpx.AsyncClient) -> None:
+    for name in ("withdrawals", "adjustments", "payments", "promotions"):
+        r = await aclient.post("/admin/v1/keys", headers=ADMIN,
+                               json={"service": name, "scopes": ["*"]})
+        assert r.status_code == 422 and "reserved" in r.json()["detail"], name
+    ok = await aclient.post("/admin/v1/keys", headers=ADMIN,
+                            json={"service": "games", "scopes": ["*"]})
+    assert ok.status_code == 201
+
+
+async def test_flow_transactions_are_not_reversed_by_hand(
+    aclient: httpx.AsyncClient, db_url: str
+) -> None:
+    """A top-up credit reversed by an admin would be taken again by a provider refund."""
+    from coinpurse.ledger.model import Posting, TransactionSpec
+    from coinpurse.ledger.service import Ledger
+
+    engine = create_engine(db_url, pool_size=1)
+    ledger = Ledger(engine, may_go_negative=lambda a: not a.startswith("user:"),
+                    idempotency_ttl_s=3600)
+    await ledger.start()
+    try:
+        spec = TransactionSpec(kind="topup", postings=(
+            Posting("provider:mock", "user:u1", 100, "points"),), description="Top-up",
+            reference_id="order-1", initiator="provider:mock", service="payments")
+        from coinpurse.idempotency import StoredResponse
+
+        result = await ledger.submit([spec], render=lambda o: StoredResponse(201, b"{}"))
+    finally:
+        await ledger.stop()
+        await engine.dispose()
+    assert result.outcomes is not None
+    tx_id = result.outcomes[0].id  # type: ignore[union-attr]
+    r = await aclient.post(f"/admin/v1/transactions/{tx_id}/reverse", headers=ADMIN,
+                           json={"reason": "customer complaint"})
+    assert r.status_code == 409 and r.json()["code"] == "conflict"
+    balance = await aclient.get("/admin/v1/accounts/user:u1", headers=ADMIN)
+    assert balance.json()["balances"]["points"]["balance"] == 100

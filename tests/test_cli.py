@@ -143,3 +143,8 @@ def test_admin_create_then_sign_in_needs_two_factor(db_url: str) -> None:
             assert stats.status_code == 403 and stats.json()["reason"] == "mfa_required"
 
     asyncio.run(sign_in())
+
+
+def test_reserved_service_name_is_refused_by_the_cli(db_url: str) -> None:
+    r = run(db_url, "keys", "create", "--service", "withdrawals", "--scopes", "*")
+    assert r.returncode == 2 and "reserved" in r.stderr

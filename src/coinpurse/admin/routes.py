@@ -178,6 +178,7 @@ async def list_keys(admin: Admin, state: State) -> Response:
 async def create_key(body: KeyIn, request: Request, admin: AdminWriter,
                      state: State) -> Response:
     try:
+        keys.check_service_name(body.service)
         scopes = ",".join(parse_scopes(",".join(body.scopes)))
     except ValueError as exc:
         raise ValidationFailed(str(exc)) from None

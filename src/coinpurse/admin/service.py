@@ -43,6 +43,7 @@ from coinpurse.state import AppState
 from coinpurse.tables import adjustments, reversals, transactions
 
 ADJUSTMENT_ACCOUNT = "service:adjustments"
+FLOW_SERVICES = frozenset({"payments", "withdrawals"})
 _ADJUSTMENT_NS = uuid.UUID("6f1d0c3e-4b7a-4f43-9a55-1b0b2c6d7e8f")
 
 
@@ -230,6 +231,11 @@ async def reverse(state: AppState, admin: Principal, transaction_id: str, *, rea
                               reversal_transaction_id=done.reversal_id)
     if original.kind == "reversal":
         raise Conflict("a reversal is not reversed; post a new transaction instead")
+    if original.service in FLOW_SERVICES:
+        # Its order or withdrawal would still say it happened: a later provider refund would
+        # take the coins a second time, a paid-out withdrawal would be paid back.
+        raise Conflict(f"this {original.kind} belongs to the {original.service} flow; undo it "
+                       "there (refund the payment at the provider, reject the withdrawal)")
     postings = [Posting(p["destination"], p["source"], p["amount"], p["currency"])
                 for p in reversed(orjson.loads(original.postings_json))]
     spec = TransactionSpec(

@@ -60,11 +60,18 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# Coinpurse's own flows post as these services: a key of the same name would share their
+# accounts (service:adjustments, service:promotions) and their holds (withdrawals).
+RESERVED_SERVICES = frozenset({"adjustments", "payments", "promotions", "withdrawals"})
+
+
 def check_service_name(name: str) -> str:
     if not SERVICE_RE.match(name):
         raise ValueError(
             "service names are 1-64 characters: lowercase letters, digits, - and _"
         )
+    if name in RESERVED_SERVICES:
+        raise ValueError(f"{name!r} is reserved for Coinpurse's own flows; pick another name")
     return name
 
 
