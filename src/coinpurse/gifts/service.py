@@ -16,6 +16,7 @@ from coinpurse.config import Settings
 from coinpurse.errors import ValidationFailed
 from coinpurse.gifts.split import Split, split_gift
 from coinpurse.idempotency import StoredResponse
+from coinpurse.kit.pages import newest_first
 from coinpurse.ledger.model import Outcome, Posting, Rejection, Transaction, TransactionSpec
 from coinpurse.ledger.service import RowInserts, SideWrites, SqlWrite, new_transaction_id
 from coinpurse.ledger.views import rejection_problem
@@ -158,12 +159,7 @@ async def set_agency(db: AsyncEngine, user_id: str, agency_id: str | None) -> No
 
 async def list_gifts(db: AsyncEngine, user_id: str, *, direction: str, before: str | None,
                      limit: int) -> tuple[list[dict[str, Any]], str | None]:
-    column = gifts.c.from_user_id if direction == "sent" else gifts.c.to_user_id
-    stmt = select(gifts).where(column == user_id).order_by(gifts.c.id.desc()).limit(limit + 1)
-    if before is not None:
-        stmt = stmt.where(gifts.c.id < before)
-    async with db.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [gift_view(r) for r in rows], (rows[-1].id if more else None)
+    column = "from_user_id" if direction == "sent" else "to_user_id"
+    rows, next_id = await newest_first(db, gifts, equal={column: user_id}, before=before,
+                                       limit=limit)
+    return [gift_view(r) for r in rows], next_id

@@ -19,6 +19,7 @@ from coinpurse.errors import (
     NotFound,
     ValidationFailed,
 )
+from coinpurse.kit.pages import newest_first
 from coinpurse.kyc.tiers import LIMIT_NAMES, Tier
 from coinpurse.ledger.service import new_transaction_id
 from coinpurse.payments.service import iso, lock_profile, tier_of, tiers
@@ -126,16 +127,7 @@ async def decide(db: AsyncEngine, admin: Principal, sid: str, *, approve: bool,
 async def list_submissions(db: AsyncEngine, *, status: str | None, user_id: str | None,
                            before: str | None, limit: int) -> tuple[list[Row[Any]],
                                                                    str | None]:
-    c = kyc_submissions.c
-    stmt = select(kyc_submissions).order_by(c.id.desc()).limit(limit + 1)
-    if status is not None:
-        stmt = stmt.where(c.status == status)
-    if user_id is not None:
-        stmt = stmt.where(c.user_id == user_id)
-    if before is not None:
-        stmt = stmt.where(c.id < before)
-    async with db.connect() as conn:
-        rows = list((await conn.execute(stmt)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more else None)
+    rows, next_id = await newest_first(db, kyc_submissions,
+                                       equal={"status": status, "user_id": user_id},
+                                       before=before, limit=limit)
+    return rows, next_id

@@ -37,6 +37,7 @@ from coinpurse.errors import (
     ValidationFailed,
 )
 from coinpurse.idempotency import Claim, StoredResponse, request_hash
+from coinpurse.kit.pages import newest_first
 from coinpurse.kyc.tiers import Tier, parse_tiers
 from coinpurse.ledger.model import (
     AccountKey,
@@ -638,19 +639,8 @@ async def list_orders(db: AsyncEngine, *, user_id: str | None = None,
                       status: str | None = None, provider: str | None = None,
                       before: str | None = None, limit: int = 50) -> tuple[list[Row[Any]],
                                                                             str | None]:
-    o = payment_orders.c
-    stmt = select(payment_orders).order_by(o.id.desc()).limit(limit + 1)
-    if user_id is not None:
-        stmt = stmt.where(o.user_id == user_id)
-    if status is not None:
-        stmt = stmt.where(o.status == status)
-    if provider is not None:
-        stmt = stmt.where(o.provider == provider)
-    if before is not None:
-        stmt = stmt.where(o.id < before)
-    async with db.connect() as conn:
-        rows = list((await conn.execute(stmt)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more else None)
+    rows, next_id = await newest_first(
+        db, payment_orders, equal={"user_id": user_id, "status": status, "provider": provider},
+        before=before, limit=limit)
+    return rows, next_id
 

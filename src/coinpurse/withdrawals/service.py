@@ -32,6 +32,7 @@ from coinpurse.errors import (
     WithdrawalNotPending,
 )
 from coinpurse.idempotency import StoredResponse
+from coinpurse.kit.pages import newest_first
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -340,16 +341,7 @@ async def _pay_out(w: Withdrawals, row: Row[Any]) -> Row[Any]:
 async def list_withdrawals(db: AsyncEngine, *, user_id: str | None = None,
                            status: str | None = None, before: str | None = None,
                            limit: int = 50) -> tuple[list[Row[Any]], str | None]:
-    c = withdrawals.c
-    stmt = select(withdrawals).order_by(c.id.desc()).limit(limit + 1)
-    if user_id is not None:
-        stmt = stmt.where(c.user_id == user_id)
-    if status is not None:
-        stmt = stmt.where(c.status == status)
-    if before is not None:
-        stmt = stmt.where(c.id < before)
-    async with db.connect() as conn:
-        rows = list((await conn.execute(stmt)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more else None)
+    rows, next_id = await newest_first(db, withdrawals,
+                                       equal={"user_id": user_id, "status": status},
+                                       before=before, limit=limit)
+    return rows, next_id
