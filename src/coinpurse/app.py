@@ -24,10 +24,12 @@ from coinpurse.db import create_engine
 from coinpurse.errors import (
     ALL_ERRORS,
     CoinpurseError,
+    Forbidden,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    Unauthorized,
     ValidationFailed,
 )
 from coinpurse.gifts.routes import router as gifts_router
@@ -173,36 +175,28 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> Response:
+        """Starlette's own errors, in our problem format with our stable codes."""
         err: CoinpurseError
         if exc.status_code == 404:
             err = NotFound("no such route")
         elif exc.status_code == 405:
             err = MethodNotAllowed("this route does not take that method")
-        elif exc.status_code == 400:
-            err = ValidationFailed(f"the request body could not be read: {exc.detail}")
         elif exc.status_code == 413:
             err = PayloadTooLarge(str(exc.detail))
+        elif exc.status_code == 401:
+            err = Unauthorized(str(exc.detail))
+        elif exc.status_code == 403:
+            err = Forbidden(str(exc.detail))
+        elif exc.status_code < 500:
+            err = ValidationFailed(f"the request could not be read: {exc.detail}")
         else:
-            err = CoinpurseError(str(exc.detail))
-            return Response(
-                orjson_problem(exc.status_code, err), status_code=exc.status_code,
-                media_type="application/problem+json",
-            )
+            err = CoinpurseError("an unexpected error occurred")
         return problem_response(err, headers=exc.headers)  # e.g. Allow on a 405
 
     @app.exception_handler(Exception)
     async def _unexpected(_r: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return problem_response(CoinpurseError("an unexpected error occurred"))
-
-
-def orjson_problem(status: int, err: CoinpurseError) -> bytes:
-    import orjson
-
-    body = err.problem()
-    body["status"] = status
-    body["code"] = "http_error"
-    return orjson.dumps(body)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
