@@ -12,7 +12,7 @@ from asgi_lifespan import LifespanManager
 
 from coinpurse.app import create_app
 from coinpurse.config import Settings
-from tests.conftest import TEST_JWT_SECRET, auth
+from tests.conftest import TEST_JWT_SECRET, MakeKey, auth
 
 PASSWORD = "correct horse battery"
 
@@ -185,3 +185,23 @@ def test_builtin_needs_a_secret() -> None:
     finally:
         os.environ.clear()
         os.environ.update(old)
+
+
+async def test_gifts_to_unknown_users_are_refused_with_builtin_accounts(
+    bclient: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    fan = await register_and_login(bclient, "fan@example.com")
+    host = await register_and_login(bclient, "host@example.com")
+    key = await make_key()
+    credit = await bclient.post("/internal/v1/wallet/credit", headers={
+        "X-API-Key": key, "Idempotency-Key": "fund-fan"}, json={
+        "user_id": fan["user"]["id"], "currency": "points", "amount": 100,
+        "description": "fund", "reference_id": "fund"})
+    assert credit.status_code == 201
+    h = {**auth(fan["access_token"]), "Idempotency-Key": "g1"}
+    ghost = await bclient.post("/api/v1/gifts", headers=h,
+                               json={"to_user_id": "nobody", "gift_type": "rose"})
+    assert ghost.status_code == 422 and ghost.json()["reason"] == "unknown_recipient"
+    ok = await bclient.post("/api/v1/gifts", headers={**h, "Idempotency-Key": "g2"},
+                            json={"to_user_id": host["user"]["id"], "gift_type": "rose"})
+    assert ok.status_code == 201 and ok.json()["giver_wallet"]["balance"] == 90

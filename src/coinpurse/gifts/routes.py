@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
+from coinpurse.auth.accounts import get_user
 from coinpurse.deps import IdempotencyKey, Service, State, UserId, problems
 from coinpurse.errors import (
     Forbidden,
@@ -19,6 +20,7 @@ from coinpurse.errors import (
 )
 from coinpurse.gifts import schemas as s
 from coinpurse.gifts.service import (
+    GiftRefused,
     agency_of,
     gift_side_writes,
     list_gifts,
@@ -56,11 +58,14 @@ async def send_gift(body: s.GiftIn, user_id: UserId, state: State,
     down and the receiver gets the remainder, so no unit is made or lost. The
     `Idempotency-Key` is scoped to the caller. Refusals that can never succeed are 422
     `validation_error` with a `reason`: `self_gift`, `unknown_gift_type`,
-    `currency_mismatch`, `currency_not_giftable`, `amount_not_allowed`."""
+    `currency_mismatch`, `currency_not_giftable`, `amount_not_allowed`, and with built-in
+    accounts `unknown_recipient`."""
     if body.currency is not None:
         state.currency(body.currency)
     async with state.db.connect() as conn:
         agency = await agency_of(conn, body.to_user_id)
+        if state.settings.auth == "builtin" and await get_user(conn, body.to_user_id) is None:
+            raise GiftRefused("unknown_recipient", f"there is no user {body.to_user_id!r}")
     plan = plan_gift(state.settings, user_id, to_user_id=body.to_user_id,
                      gift_type=body.gift_type, amount=body.amount, currency=body.currency,
                      message=body.message, context_id=body.context_id, agency_id=agency)
