@@ -70,3 +70,14 @@ async def test_submit_review_and_status(client: httpx.AsyncClient, app: Any) -> 
         actions = (await conn.execute(select(audit_log.c.action, audit_log.c.actor)
                                       .order_by(audit_log.c.id))).all()
     assert [tuple(a) for a in actions] == [("kyc.approve", "ops-1"), ("kyc.reject", "ops-1")]
+
+
+async def test_a_tier_dropped_from_the_configuration_grants_the_next_lower_one(
+    client: httpx.AsyncClient, settings: Any
+) -> None:
+    from tests.payments.conftest import set_tier
+
+    await set_tier(settings, "legacy", 7)  # a level no configured tier has
+    r = await client.get("/api/v1/kyc", headers=auth(user_token("legacy")))
+    assert r.status_code == 200, r.text
+    assert r.json()["tier"] == 2

@@ -22,7 +22,7 @@ from coinpurse.errors import (
 from coinpurse.kit.pages import newest_first
 from coinpurse.kyc.tiers import LIMIT_NAMES, Tier
 from coinpurse.ledger.service import new_transaction_id
-from coinpurse.payments.service import iso, lock_profile, tier_of, tiers
+from coinpurse.payments.service import iso, lock_profile, tier_for, tier_of, tiers
 from coinpurse.tables import kyc_profiles, kyc_submissions
 
 
@@ -53,7 +53,7 @@ async def status(db: AsyncEngine, settings: Settings, user_id: str) -> dict[str,
             .order_by(kyc_submissions.c.id.desc()).limit(1))).first()
     all_tiers = tiers(settings)
     return {
-        "user_id": user_id, **tier_view(settings, all_tiers[level]),
+        "user_id": user_id, **tier_view(settings, tier_for(settings, level)),
         "next_tier": tier_view(settings, all_tiers[level + 1]) if level + 1 in all_tiers
         else None,
         "submission": submission_view(latest) if latest else None,

@@ -146,6 +146,13 @@ def tiers(settings: Settings) -> dict[int, Tier]:
     return _tiers(settings.kyc_tiers_json, tuple(settings.currency_map))
 
 
+def tier_for(settings: Settings, level: int) -> Tier:
+    """The tier a user's stored level grants now: the highest configured one not above it
+    (a tier removed from the configuration must not turn its users' requests into 500s)."""
+    configured = tiers(settings)
+    return configured[max((t for t in configured if t <= level), default=min(configured))]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -204,7 +211,7 @@ def limit_refusal(settings: Settings, tier: int, currency: str, name: str, *,
 async def _check_topup_limits(conn: AsyncConnection, settings: Settings, user_id: str,
                               tier_level: int, currency: str, total: int,
                               now: datetime) -> None:
-    limits = tiers(settings)[tier_level].limits_for(currency)
+    limits = tier_for(settings, tier_level).limits_for(currency)
     if limits.topup_max is not None and total > limits.topup_max:
         raise limit_refusal(settings, tier_level, currency, "topup_max",
                             limit=limits.topup_max, used=0, requested=total)

@@ -52,6 +52,7 @@ from coinpurse.payments.service import (
     iso,
     limit_refusal,
     month_start,
+    tier_for,
     tier_of,
     tiers,
     total_debt,
@@ -154,7 +155,7 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
     async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> list[Operation] | Rejection:
         level = await tier_of(conn, user_id)
-        tier = tiers(w.settings)[level]
+        tier = tier_for(w.settings, level)
         if not tier.withdrawals:
             needed = _lowest_tier_allowing(w.settings)
             return refuse(KycRequired(
