@@ -26,6 +26,8 @@ LOAD_S = 4.0
 
 
 def _workers(db_url: str) -> int:
+    """Three processes on PostgreSQL; each also runs two committers (COINPURSE_COMMITTERS),
+    so batches race inside a process as well as between processes."""
     return 1 if db_url.startswith("sqlite") else 3
 
 
@@ -80,7 +82,7 @@ async def _prime(http: httpx.AsyncClient, key: str) -> int:
 
 @pytest.fixture
 def server(serve: Callable[..., Server], db_url: str) -> Server:
-    return serve(workers=_workers(db_url))
+    return serve(workers=_workers(db_url), COINPURSE_COMMITTERS="2")
 
 
 async def test_random_load_keeps_every_invariant(server: Server, db_url: str) -> None:
@@ -160,7 +162,7 @@ async def test_parallel_retries_make_one_transaction_each(server: Server, db_url
 async def test_crash_mid_load_loses_nothing_acknowledged(
     serve: Callable[..., Server], db_url: str
 ) -> None:
-    server = serve(workers=_workers(db_url))
+    server = serve(workers=_workers(db_url), COINPURSE_COMMITTERS="2")
     key = await _key(db_url)
     rng = random.Random(11)
     sent: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -191,7 +193,7 @@ async def test_crash_mid_load_loses_nothing_acknowledged(
     assert set(acked.values()) <= state["tx_ids"], "an acknowledged transaction was lost"
 
     # Restart and retry everything with the same keys: nothing is applied twice.
-    again = serve(workers=_workers(db_url))
+    again = serve(workers=_workers(db_url), COINPURSE_COMMITTERS="2")
     created_total = 0
     async with httpx.AsyncClient(base_url=again.base_url, timeout=30) as http:
         for idem, (path, body) in sent.items():

@@ -113,7 +113,9 @@ class Settings(BaseSettings):
     body_max_bytes: int = Field(default=65_536, ge=1024, le=16 * 1024 * 1024)
     batch_body_max_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1024 * 1024)
     batch_max: int = Field(default=500, ge=1, le=10_000)
-    committers: int = Field(default=0, ge=0, le=32)  # 0: 1 on SQLite, 2 on PostgreSQL
+    # Concurrent batches per process. One is best measured (bench/): batches grow larger and
+    # do not wait on each other's row locks; more helps only when commits are slow.
+    committers: int = Field(default=1, ge=1, le=32)
     db_pool_size: int = Field(default=20, ge=1, le=200)
     log_level: str = "info"
     # external: verify tokens of an existing auth system; builtin: Coinpurse's own accounts.
@@ -301,9 +303,7 @@ class Settings(BaseSettings):
 
     @property
     def committer_count(self) -> int:
-        if self.is_sqlite:
-            return 1
-        return self.committers or 2
+        return 1 if self.is_sqlite else self.committers
 
 
 def load_settings() -> Settings:
