@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from coinpurse.deps import Admin, AdminWriter, State, UserId, problems
+from coinpurse.deps import Admin, AdminWriter, State, UserId, client_ip, problems
 from coinpurse.errors import (
     Forbidden,
     KycSubmissionNotPending,
@@ -74,7 +74,7 @@ async def approve(submission_id: SubmissionId, admin: AdminWriter, state: State,
                   request: Request, body: s.DecisionIn | None = None) -> Response:
     row = await svc.decide(state.db, admin, submission_id, approve=True,
                            reason=body.reason if body else None,
-                           ip=request.client.host if request.client else None)
+                           ip=client_ip(request))
     return json_response(svc.submission_view(row, admin=True))
 
 
@@ -86,5 +86,5 @@ async def approve(submission_id: SubmissionId, admin: AdminWriter, state: State,
 async def reject(submission_id: SubmissionId, body: s.RejectIn, admin: AdminWriter,
                  state: State, request: Request) -> Response:
     row = await svc.decide(state.db, admin, submission_id, approve=False, reason=body.reason,
-                           ip=request.client.host if request.client else None)
+                           ip=client_ip(request))
     return json_response(svc.submission_view(row, admin=True))

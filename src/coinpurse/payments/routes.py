@@ -12,7 +12,15 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import Row, select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from coinpurse.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, problems
+from coinpurse.deps import (
+    Admin,
+    AdminWriter,
+    IdempotencyKey,
+    State,
+    UserId,
+    client_ip,
+    problems,
+)
 from coinpurse.errors import (
     Forbidden,
     IdempotencyKeyReused,
@@ -29,6 +37,7 @@ from coinpurse.errors import (
 )
 from coinpurse.kit import cursor
 from coinpurse.kit.http import json_response
+from coinpurse.ledger import queries
 from coinpurse.payments import inbox
 from coinpurse.payments import schemas as s
 from coinpurse.payments import service as svc
@@ -43,7 +52,7 @@ from coinpurse.tables import webhook_inbox
 
 router = APIRouter(tags=["top-ups"])
 OrderId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
-PAGE_MAX = 100
+PAGE_MAX = queries.PAGE_MAX
 
 
 def _payments(state: State) -> svc.Payments:
@@ -311,5 +320,5 @@ async def admin_event(event_id: Annotated[int, Path(ge=1, le=2**63 - 1)], admin:
 async def admin_retry(event_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
                       admin: AdminWriter, state: State, request: Request) -> Response:
     row = await inbox.retry_event(_payments(state), event_id, admin,
-                                  request.client.host if request.client else None)
+                                  client_ip(request))
     return json_response(inbox.event_view(row))

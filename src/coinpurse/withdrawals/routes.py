@@ -8,7 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from coinpurse.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, problems
+from coinpurse.deps import (
+    Admin,
+    AdminWriter,
+    IdempotencyKey,
+    State,
+    UserId,
+    client_ip,
+    problems,
+)
 from coinpurse.errors import (
     CurrencyNotWithdrawable,
     DebtOutstanding,
@@ -26,20 +34,17 @@ from coinpurse.errors import (
 )
 from coinpurse.kit import cursor
 from coinpurse.kit.http import json_response, raw_json_response
+from coinpurse.ledger import queries
 from coinpurse.withdrawals import schemas as s
 from coinpurse.withdrawals import service as svc
 
 router = APIRouter(tags=["withdrawals"])
 WithdrawalId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
-PAGE_MAX = 100
+PAGE_MAX = queries.PAGE_MAX
 
 
 def _w(state: State) -> svc.Withdrawals:
     return svc.Withdrawals(state.db, state.ledger, state.settings)
-
-
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 @router.post("/api/v1/withdrawals", status_code=201, response_model=s.WithdrawalOut,
@@ -120,7 +125,7 @@ async def approve(withdrawal_id: WithdrawalId, admin: AdminWriter, state: State,
     """The capture and its audit entry commit together; the payout provider is called
     afterwards. `paid` when it accepts; if it fails the withdrawal stays `approved` with
     `payout_error`, and approving again retries the payout only."""
-    row = await svc.approve(_w(state), admin, withdrawal_id, _ip(request))
+    row = await svc.approve(_w(state), admin, withdrawal_id, client_ip(request))
     return json_response(svc.view(row, admin=True))
 
 
@@ -131,5 +136,5 @@ async def approve(withdrawal_id: WithdrawalId, admin: AdminWriter, state: State,
              summary="Release the hold, with a reason")
 async def reject(withdrawal_id: WithdrawalId, body: s.RejectIn, admin: AdminWriter,
                  state: State, request: Request) -> Response:
-    row = await svc.reject(_w(state), admin, withdrawal_id, body.reason, _ip(request))
+    row = await svc.reject(_w(state), admin, withdrawal_id, body.reason, client_ip(request))
     return json_response(svc.view(row, admin=True))
