@@ -28,8 +28,8 @@ from coinpurse.app import create_app
 from coinpurse.auth import keys
 from coinpurse.auth.tokens import issue_hs256
 from coinpurse.config import Settings
-from coinpurse.db import create_engine, migrate_sync
-from coinpurse.tables import metadata
+from coinpurse.core.db import create_engine, migrate_sync
+from coinpurse.core.tables import metadata
 from tests.pgserver import PgServer, free_port
 
 # Clearly fake: tests only.

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from coinpurse.db import create_engine
+from coinpurse.core.db import create_engine
 
 
 async def _fetch(url: str) -> dict[str, Any]:

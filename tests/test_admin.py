@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from coinpurse.app import create_app
 from coinpurse.config import Settings
-from coinpurse.db import create_engine
+from coinpurse.core.db import create_engine
 from tests.conftest import TEST_JWT_SECRET, MakeKey, auth, user_token
 
 ADMIN = auth(user_token("adm1", role="admin", mfa=True))
@@ -405,7 +405,7 @@ async def test_flow_transactions_are_not_reversed_by_hand(
         spec = TransactionSpec(kind="topup", postings=(
             Posting("provider:mock", "user:u1", 100, "points"),), description="Top-up",
             reference_id="order-1", initiator="provider:mock", service="payments")
-        from coinpurse.idempotency import StoredResponse
+        from coinpurse.ledger.idempotency import StoredResponse
 
         result = await ledger.submit([spec], render=lambda o: StoredResponse(201, b"{}"))
     finally:

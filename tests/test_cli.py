@@ -91,7 +91,7 @@ def test_check_finds_a_balance_that_its_entries_do_not_explain(db_url: str) -> N
 
     from sqlalchemy import text
 
-    from coinpurse.db import create_engine
+    from coinpurse.core.db import create_engine
 
     async def tamper() -> None:
         engine = create_engine(db_url, pool_size=1)

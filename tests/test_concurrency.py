@@ -33,7 +33,7 @@ def _workers(db_url: str) -> int:
 
 async def _key(db_url: str) -> str:
     from coinpurse.auth import keys
-    from coinpurse.db import create_engine
+    from coinpurse.core.db import create_engine
 
     engine = create_engine(db_url, pool_size=1)
     try:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from coinpurse.app import create_app
 from coinpurse.config import Settings
-from coinpurse.db import create_engine
+from coinpurse.core.db import create_engine
 from coinpurse.gifts.split import split_gift
 from tests.conftest import TEST_JWT_SECRET, MakeKey, auth, user_token
 from tests.invariants import assert_invariants, ledger_state_async

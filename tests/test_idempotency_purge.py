@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import func, select
 
-from coinpurse.background import purge_all_expired
-from coinpurse.db import create_engine
-from coinpurse.tables import idempotency_keys
+from coinpurse.core.db import create_engine
+from coinpurse.ledger.idempotency import purge_all_expired
+from coinpurse.ledger.tables import idempotency_keys
 from tests.conftest import MakeKey
 
 

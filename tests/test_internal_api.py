@@ -10,7 +10,7 @@ import pytest
 
 from coinpurse.auth import keys
 from coinpurse.config import Settings
-from coinpurse.db import create_engine
+from coinpurse.core.db import create_engine
 from tests.conftest import MakeKey
 
 CREDIT = "/internal/v1/wallet/credit"
@@ -635,7 +635,7 @@ async def test_cached_keys_are_dropped_when_revoked_elsewhere(
     import asyncio as _asyncio
 
     from coinpurse.auth import keys as keys_mod
-    from coinpurse.db import create_engine as _engine
+    from coinpurse.core.db import create_engine as _engine
 
     secret = await make_key("games", "wallet:read")
     cache = app.state.coinpurse.key_cache

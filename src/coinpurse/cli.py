@@ -30,7 +30,7 @@ def _settings() -> Settings:
 
 def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
     """Run ``fn(conn)`` in one database transaction (or a plain connection for reads)."""
-    from coinpurse.db import create_engine
+    from coinpurse.core.db import create_engine
 
     async def main() -> T:
         engine = create_engine(settings.database_url, pool_size=1)
@@ -47,7 +47,7 @@ def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, write: bool) 
 
 
 def _migrate(settings: Settings) -> None:
-    from coinpurse.db import migrate_sync
+    from coinpurse.core.db import migrate_sync
 
     try:
         migrate_sync(settings.database_url)
@@ -154,7 +154,7 @@ def worker() -> None:
 
     ``coinpurse serve`` runs them too; a separate worker suits deployments that scale the API
     and the jobs apart. Several may run at once: each job is safe to race."""
-    from coinpurse.background import run_worker
+    from coinpurse.worker import run_worker
 
     settings = _settings()
     _migrate(settings)
@@ -166,7 +166,7 @@ def worker() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(as_json: bool) -> None:
     """Reconcile every balance with its entries and check the ledger's invariants."""
-    from coinpurse import reconcile
+    from coinpurse.ledger import check as reconcile
 
     report = _run(_settings(), reconcile.check, write=False)
     if as_json:
@@ -197,7 +197,7 @@ def admin_create(email: str, role: str, password: str | None, as_json: bool) -> 
     """Create an admin (or give an existing account the role). The admin must then sign in,
     enrol two-factor authentication and sign in again with a code before any admin call."""
     from coinpurse.auth import accounts
-    from coinpurse.errors import ValidationFailed
+    from coinpurse.core.errors import ValidationFailed
 
     settings = _settings()
     if password is None:
@@ -278,7 +278,7 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key: it stops working at once."""
     from coinpurse.auth import keys as keys_mod
     from coinpurse.auth.keycache import announce_committed
-    from coinpurse.errors import NotFound
+    from coinpurse.core.errors import NotFound
 
     settings = _settings()
     try:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from coinpurse.config import Settings
-from coinpurse.db import create_engine
-from coinpurse.idempotency import StoredResponse, claim
+from coinpurse.core.db import create_engine
+from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import Outcome, Posting, TransactionSpec
 from coinpurse.ledger.service import Ledger
 
@@ -13,7 +13,7 @@ DEMO_CREDITS = (("alice", 1000, "Welcome bonus"), ("bob", 250, "Welcome bonus"))
 
 async def seed(settings: Settings) -> None:
     """Credit the demo users once; fixed idempotency keys make a restart replay, not repeat."""
-    currency = next(iter(settings.currency_map))
+    currency = next(iter(settings.currencies))
     db = create_engine(settings.database_url, pool_size=1)
     ledger = Ledger(db, may_go_negative=settings.may_go_negative,
                     idempotency_ttl_s=10 * 365 * 86_400)

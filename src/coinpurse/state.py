@@ -1,7 +1,12 @@
-"""The running app's parts, handed to routes and services (no web framework here)."""
+"""The running app's parts, handed to routes, services and jobs (no web framework here).
+
+``open_state`` builds them for ``coinpurse serve`` and ``coinpurse worker`` alike, and
+``close_state`` takes them down in the reverse order.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -9,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from coinpurse.auth.keycache import KeyCache
 from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.config import Settings
-from coinpurse.errors import UnknownCurrency
+from coinpurse.core.db import create_engine
+from coinpurse.http.ratelimit import RateLimits
 from coinpurse.ledger.service import Ledger
-from coinpurse.ratelimit import RateLimits
+
+log = logging.getLogger("coinpurse")
 
 
 @dataclass
@@ -23,12 +30,32 @@ class AppState:
     rate_limits: RateLimits
     key_cache: KeyCache
 
-    def currency(self, code: str) -> str:
-        if code not in self.settings.currency_map:
-            raise UnknownCurrency(
-                f"{code!r} is not a currency here; configured: "
-                + ", ".join(self.settings.currency_map),
-            )
-        return code
+
+async def open_state(settings: Settings, *, committers: int | None = None) -> AppState:
+    db = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    ledger = Ledger(
+        db,
+        may_go_negative=settings.may_go_negative,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        batch_max=settings.batch_max,
+        committers=committers or settings.committer_count,
+        queue_max=settings.ledger_queue_max,
+    )
+    verifier = TokenVerifier(
+        secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        public_key=settings.jwt_public_key,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    key_cache = KeyCache()
+    state = AppState(settings=settings, db=db, ledger=ledger, verifier=verifier,
+                     rate_limits=RateLimits(settings), key_cache=key_cache)
+    key_cache.start(settings.database_url)
+    await ledger.start()
+    return state
 
 
+async def close_state(state: AppState) -> None:
+    await state.ledger.stop()
+    await state.key_cache.stop()
+    await state.db.dispose()

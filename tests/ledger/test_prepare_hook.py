@@ -12,8 +12,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.config import Settings
-from coinpurse.db import create_engine
-from coinpurse.idempotency import StoredResponse
+from coinpurse.core.audit import audit_log
+from coinpurse.core.db import create_engine
+from coinpurse.ledger.idempotency import StoredResponse
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -25,7 +26,7 @@ from coinpurse.ledger.model import (
     TransactionSpec,
 )
 from coinpurse.ledger.service import Ledger, RowInserts, SqlWrite
-from coinpurse.tables import accounts, audit_log
+from coinpurse.ledger.tables import accounts
 
 
 def _spec(src: str, dst: str, amount: int) -> TransactionSpec:

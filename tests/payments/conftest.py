@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy import select, update
 
 from coinpurse.config import Settings
-from coinpurse.db import create_engine
+from coinpurse.core.db import create_engine
+from coinpurse.kyc.repository import lock_profile
+from coinpurse.kyc.tables import kyc_profiles
 from coinpurse.payments import inbox
 from coinpurse.payments import service as svc
-from coinpurse.tables import kyc_profiles, webhook_inbox
+from coinpurse.payments.tables import webhook_inbox
 from tests.conftest import TEST_JWT_SECRET, auth, user_token
 from tests.fakes.providers import FakeProviders
 
@@ -114,7 +116,7 @@ async def set_tier(settings: Settings, user: str, tier: int) -> None:
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with engine.begin() as conn:
-            await svc.lock_profile(conn, user)
+            await lock_profile(conn, user)
             await conn.execute(update(kyc_profiles).where(kyc_profiles.c.user_id == user)
                                .values(tier=tier, updated_at=datetime.now(UTC)))
     finally:

@@ -6,7 +6,8 @@ import pytest
 
 from coinpurse.config import Settings
 from coinpurse.kyc.tiers import parse_tiers
-from coinpurse.payments.packages import parse_packages, parse_rates, parse_withdrawable
+from coinpurse.payments.packages import parse_packages, parse_rates
+from coinpurse.withdrawals.settings import Withdrawable, parse_withdrawable
 
 
 def test_packages_rates_and_withdrawable_parse() -> None:
@@ -17,7 +18,7 @@ def test_packages_rates_and_withdrawable_parse() -> None:
     assert packages["c"].bonus == 5
     assert parse_rates("coins:100:99:usd", ["coins"])["coins"].per == 100
     assert parse_withdrawable("coins:10:20,gems", ["coins", "gems"]) == {
-        "coins": (10, 20), "gems": (1, None)}
+        "coins": Withdrawable(10, 20), "gems": Withdrawable(1, None)}
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from coinpurse.tables import audit_log
+from coinpurse.core.audit import audit_log
 from tests.conftest import auth, user_token
 from tests.payments.conftest import ADMIN, AUDITOR
 

@@ -55,8 +55,8 @@ async def credits(settings: Settings, order_id: str) -> int:
     assert_invariants(state)
     from sqlalchemy import func, select
 
-    from coinpurse.db import create_engine
-    from coinpurse.tables import transactions
+    from coinpurse.core.db import create_engine
+    from coinpurse.ledger.tables import transactions
 
     engine = create_engine(settings.database_url, pool_size=1)
     try:
@@ -560,7 +560,7 @@ def test_migration_matches_the_tables(settings: Settings) -> None:
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine as sync_engine
 
-    from coinpurse.tables import metadata
+    from coinpurse.core.tables import metadata
 
     url = settings.database_url.replace("postgresql://", "postgresql+psycopg://")
     if url.startswith("postgresql"):
@@ -583,8 +583,8 @@ async def test_no_second_credit_after_the_claims_are_purged(
     """Claims expire; the order row, re-read under the batch's locks, still says credited."""
     from sqlalchemy import delete
 
+    from coinpurse.ledger.tables import idempotency_keys
     from coinpurse.payments import service as svc
-    from coinpurse.tables import idempotency_keys
     from tests.payments.conftest import payments
 
     order = await topup(client, "pg", package="small")
@@ -616,7 +616,7 @@ async def test_no_second_credit_after_the_claims_are_purged(
     assert await credits(settings, order["id"]) == 1
     assert (await balance(client, "pg"))["balance"] == 0
     async with p.db.connect() as conn:
-        from coinpurse.tables import user_debts
+        from coinpurse.payments.tables import user_debts
 
         assert (await conn.execute(user_debts.select())).all() == []
     assert_invariants(await ledger_state_async(settings.database_url))

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from coinpurse.config import Settings
-from coinpurse.tables import audit_log
+from coinpurse.core.audit import audit_log
 from tests.conftest import MakeKey, auth, user_token
 from tests.invariants import assert_invariants, ledger_state_async
 from tests.payments.conftest import ADMIN, AUDITOR, balance, headers, set_tier
@@ -103,7 +103,8 @@ async def test_rejected_and_cancelled(client: httpx.AsyncClient, app: Any,
                               headers=auth(user_token("h")))
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
     late = await client.post(f"/admin/v1/withdrawals/{b['id']}/approve", headers=ADMIN)
-    assert late.status_code == 409 and late.json()["status"] == "cancelled"
+    assert late.status_code == 409 and late.json()["withdrawal_status"] == "cancelled"
+    assert late.json()["status"] == 409  # RFC 9457's status is never overwritten
     cancel_rejected = await client.post(f"/api/v1/withdrawals/{a['id']}/cancel",
                                         headers=auth(user_token("h")))
     assert cancel_rejected.status_code == 409

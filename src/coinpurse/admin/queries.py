@@ -14,7 +14,9 @@ import orjson
 from sqlalchemy import Select, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coinpurse.tables import accounts, audit_log, entries, gifts, transactions
+from coinpurse.core.audit import audit_log
+from coinpurse.gifts.tables import gifts
+from coinpurse.ledger.tables import accounts, entries, transactions
 
 _tx_amounts = (
     select(entries.c.transaction_id.label("transaction_id"),

@@ -9,37 +9,30 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import Field, StrictInt, StringConstraints
 from starlette.responses import Response
 
-from coinpurse import audit
 from coinpurse.admin import queries, service
 from coinpurse.admin import schemas as a
+from coinpurse.admin.errors import AlreadyReversed
 from coinpurse.auth import keys
 from coinpurse.auth.scopes import parse_scopes
-from coinpurse.deps import Admin, AdminWriter, IdempotencyKey, State, client_ip, problems
-from coinpurse.errors import (
-    AlreadyReversed,
-    Conflict,
-    Forbidden,
-    InsufficientFunds,
-    NotFound,
-    Unauthorized,
-    UnknownCurrency,
-    ValidationFailed,
-)
-from coinpurse.internal.schemas import AccountOut, TransactionOut
-from coinpurse.kit import cursor
-from coinpurse.kit.http import json_response, raw_json_response
-from coinpurse.kit.types import (
+from coinpurse.core import audit, cursor
+from coinpurse.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from coinpurse.core.types import (
     ADDRESS_RE,
     KIND_RE,
     USER_ID_RE,
     Amount,
+    StrictModel,
     UtcDateTime,
     clean_text,
 )
+from coinpurse.http.deps import Admin, AdminWriter, IdempotencyKey, State, client_ip
+from coinpurse.http.responses import json_response, problems, raw_json_response
 from coinpurse.ledger import queries as ledger_queries
+from coinpurse.ledger.errors import InsufficientFunds, UnknownCurrency
+from coinpurse.wallets.schemas import AccountOut, TransactionOut
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"])
 PAGE = Annotated[int, Query(ge=1, le=ledger_queries.PAGE_MAX)]
@@ -49,8 +42,8 @@ _READ = (Unauthorized, Forbidden, ValidationFailed)
 Reason = Annotated[str, StringConstraints(min_length=3, max_length=500), clean_text]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(StrictModel):
+    pass
 
 
 @router.get("/transactions", response_model=a.TransactionSearchOut, responses=problems(*_READ),
@@ -74,7 +67,7 @@ async def search_transactions(
     not only this page. A transaction's amount in a currency is the sum of its postings in
     it; `amount_min`/`amount_max` and `currency` filter on that."""
     if currency:
-        state.currency(currency)
+        state.settings.currency(currency)
     f = queries.TxFilter(user_id, address, currency, kind, service_name, reference_id,
                          created_from, created_to, amount_min, amount_max)
     async with state.db.connect() as conn:
@@ -91,7 +84,7 @@ async def user_ledger(user_id: UserPath, admin: Admin, state: State,
                       limit: PAGE = 50, cursor_: Annotated[str | None, Query(
                           alias="cursor", max_length=96)] = None) -> Response:
     if currency:
-        state.currency(currency)
+        state.settings.currency(currency)
     async with state.db.connect() as conn:
         out = await queries.user_ledger(conn, user_id, currency=currency,
                                         before=cursor.decode(cursor_), limit=limit)
@@ -107,7 +100,7 @@ async def stats(admin: Admin, state: State) -> Response:
     (paid out of its account) and collected, volume per kind over 24 hours and 7 days; and
     the number of users with a wallet."""
     async with state.db.connect() as conn:
-        return json_response(await queries.stats(conn, list(state.settings.currency_map)))
+        return json_response(await queries.stats(conn, list(state.settings.currencies)))
 
 
 @router.get("/accounts/{address}", response_model=AccountOut, responses=problems(*_READ),
@@ -254,7 +247,7 @@ async def create_adjustment(body: AdjustmentIn, request: Request, admin: AdminWr
     """Money moves from or to `service:adjustments`, recorded with the admin and the reason.
     Above `COINPURSE_ADJUSTMENT_APPROVAL_ABOVE` it waits (`pending`) for a second, different
     admin to approve or reject it. A debit beyond the available balance ends `failed`."""
-    state.currency(body.currency)
+    state.settings.currency(body.currency)
     out = await service.create_adjustment(
         state, admin, user_id=body.user_id, currency=body.currency, amount=body.amount,
         direction=body.direction, reason=body.reason, ip=client_ip(request), idem=idem)
@@ -268,7 +261,7 @@ async def list_adjustments(admin: Admin, state: State,
                            limit: PAGE = 50) -> Response:
     from sqlalchemy import select
 
-    from coinpurse.tables import adjustments
+    from coinpurse.admin.tables import adjustments
 
     stmt = select(adjustments).order_by(adjustments.c.created_at.desc()).limit(limit)
     if status:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from coinpurse.gifts.schemas import GiftOut
-from coinpurse.internal.schemas import PostingOut
+from coinpurse.wallets.schemas import PostingOut
 
 
 class AdminTransactionOut(BaseModel):

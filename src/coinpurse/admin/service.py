@@ -17,16 +17,13 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coinpurse import audit
+from coinpurse.admin.errors import AlreadyReversed
+from coinpurse.admin.tables import adjustments, reversals
 from coinpurse.auth.tokens import Principal
-from coinpurse.errors import (
-    AlreadyReversed,
-    Conflict,
-    Forbidden,
-    IdempotencyKeyReused,
-    NotFound,
-)
-from coinpurse.idempotency import Claim, StoredResponse
+from coinpurse.core import audit
+from coinpurse.core.errors import Conflict, Forbidden, NotFound
+from coinpurse.ledger.errors import IdempotencyKeyReused
+from coinpurse.ledger.idempotency import Claim, StoredResponse
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -38,9 +35,9 @@ from coinpurse.ledger.model import (
     TransactionSpec,
 )
 from coinpurse.ledger.service import JobResult, RowInserts, SqlWrite
+from coinpurse.ledger.tables import transactions
 from coinpurse.ledger.views import rejection_problem, transaction_view
 from coinpurse.state import AppState
-from coinpurse.tables import adjustments, reversals, transactions
 
 ADJUSTMENT_ACCOUNT = "service:adjustments"
 FLOW_SERVICES = frozenset({"payments", "withdrawals"})

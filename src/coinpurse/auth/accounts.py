@@ -23,18 +23,17 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coinpurse.auth.tokens import ROLES
-from coinpurse.config import Settings
-from coinpurse.errors import (
+from coinpurse.auth.errors import (
     InvalidCredentials,
     InvalidMfaCode,
     MfaRequired,
     RefreshTokenReused,
-    Unauthorized,
-    ValidationFailed,
 )
-from coinpurse.ledger.service import new_transaction_id
-from coinpurse.tables import refresh_tokens, users
+from coinpurse.auth.tables import refresh_tokens, users
+from coinpurse.auth.tokens import ROLES
+from coinpurse.config import Settings
+from coinpurse.core.errors import Unauthorized, ValidationFailed
+from coinpurse.core.ids import new_id
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 256
@@ -112,7 +111,7 @@ async def create_user(conn: AsyncConnection, email: str, password: str,
     password_hash = _hasher.hash(password)  # before the lookup: same time either way
     if (await conn.execute(select(users.c.id).where(users.c.email == email))).first():
         return None
-    user = User(new_transaction_id(), email, role, False, datetime.now(UTC))
+    user = User(new_id(), email, role, False, datetime.now(UTC))
     await conn.execute(users.insert().values(
         id=user.id, email=email, password_hash=password_hash, role=role,
         created_at=user.created_at))
@@ -196,7 +195,7 @@ async def start_session(conn: AsyncConnection, settings: Settings, user: User, *
     raw = "cpr_" + secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     await conn.execute(refresh_tokens.insert().values(
-        id=new_transaction_id(), user_id=user.id, family_id=family_id or new_transaction_id(),
+        id=new_id(), user_id=user.id, family_id=family_id or new_id(),
         token_hash=_sha(raw), mfa=mfa, created_at=now,
         expires_at=now + timedelta(seconds=settings.refresh_token_ttl_s)))
     return Session(user, access_token(settings, user, mfa=mfa), raw,

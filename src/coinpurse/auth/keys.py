@@ -17,9 +17,9 @@ from sqlalchemy import Row, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.auth.scopes import allows, parse_scopes
-from coinpurse.db import after_commit
-from coinpurse.errors import Forbidden, NotFound
-from coinpurse.tables import api_keys
+from coinpurse.auth.tables import api_keys
+from coinpurse.core.db import after_commit
+from coinpurse.core.errors import Forbidden, NotFound
 
 KEY_PREFIX = "cpk_"
 # PostgreSQL channel: every change to a key is announced, so servers can cache keys safely.

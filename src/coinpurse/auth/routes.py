@@ -5,24 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.responses import Response
 
-from coinpurse import audit
 from coinpurse.auth import accounts
-from coinpurse.deps import CurrentPrincipal, State, client_ip, problems
-from coinpurse.errors import (
+from coinpurse.auth.errors import (
     InvalidCredentials,
     InvalidMfaCode,
     MfaRequired,
-    NotFound,
-    RateLimited,
     RefreshTokenReused,
-    Unauthorized,
-    ValidationFailed,
 )
-from coinpurse.kit.http import json_response
-from coinpurse.kit.types import clean_text
+from coinpurse.core import audit
+from coinpurse.core.errors import NotFound, RateLimited, Unauthorized, ValidationFailed
+from coinpurse.core.types import StrictModel, clean_text
+from coinpurse.http.deps import CurrentPrincipal, State, client_ip
+from coinpurse.http.responses import json_response, problems
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -33,8 +30,8 @@ Recovery = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 RawToken = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(StrictModel):
+    pass
 
 
 class RegisterIn(_In):

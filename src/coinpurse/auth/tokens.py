@@ -15,7 +15,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from coinpurse.errors import Unauthorized
+from coinpurse.core.errors import Unauthorized
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
 LEEWAY_S = 30

@@ -8,16 +8,9 @@ from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from coinpurse.auth.accounts import get_user
-from coinpurse.deps import IdempotencyKey, Service, State, UserId, problems
-from coinpurse.errors import (
-    Forbidden,
-    IdempotencyKeyInUse,
-    IdempotencyKeyReused,
-    InsufficientFunds,
-    Unauthorized,
-    UnknownCurrency,
-    ValidationFailed,
-)
+from coinpurse.core import cursor
+from coinpurse.core.errors import Forbidden, Unauthorized, ValidationFailed
+from coinpurse.core.types import USER_ID_RE
 from coinpurse.gifts import schemas as s
 from coinpurse.gifts.service import (
     GiftRefused,
@@ -28,11 +21,16 @@ from coinpurse.gifts.service import (
     render_gift,
     set_agency,
 )
-from coinpurse.idempotency import claim
-from coinpurse.kit import cursor
-from coinpurse.kit.http import json_response, raw_json_response
-from coinpurse.kit.types import USER_ID_RE
+from coinpurse.http.deps import IdempotencyKey, Service, State, UserId
+from coinpurse.http.responses import json_response, problems, raw_json_response
 from coinpurse.ledger import queries
+from coinpurse.ledger.errors import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    UnknownCurrency,
+)
+from coinpurse.ledger.idempotency import claim
 
 router = APIRouter(tags=["gifts"])
 
@@ -61,7 +59,7 @@ async def send_gift(body: s.GiftIn, user_id: UserId, state: State,
     `currency_mismatch`, `currency_not_giftable`, `amount_not_allowed`, and with built-in
     accounts `unknown_recipient`."""
     if body.currency is not None:
-        state.currency(body.currency)
+        state.settings.currency(body.currency)
     async with state.db.connect() as conn:
         agency = await agency_of(conn, body.to_user_id)
         if state.settings.auth == "builtin" and await get_user(conn, body.to_user_id) is None:

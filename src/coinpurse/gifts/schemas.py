@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from coinpurse.internal.schemas import BalanceOut, Strict
-from coinpurse.kit.types import USER_ID_RE, Amount, CurrencyCode, UserId, clean_text
+from coinpurse.core.types import USER_ID_RE, Amount, CurrencyCode, StrictModel, UserId, clean_text
+from coinpurse.wallets.schemas import BalanceOut
 
 AgencyId = Annotated[str, StringConstraints(pattern=USER_ID_RE)]
 GiftMessage = Annotated[str, StringConstraints(max_length=500), clean_text]
@@ -24,7 +24,7 @@ class CatalogOut(BaseModel):
     data: list[GiftTypeOut]
 
 
-class GiftIn(Strict):
+class GiftIn(StrictModel):
     """Either a `gift_type` from the catalog or an `amount` (with its `currency`)."""
 
     to_user_id: UserId
@@ -76,7 +76,7 @@ class GiftPage(BaseModel):
     next_cursor: str | None
 
 
-class AgencyIn(Strict):
+class AgencyIn(StrictModel):
     agency_id: AgencyId | None = Field(description="The agency's id, or null to clear it.")
 
 

@@ -13,14 +13,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.config import Settings
-from coinpurse.errors import ValidationFailed
+from coinpurse.core.errors import ValidationFailed
+from coinpurse.core.ids import new_id
+from coinpurse.core.pages import newest_first
 from coinpurse.gifts.split import Split, split_gift
-from coinpurse.idempotency import StoredResponse
-from coinpurse.kit.pages import newest_first
+from coinpurse.gifts.tables import gifts, user_agencies
+from coinpurse.ledger.idempotency import StoredResponse
 from coinpurse.ledger.model import Outcome, Posting, Rejection, Transaction, TransactionSpec
-from coinpurse.ledger.service import RowInserts, SideWrites, SqlWrite, new_transaction_id
+from coinpurse.ledger.service import RowInserts, SideWrites, SqlWrite
 from coinpurse.ledger.views import rejection_problem
-from coinpurse.tables import gifts, user_agencies
 
 
 class GiftRefused(ValidationFailed):
@@ -85,7 +86,7 @@ def plan_gift(settings: Settings, giver: str, *, to_user_id: str, gift_type: str
                           + ", ".join(sorted(settings.giftable)))
     split = split_gift(amount, platform_bps=settings.gift_platform_bps,
                        agency_bps=settings.gift_agency_bps if agency_id else 0)
-    return GiftPlan(new_transaction_id(), giver, to_user_id, gift_type, currency, amount,
+    return GiftPlan(new_id(), giver, to_user_id, gift_type, currency, amount,
                     agency_id, split, message, context_id)
 
 

@@ -8,25 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from coinpurse.deps import IdempotencyKey, Service, State, problems
-from coinpurse.errors import (
+from coinpurse.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from coinpurse.core.ids import new_id
+from coinpurse.holds import schemas as s
+from coinpurse.holds.service import get_hold, hold_view, render_hold
+from coinpurse.http.deps import IdempotencyKey, Service, State
+from coinpurse.http.responses import json_response, problems, raw_json_response
+from coinpurse.ledger.errors import (
     CaptureExceedsHold,
-    Forbidden,
     HoldNotOpen,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientFunds,
-    NotFound,
-    Unauthorized,
     UnknownCurrency,
-    ValidationFailed,
 )
-from coinpurse.holds import schemas as s
-from coinpurse.holds.service import get_hold, hold_view, render_hold
-from coinpurse.idempotency import claim
-from coinpurse.kit.http import json_response, raw_json_response
+from coinpurse.ledger.idempotency import claim
 from coinpurse.ledger.model import CaptureHold, Operation, PlaceHold, ReleaseHold
-from coinpurse.ledger.service import new_transaction_id
 
 router = APIRouter(prefix="/internal/v1/holds", tags=["holds"])
 HoldId = Annotated[str, Path(max_length=64, description="The hold's id.")]
@@ -50,10 +47,10 @@ async def _submit(state: State, key: Service, idem: str, op: Operation, name: st
 async def place(body: s.HoldIn, state: State, key: Service, idem: IdempotencyKey) -> Response:
     """The amount leaves `available` (not `balance`) until the hold is captured, voided or
     expires (`expires_in_s`, default 900). Scope `holds:write:<currency>`."""
-    currency = state.currency(body.currency)
+    currency = state.settings.currency(body.currency)
     key.require(f"holds:write:{currency}")
     op = PlaceHold(
-        hold_id=new_transaction_id(), address=f"user:{body.user_id}", currency=currency,
+        hold_id=new_id(), address=f"user:{body.user_id}", currency=currency,
         amount=body.amount, destination=body.destination or f"service:{key.service}",
         description=body.description, reference_id=body.reference_id, service=key.service,
         expires_at=datetime.now(UTC) + timedelta(seconds=body.expires_in_s), kind=body.kind,

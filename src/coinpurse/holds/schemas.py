@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from coinpurse.internal.schemas import BalanceOut, Strict
-from coinpurse.kit.types import (
+from coinpurse.core.types import (
     Address,
     Amount,
     CurrencyCode,
@@ -15,13 +14,15 @@ from coinpurse.kit.types import (
     Kind,
     Metadata,
     ReferenceId,
+    StrictModel,
     UserId,
 )
+from coinpurse.wallets.schemas import BalanceOut
 
 EXPIRES_IN_MAX_S = 7 * 86_400
 
 
-class HoldIn(Strict):
+class HoldIn(StrictModel):
     user_id: UserId
     currency: CurrencyCode
     amount: Amount
@@ -55,7 +56,7 @@ class HoldIn(Strict):
         return self
 
 
-class CaptureIn(Strict):
+class CaptureIn(StrictModel):
     amount: Amount | None = Field(default=None,
                                   description="At most the held amount; default all of it.")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,15 +11,14 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from coinpurse.idempotency import StoredResponse
+from coinpurse.ledger.idempotency import StoredResponse
 from coinpurse.ledger.model import HoldOutcome, HoldState, Outcome, Rejection, ReleaseHold
 from coinpurse.ledger.service import Ledger
+from coinpurse.ledger.tables import holds
 from coinpurse.ledger.views import rejection_problem
-from coinpurse.tables import holds
 
 log = logging.getLogger("coinpurse.holds")
 EXPIRE_BATCH = 500
-EXPIRE_EVERY_S = 1.0
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -100,16 +98,3 @@ async def expire_due(db: AsyncEngine, ledger: Ledger, now: datetime | None = Non
     assert result.outcomes is not None
     # A hold captured or voided meanwhile answers hold_not_open: nothing to do for it.
     return sum(isinstance(o, HoldOutcome) for o in result.outcomes)
-
-
-async def expiry_loop(db: AsyncEngine, ledger: Ledger, every_s: float = EXPIRE_EVERY_S) -> None:
-    """Background task of ``coinpurse serve`` and ``coinpurse worker``."""
-    while True:
-        try:
-            while await expire_due(db, ledger) == EXPIRE_BATCH:
-                pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("hold expiry failed; will retry")
-        await asyncio.sleep(every_s)

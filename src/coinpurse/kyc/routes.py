@@ -7,19 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from coinpurse.deps import Admin, AdminWriter, State, UserId, client_ip, problems
-from coinpurse.errors import (
-    Forbidden,
-    KycSubmissionNotPending,
-    KycSubmissionPending,
-    NotFound,
-    Unauthorized,
-    ValidationFailed,
-)
-from coinpurse.kit import cursor
-from coinpurse.kit.http import json_response
+from coinpurse.core import cursor
+from coinpurse.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from coinpurse.http.deps import Admin, AdminWriter, State, UserId, client_ip
+from coinpurse.http.responses import json_response, problems
 from coinpurse.kyc import schemas as s
 from coinpurse.kyc import service as svc
+from coinpurse.kyc.errors import KycSubmissionNotPending, KycSubmissionPending
 
 router = APIRouter(tags=["kyc"])
 SubmissionId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
-from coinpurse.internal.schemas import Strict
-from coinpurse.kit.types import clean_text
+from coinpurse.core.types import StrictModel, clean_text
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
                  clean_text]
@@ -19,7 +18,7 @@ DocumentRef = Annotated[
 ]
 
 
-class KycIn(Strict):
+class KycIn(StrictModel):
     tier: Annotated[StrictInt, Field(ge=1, le=9)]
     full_name: Text | None = None
     date_of_birth: date | None = None
@@ -33,12 +32,12 @@ class KycIn(Strict):
         "country": "GB"}]})
 
 
-class DecisionIn(Strict):
+class DecisionIn(StrictModel):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500), clean_text] | None \
         = None
 
 
-class RejectIn(Strict):
+class RejectIn(StrictModel):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500), clean_text]
 
 

@@ -10,27 +10,46 @@ import orjson
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from coinpurse import audit
 from coinpurse.auth.tokens import Principal
-from coinpurse.config import Settings
-from coinpurse.errors import (
+from coinpurse.core import audit
+from coinpurse.core.clock import iso
+from coinpurse.core.errors import NotFound, ValidationFailed
+from coinpurse.core.ids import new_id
+from coinpurse.core.pages import newest_first
+from coinpurse.kyc.errors import (
+    KycRequired,
     KycSubmissionNotPending,
     KycSubmissionPending,
-    NotFound,
-    ValidationFailed,
+    LimitExceeded,
 )
-from coinpurse.kit.pages import newest_first
+from coinpurse.kyc.repository import lock_profile, tier_of
+from coinpurse.kyc.settings import KycSettings
+from coinpurse.kyc.tables import kyc_profiles, kyc_submissions
 from coinpurse.kyc.tiers import LIMIT_NAMES, Tier
-from coinpurse.ledger.service import new_transaction_id
-from coinpurse.payments.service import iso, lock_profile, tier_for, tier_of, tiers
-from coinpurse.tables import kyc_profiles, kyc_submissions
 
 
-def tier_view(settings: Settings, tier: Tier) -> dict[str, Any]:
+def limit_refusal(settings: KycSettings, tier: int, currency: str, name: str, *,
+                  limit: int, used: int, requested: int) -> KycRequired | LimitExceeded:
+    """``kyc_required`` when the tier allows nothing and a higher one would; else
+    ``limit_exceeded`` naming the limit."""
+    extra = {"limit": name, "tier": tier, "currency": currency, "limit_value": limit,
+             "used": used, "requested": requested}
+    if limit == 0:
+        for level, t in sorted(settings.tiers.items()):
+            higher = t.limits_for(currency).get(name)
+            if level > tier and (higher is None or higher > 0):
+                return KycRequired(f"{name} is 0 at tier {tier}; verify to tier {level}",
+                                   required_tier=level, **extra)
+    left = max(limit - used, 0)
+    return LimitExceeded(f"{name} of tier {tier} is {limit} {currency}: {left} left, "
+                         f"{requested} asked", **extra)
+
+
+def tier_view(settings: KycSettings, tier: Tier) -> dict[str, Any]:
     return {
         "tier": tier.level, "requires": list(tier.requires), "withdrawals": tier.withdrawals,
         "limits": {c: {n: tier.limits_for(c).get(n) for n in LIMIT_NAMES}
-                   for c in settings.currency_map},
+                   for c in settings.currencies},
     }
 
 
@@ -45,24 +64,24 @@ def submission_view(r: Row[Any], *, admin: bool = False) -> dict[str, Any]:
     return out
 
 
-async def status(db: AsyncEngine, settings: Settings, user_id: str) -> dict[str, Any]:
+async def status(db: AsyncEngine, settings: KycSettings, user_id: str) -> dict[str, Any]:
     async with db.connect() as conn:
         level = await tier_of(conn, user_id)
         latest = (await conn.execute(
             select(kyc_submissions).where(kyc_submissions.c.user_id == user_id)
             .order_by(kyc_submissions.c.id.desc()).limit(1))).first()
-    all_tiers = tiers(settings)
+    all_tiers = settings.tiers
     return {
-        "user_id": user_id, **tier_view(settings, tier_for(settings, level)),
+        "user_id": user_id, **tier_view(settings, settings.tier_for(level)),
         "next_tier": tier_view(settings, all_tiers[level + 1]) if level + 1 in all_tiers
         else None,
         "submission": submission_view(latest) if latest else None,
     }
 
 
-async def submit(db: AsyncEngine, settings: Settings, user_id: str, tier: int,
+async def submit(db: AsyncEngine, settings: KycSettings, user_id: str, tier: int,
                  data: dict[str, Any]) -> Row[Any]:
-    all_tiers = tiers(settings)
+    all_tiers = settings.tiers
     if tier not in all_tiers or tier == 0:
         raise ValidationFailed(f"tier must be one of {', '.join(map(str, all_tiers))[3:]}", [
             {"loc": ["body", "tier"], "msg": "unknown tier", "type": "unknown_tier"}])
@@ -70,7 +89,7 @@ async def submit(db: AsyncEngine, settings: Settings, user_id: str, tier: int,
     if missing:
         raise ValidationFailed(f"tier {tier} needs: {', '.join(missing)}", [
             {"loc": ["body", f], "msg": "Field required", "type": "missing"} for f in missing])
-    sid = new_transaction_id()
+    sid = new_id()
     now = datetime.now(UTC)
     async with db.begin() as conn:
         current = await lock_profile(conn, user_id)  # one submission at a time per user
@@ -109,7 +128,7 @@ async def decide(db: AsyncEngine, admin: Principal, sid: str, *, approve: bool,
             reviewed_by=admin.user_id, reviewed_at=now))
         if not done.rowcount:
             raise KycSubmissionNotPending(f"the submission is already {row.status}",
-                                          status=row.status)
+                                          submission_status=row.status)
         if approve:
             await conn.execute(update(kyc_profiles).where(
                 kyc_profiles.c.user_id == row.user_id).values(

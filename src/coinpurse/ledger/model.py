@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-AMOUNT_MAX = 2**63 - 1  # BIGINT
+from coinpurse.core.errors import CoinpurseError
+from coinpurse.core.types import AMOUNT_MAX as AMOUNT_MAX  # the BIGINT bound, re-exported
+
 BALANCE_MIN = -(2**63)
 POSTINGS_MAX = 64  # per transaction
 
@@ -172,11 +174,19 @@ class HoldOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why one transaction of a batch was refused; the others are unaffected."""
+    """Why one transaction of a batch was refused; the others are unaffected.
+
+    The engine's own refusals carry only a code; a domain rule checked inside the batch (a
+    KYC limit, a debt) carries its ``error``, which is what the caller is answered with."""
 
     code: str
     detail: str
     posting_index: int | None = None
+    error: CoinpurseError | None = None
+
+    @classmethod
+    def of(cls, error: CoinpurseError) -> Rejection:
+        return cls(error.code, error.detail, error=error)
 
 
 Outcome = Transaction | HoldOutcome | Rejection

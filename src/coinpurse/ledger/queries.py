@@ -11,7 +11,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.ledger.model import Balance
-from coinpurse.tables import accounts, entries, transactions
+from coinpurse.ledger.tables import accounts, entries, transactions
 
 PAGE_MAX = 100
 

@@ -1,10 +1,15 @@
 """The write path: group commit of concurrent requests into one database transaction.
 
-Requests become jobs on a queue. A committer task takes every job waiting (up to
+Requests become jobs on a bounded queue. A committer task takes every job waiting (up to
 ``batch_max``), applies them in one database transaction and answers each. There is no timer:
 while one batch commits the next one gathers, so an idle process answers at once and a busy
 one batches more. A refused transaction fails only its own job; a database error on a batch
-re-runs its jobs one by one so that one bad job cannot fail its neighbours.
+re-runs its jobs one by one so that one bad job cannot fail its neighbours. When the queue is
+full a request is refused at once (503 ``overloaded``) rather than left waiting.
+
+Hooks (``LedgerHook``) see every batch: ``write`` inside its database transaction (rows that
+must commit with the money movement, such as outbox events), ``committed`` once it has
+committed (live notifications, metrics). This is the one seam later features attach to.
 """
 
 from __future__ import annotations
@@ -14,23 +19,19 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-import uuid_utils
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from coinpurse import idempotency
-from coinpurse.errors import (
-    CoinpurseError,
-    IdempotencyKeyInUse,
-    IdempotencyKeyReused,
-    ServiceUnavailable,
-)
-from coinpurse.idempotency import Claim, StoredResponse
+from coinpurse.core.clock import utcnow
+from coinpurse.core.errors import CoinpurseError, Overloaded, ServiceUnavailable
+from coinpurse.core.ids import new_id
 from coinpurse.ledger import engine as ledger_engine
-from coinpurse.ledger import store
+from coinpurse.ledger import idempotency, store
+from coinpurse.ledger.errors import IdempotencyKeyInUse, IdempotencyKeyReused
+from coinpurse.ledger.idempotency import Claim, StoredResponse
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -54,7 +55,7 @@ Renderer = Callable[[list[Outcome]], StoredResponse]
 SqlWrite = Callable[[AsyncConnection], Awaitable[None]]
 RowInserts = tuple[Table, list[dict[str, Any]]]
 # What to write in the same commit as the money movement: rows to insert (gift records,
-# outbox events...) and, rarely, statements to run.
+# audit entries...) and, rarely, statements to run.
 SideWrites = Callable[[list[Outcome]], list[RowInserts | SqlWrite]]
 # Decides a job's operations inside the batch, after its accounts are locked: it sees the
 # locked balances (as changed by the batch's earlier jobs), can read the database, and sees
@@ -88,9 +89,53 @@ class Job:
     store_refusals: bool = True
 
 
-def new_transaction_id() -> str:
-    """UUIDv7: unique across processes, and ordered by time."""
-    return str(uuid_utils.uuid7())
+@dataclass(frozen=True, slots=True)
+class CommittedBatch:
+    """What one batch posted, for hooks: transactions, holds changed, and when."""
+
+    transactions: tuple[Transaction, ...]
+    holds: tuple[HoldState, ...]
+    at: datetime
+
+
+class LedgerHook(Protocol):
+    async def write(self, conn: AsyncConnection, batch: CommittedBatch) -> None:
+        """Inside the batch's transaction, after its money movements are written."""
+
+    def committed(self, batch: CommittedBatch) -> None:
+        """Once the batch has committed; must not block (schedule work instead)."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What the jobs of one batch decided, accumulated while they are applied in order."""
+
+    now: datetime
+    states: dict[AccountKey, AccountState]
+    held: dict[str, HoldState]
+    posted: list[Transaction] = field(default_factory=list)
+    changed_holds: dict[str, HoldState] = field(default_factory=dict)
+    hold_keys: dict[str, str | None] = field(default_factory=dict)
+    done: list[tuple[Claim, StoredResponse]] = field(default_factory=list)
+    inserts: list[RowInserts] = field(default_factory=list)
+    statements: list[SqlWrite] = field(default_factory=list)
+
+    def record(self, outcomes: list[Outcome], idem_key: str | None) -> None:
+        for o in outcomes:
+            if isinstance(o, Transaction):
+                self.posted.append(o)
+            elif isinstance(o, HoldOutcome):
+                self.changed_holds[o.hold.id] = self.held[o.hold.id]
+                self.hold_keys.setdefault(o.hold.id, idem_key)
+                if o.transaction is not None:
+                    self.posted.append(o.transaction)
+
+    def add_side_writes(self, writes: list[RowInserts | SqlWrite]) -> None:
+        for write in writes:
+            if isinstance(write, tuple):
+                self.inserts.append(write)
+            else:
+                self.statements.append(write)
 
 
 class Ledger:
@@ -104,18 +149,27 @@ class Ledger:
         idempotency_ttl_s: int,
         batch_max: int = 500,
         committers: int = 1,
+        queue_max: int = 10_000,
     ) -> None:
         self._db = db
         self._may_go_negative = may_go_negative
         self._ttl = timedelta(seconds=idempotency_ttl_s)
         self._batch_max = batch_max
         self._committer_count = committers
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_max)
         self._inflight: set[tuple[str, str]] = set()
         self._known_accounts = store.KnownAccounts()
         self._tasks: list[asyncio.Task[None]] = []
+        self._hooks: list[LedgerHook] = []
         self.batches_committed = 0
         self.jobs_committed = 0
+
+    def add_hook(self, hook: LedgerHook) -> None:
+        self._hooks.append(hook)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
 
     async def start(self) -> None:
         self._tasks = [
@@ -158,6 +212,9 @@ class Ledger:
         if claim is not None and claim.ident in self._inflight:
             raise IdempotencyKeyInUse(
                 "a request with this idempotency key is still being processed")
+        if self._queue.full():
+            raise Overloaded(f"{self._queue.maxsize} requests are already waiting; retry "
+                             "shortly with the same idempotency key")
         future: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
         if claim is not None:
             ident = claim.ident
@@ -182,7 +239,7 @@ class Ledger:
 
     async def _run(self, jobs: list[Job]) -> None:
         try:
-            answers = await self._commit(jobs)
+            answers, committed = await self._commit(jobs)
         except Exception as exc:
             if len(jobs) > 1:
                 log.warning("batch of %d failed (%r); retrying one by one", len(jobs), exc)
@@ -195,103 +252,119 @@ class Ledger:
             return
         self.batches_committed += 1
         self.jobs_committed += len(jobs)
+        self._notify(committed)
         for job, answer in zip(jobs, answers, strict=True):
             _settle(job, answer)
 
-    async def _commit(self, jobs: list[Job]) -> list[JobResult | CoinpurseError]:
+    def _notify(self, batch: CommittedBatch) -> None:
+        for hook in self._hooks:
+            try:
+                hook.committed(batch)
+            except Exception:  # a listener's bug must not fail answered money movements
+                log.exception("after-commit hook %r failed", hook)
+
+    async def _commit(
+        self, jobs: list[Job],
+    ) -> tuple[list[JobResult | CoinpurseError], CommittedBatch]:
         """One database transaction for the whole batch; answers are sent after commit."""
-        now = datetime.now(UTC)
-        answers: list[JobResult | CoinpurseError | None] = [None] * len(jobs)
+        now = utcnow()
         async with self._db.begin() as conn:
-            claims = [j.claim for j in jobs if j.claim is not None]
-            busy = await idempotency.try_lock(conn, claims)
-            existing = await idempotency.find(conn, claims)
-            live: list[int] = []
-            for i, job in enumerate(jobs):
-                c = job.claim
-                if c is not None and c.ident in busy:
-                    answers[i] = IdempotencyKeyInUse(
-                        "a request with this idempotency key is still being processed")
-                elif c is not None and c.ident in existing:
-                    found = existing[c.ident]
-                    if found.request_hash == c.request_hash:
-                        answers[i] = JobResult(found.response, replayed=True)
-                    else:
-                        answers[i] = IdempotencyKeyReused(
-                            "this idempotency key was used with a different request")
-                else:
-                    live.append(i)
-
-            held = await store.lock_holds(conn, (
-                op.hold_id for i in live for op in jobs[i].ops
-                if isinstance(op, CaptureHold | ReleaseHold)
-            ))
-            keys: set[AccountKey] = set()
+            answers, live = await self._check_claims(conn, jobs)
+            batch = await self._lock(conn, [jobs[i] for i in live], now)
             for i in live:
-                keys |= jobs[i].lock_keys
-                for op in jobs[i].ops:
-                    keys |= _account_keys(op, held)
-            states = await store.lock_accounts(
-                conn, keys, may_go_negative=self._may_go_negative, now=now,
-                known=self._known_accounts,
-            )
-            posted: list[Transaction] = []
-            changed_holds: dict[str, HoldState] = {}
-            hold_keys: dict[str, str | None] = {}
-            done: list[tuple[Claim, StoredResponse]] = []
-            extra: list[RowInserts] = []
-            statements: list[SqlWrite] = []
-            for i in live:
-                job = jobs[i]
-                idem_key = job.claim.key if job.claim else None
-                ops: Sequence[Operation] | Rejection = job.ops
-                if job.prepare is not None:
-                    ops = await job.prepare(conn, states, tuple(extra))
-                if isinstance(ops, Rejection):
-                    outcomes: list[Outcome] = [ops]
-                    outcomes += [Rejection("batch_atomic_failed", f"not applied ({ops.code})")
-                                 for _ in job.ops[1:]]
-                else:
-                    _assert_declared(ops, job, states, held)
-                    outcomes = ledger_engine.apply_group(
-                        ops, states, atomic=job.atomic, new_id=new_transaction_id, now=now,
-                        idempotency_key=idem_key, holds=held,
-                    )
-                for o in outcomes:
-                    if isinstance(o, Transaction):
-                        posted.append(o)
-                    elif isinstance(o, HoldOutcome):
-                        changed_holds[o.hold.id] = held[o.hold.id]
-                        hold_keys.setdefault(o.hold.id, idem_key)
-                        if o.transaction is not None:
-                            posted.append(o.transaction)
-                response = job.render(outcomes)
-                if job.side_writes is not None:
-                    for write in job.side_writes(outcomes):
-                        if isinstance(write, tuple):
-                            extra.append(write)
-                        else:
-                            statements.append(write)
-                refused = any(isinstance(o, Rejection) for o in outcomes)
-                if job.claim is not None and (job.store_refusals or not refused):
-                    done.append((job.claim, response))
-                answers[i] = JobResult(response, replayed=False, outcomes=outcomes)
-
-            await store.write_batch(conn, states.values(), posted, now=now)
-            await store.write_holds(conn, changed_holds.values(),
-                                    {k: st.id for k, st in states.items()}, hold_keys)
-            for table, rows in extra:
-                if rows:
-                    await conn.execute(table.insert(), rows)
-            for statement in statements:
-                await statement(conn)
-            await idempotency.store(conn, done, now=now, expires_at=now + self._ttl)
-        self._known_accounts.add(states)  # committed: every batch can see them now
+                answers[i] = await self._apply(conn, jobs[i], batch)
+            committed = await self._write(conn, batch)
+        self._known_accounts.add(batch.states)  # committed: every batch can see them now
         assert all(a is not None for a in answers)
-        return [a for a in answers if a is not None]
+        return [a for a in answers if a is not None], committed
+
+    async def _check_claims(
+        self, conn: AsyncConnection, jobs: list[Job],
+    ) -> tuple[list[JobResult | CoinpurseError | None], list[int]]:
+        """Replays, refusals of reused or busy keys, and the jobs still to apply."""
+        answers: list[JobResult | CoinpurseError | None] = [None] * len(jobs)
+        claims = [j.claim for j in jobs if j.claim is not None]
+        busy = await idempotency.try_lock(conn, claims)
+        existing = await idempotency.find(conn, claims)
+        live: list[int] = []
+        for i, job in enumerate(jobs):
+            c = job.claim
+            if c is not None and c.ident in busy:
+                answers[i] = IdempotencyKeyInUse(
+                    "a request with this idempotency key is still being processed")
+            elif c is not None and c.ident in existing:
+                found = existing[c.ident]
+                if found.request_hash == c.request_hash:
+                    answers[i] = JobResult(found.response, replayed=True)
+                else:
+                    answers[i] = IdempotencyKeyReused(
+                        "this idempotency key was used with a different request")
+            else:
+                live.append(i)
+        return answers, live
+
+    async def _lock(self, conn: AsyncConnection, jobs: list[Job], now: datetime) -> _Batch:
+        """Lock the holds, then the accounts, that the batch's jobs declare (sorted)."""
+        held = await store.lock_holds(conn, (
+            op.hold_id for job in jobs for op in job.ops
+            if isinstance(op, CaptureHold | ReleaseHold)
+        ))
+        keys: set[AccountKey] = set()
+        for job in jobs:
+            keys |= job.lock_keys
+            for op in job.ops:
+                keys |= _account_keys(op, held)
+        states = await store.lock_accounts(
+            conn, keys, may_go_negative=self._may_go_negative, now=now,
+            known=self._known_accounts,
+        )
+        return _Batch(now=now, states=states, held=held)
+
+    async def _apply(self, conn: AsyncConnection, job: Job, batch: _Batch) -> JobResult:
+        """Decide one job in memory, render its answer, and queue its side writes."""
+        idem_key = job.claim.key if job.claim else None
+        ops: Sequence[Operation] | Rejection = job.ops
+        if job.prepare is not None:
+            ops = await job.prepare(conn, batch.states, tuple(batch.inserts))
+        if isinstance(ops, Rejection):
+            outcomes: list[Outcome] = [ops]
+            outcomes += [Rejection("batch_atomic_failed", f"not applied ({ops.code})")
+                         for _ in job.ops[1:]]
+        else:
+            _assert_declared(ops, job, batch.states, batch.held)
+            outcomes = ledger_engine.apply_group(
+                ops, batch.states, atomic=job.atomic, new_id=new_id, now=batch.now,
+                idempotency_key=idem_key, holds=batch.held,
+            )
+        batch.record(outcomes, idem_key)
+        response = job.render(outcomes)
+        if job.side_writes is not None:
+            batch.add_side_writes(job.side_writes(outcomes))
+        refused = any(isinstance(o, Rejection) for o in outcomes)
+        if job.claim is not None and (job.store_refusals or not refused):
+            batch.done.append((job.claim, response))
+        return JobResult(response, replayed=False, outcomes=outcomes)
+
+    async def _write(self, conn: AsyncConnection, batch: _Batch) -> CommittedBatch:
+        """Write what the batch decided, set-based; the hooks' rows go in the same commit."""
+        await store.write_batch(conn, batch.states.values(), batch.posted, now=batch.now)
+        await store.write_holds(conn, batch.changed_holds.values(),
+                                {k: st.id for k, st in batch.states.items()}, batch.hold_keys)
+        for table, rows in batch.inserts:
+            if rows:
+                await conn.execute(table.insert(), rows)
+        for statement in batch.statements:
+            await statement(conn)
+        await idempotency.store(conn, batch.done, now=batch.now,
+                                expires_at=batch.now + self._ttl)
+        committed = CommittedBatch(tuple(batch.posted), tuple(batch.changed_holds.values()),
+                                   batch.now)
+        for hook in self._hooks:
+            await hook.write(conn, committed)
+        return committed
 
 
-def _account_keys(op: Operation, held: dict[str, HoldState]) -> set[AccountKey]:
+def _account_keys(op: Operation, held: Mapping[str, HoldState]) -> set[AccountKey]:
     if isinstance(op, TransactionSpec):
         return op.account_keys()
     if isinstance(op, PlaceHold):
@@ -312,7 +385,7 @@ def _assert_declared(ops: Sequence[Operation], job: Job,
     if job.prepare is None:
         return
     for op in ops:
-        assert _account_keys(op, dict(held)) <= states.keys(), op
+        assert _account_keys(op, held) <= states.keys(), op
         if isinstance(op, CaptureHold | ReleaseHold):
             assert any(isinstance(d, CaptureHold | ReleaseHold) and d.hold_id == op.hold_id
                        for d in job.ops), op

@@ -15,12 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coinpurse.core.db import insert, is_postgres, keys_match
 from coinpurse.ledger.model import AccountKey, AccountState, HoldState, Transaction
-from coinpurse.tables import accounts, entries, holds, transactions
+from coinpurse.ledger.tables import accounts, entries, holds, transactions
 
 _UPDATE_BALANCES = (
     update(accounts)
@@ -28,24 +28,6 @@ _UPDATE_BALANCES = (
     .values(balance=bindparam("b_balance"), held=bindparam("b_held"),
             updated_at=bindparam("b_now"))
 )
-
-
-def keys_match(first: Any, second: Any, pairs: Iterable[tuple[str, str]]) -> Any:
-    """``(first, second) IN pairs`` as ``(second = x AND first IN (...)) OR ...``.
-
-    Grouped by the second column (few currencies, few scopes), each arm is one index range
-    scan on the unique (first, second) index, however many pairs there are; a long list of
-    row-value comparisons would make the planner fall back to scanning the table."""
-    groups: dict[str, list[str]] = {}
-    for a, b in pairs:
-        groups.setdefault(b, []).append(a)
-    return or_(*(and_(second == b, first.in_(sorted(a_list)))
-                 for b, a_list in sorted(groups.items())))
-
-
-def _insert(conn: AsyncConnection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 class KnownAccounts:
@@ -89,13 +71,13 @@ async def lock_accounts(
     if not ordered:
         return {}
     create = known.missing(ordered) if known is not None else ordered
-    if create and conn.dialect.name == "postgresql":
+    if create and is_postgres(conn):
         await conn.execute(_PG_CREATE_ACCOUNTS, {
             "a": [a for a, _ in create], "c": [c for _, c in create],
             "o": [may_go_negative(a) for a, _ in create], "now": now})
     elif create:
         await conn.execute(
-            _insert(conn, accounts).on_conflict_do_nothing(
+            insert(conn, accounts).on_conflict_do_nothing(
                 index_elements=["address", "currency"]
             ),
             [
@@ -197,7 +179,7 @@ async def write_batch(
         for t in posted
         for e in t.entries
     ]
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         await _pg_write(conn, dirty, rows, entry_rows, now)
         return
     if dirty:

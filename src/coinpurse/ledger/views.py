@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from coinpurse.errors import REJECTIONS
-from coinpurse.idempotency import StoredResponse
+from coinpurse.ledger.errors import REJECTIONS
+from coinpurse.ledger.idempotency import StoredResponse
 from coinpurse.ledger.model import Outcome, Rejection, Transaction
 
 
@@ -42,11 +42,14 @@ def transaction_view(tx: Transaction) -> dict[str, Any]:
 
 
 def rejection_problem(rejection: Rejection) -> StoredResponse:
-    err_cls = REJECTIONS[rejection.code]
-    extra: dict[str, Any] = {}
-    if rejection.posting_index is not None:
-        extra["posting_index"] = rejection.posting_index
-    err = err_cls(rejection.detail, **extra)
+    """The problem a refused operation answers with: the domain's error it carries, or the
+    one the engine's code stands for."""
+    err = rejection.error
+    if err is None:
+        extra: dict[str, Any] = {}
+        if rejection.posting_index is not None:
+            extra["posting_index"] = rejection.posting_index
+        err = REJECTIONS[rejection.code](rejection.detail, **extra)
     return StoredResponse(err.status, err.problem_bytes())
 
 
@@ -61,46 +64,5 @@ def render_one(
             return rejection_problem(outcome)
         assert isinstance(outcome, Transaction)
         return StoredResponse(201, orjson.dumps(view(outcome)))
-
-    return render
-
-
-def wallet_view(user_id: str, currency: str) -> Callable[[Transaction], dict[str, Any]]:
-    """A credit or debit: the transaction plus the user's wallet after it."""
-
-    def view(tx: Transaction) -> dict[str, Any]:
-        body = transaction_view(tx)
-        wallet = tx.balances_after[(f"user:{user_id}", currency)]
-        body.update(
-            user_id=user_id,
-            currency=currency,
-            amount=tx.spec.postings[0].amount,
-            balance_after=wallet.balance,
-            wallet=wallet.as_dict(),
-        )
-        return body
-
-    return view
-
-
-def render_batch(body: Any) -> Callable[[list[Outcome]], StoredResponse]:
-    """A batch: one slim result per transfer, in order (full views would be megabytes)."""
-
-    def render(outcomes: list[Outcome]) -> StoredResponse:
-        results: list[dict[str, Any]] = []
-        for i, (transfer, outcome) in enumerate(zip(body.transfers, outcomes, strict=True)):
-            if isinstance(outcome, Rejection):
-                results.append({"index": i, "status": "rejected",
-                                "reference_id": transfer.reference_id, "code": outcome.code,
-                                "detail": outcome.detail})
-            else:
-                assert isinstance(outcome, Transaction)
-                results.append({"index": i, "status": "posted",
-                                "reference_id": transfer.reference_id, "id": outcome.id})
-        posted = sum(r["status"] == "posted" for r in results)
-        return StoredResponse(200, orjson.dumps({
-            "atomic": body.atomic, "posted": posted, "rejected": len(results) - posted,
-            "results": results,
-        }))
 
     return render

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from coinpurse.tables import metadata
+from coinpurse.core.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - always called through coinpurse.db.migrate

@@ -10,7 +10,6 @@ order keep the money movement exactly-once.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -20,16 +19,16 @@ from typing import Any
 import orjson
 from sqlalchemy import Row, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from coinpurse import audit
 from coinpurse.auth.tokens import Principal
 from coinpurse.config import Settings
-from coinpurse.errors import CoinpurseError, InvalidSignature, NotFound, PaymentNotCompleted
-from coinpurse.ledger.service import Ledger
+from coinpurse.core import audit
+from coinpurse.core.clock import iso
+from coinpurse.core.errors import CoinpurseError, NotFound
 from coinpurse.payments import service as svc
+from coinpurse.payments.errors import InvalidSignature, PaymentNotCompleted
 from coinpurse.payments.providers.base import ProviderEvent, SignatureError
-from coinpurse.tables import webhook_inbox
+from coinpurse.payments.tables import webhook_inbox
 
 log = logging.getLogger("coinpurse.payments.inbox")
 LEASE_S = 60
@@ -195,9 +194,9 @@ def event_view(r: Row[Any], *, with_body: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": r.id, "provider": r.provider, "event_id": r.event_id,
         "event_type": r.event_type, "status": r.status, "attempts": r.attempts,
-        "next_attempt_at": svc.iso(r.next_attempt_at), "last_error": r.last_error,
-        "order_id": r.order_id, "received_at": svc.iso(r.received_at),
-        "processed_at": svc.iso(r.processed_at),
+        "next_attempt_at": iso(r.next_attempt_at), "last_error": r.last_error,
+        "order_id": r.order_id, "received_at": iso(r.received_at),
+        "processed_at": iso(r.processed_at),
     }
     if with_body:
         try:
@@ -205,20 +204,3 @@ def event_view(r: Row[Any], *, with_body: bool = False) -> dict[str, Any]:
         except orjson.JSONDecodeError:
             view["body"] = bytes(r.body).decode(errors="replace")
     return view
-
-
-async def inbox_loop(db: AsyncEngine, ledger: Ledger, settings: Settings) -> None:
-    """Background job of ``coinpurse serve`` and ``coinpurse worker``."""
-    if settings.inbox_poll_s <= 0:
-        return
-    p = svc.Payments(db, ledger, settings)
-    while True:
-        try:
-            while await process_due(p) == BATCH:
-                pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("webhook inbox processing failed; will retry")
-        await asyncio.sleep(settings.inbox_poll_s)
-

@@ -8,9 +8,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from coinpurse.core.settings import parse_int
+from coinpurse.core.types import AMOUNT_MAX
+
 PACKAGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
 PRICE_CURRENCY_RE = re.compile(r"^[a-z]{3}$")
-AMOUNT_MAX = 2**63 - 1
 PRICE_MAX = 10**12
 
 
@@ -38,12 +40,6 @@ class Rate:
     price_currency: str
 
 
-def _int(text: str, what: str, lo: int = 1, hi: int = AMOUNT_MAX) -> int:
-    if not text.isascii() or not text.isdigit() or not lo <= int(text) <= hi:
-        raise ValueError(f"{what} must be an integer from {lo} to {hi}, not {text!r}")
-    return int(text)
-
-
 def parse_packages(raw: str, currencies: list[str]) -> dict[str, Package]:
     """``id:amount[+bonus|+pct%]:price:price_currency[:currency]``, comma-separated; the
     currency defaults to the first configured one, e.g.
@@ -64,19 +60,19 @@ def parse_packages(raw: str, currencies: list[str]) -> dict[str, Package]:
             raise ValueError(f"package {pid!r}: the price currency must be an ISO code "
                              "such as usd")
         amount_text, _, bonus_text = credit.partition("+")
-        amount = _int(amount_text, f"package {pid!r}: the amount")
+        amount = parse_int(amount_text, f"package {pid!r}: the amount")
         bonus = 0
         if bonus_text.endswith("%"):
-            bonus = amount * _int(bonus_text[:-1], f"package {pid!r}: the bonus %", 0,
+            bonus = amount * parse_int(bonus_text[:-1], f"package {pid!r}: the bonus %", 0,
                                   1000) // 100
         elif bonus_text:
-            bonus = _int(bonus_text, f"package {pid!r}: the bonus", 0)
+            bonus = parse_int(bonus_text, f"package {pid!r}: the bonus", 0)
         if amount + bonus > AMOUNT_MAX:
             raise ValueError(f"package {pid!r}: amount + bonus is too large")
         if pid in packages:
             raise ValueError(f"package {pid!r} is listed twice")
         packages[pid] = Package(pid, currency, amount, bonus,
-                                _int(price, f"package {pid!r}: the price", 1, PRICE_MAX),
+                                parse_int(price, f"package {pid!r}: the price", 1, PRICE_MAX),
                                 price_currency)
     return packages
 
@@ -94,24 +90,6 @@ def parse_rates(raw: str, currencies: list[str]) -> dict[str, Rate]:
                              "configured currency, e.g. coins:100:99:usd")
         if bits[0] in rates:
             raise ValueError(f"rate for {bits[0]!r} is listed twice")
-        rates[bits[0]] = Rate(bits[0], _int(bits[1], "per"), _int(bits[2], "price", 1,
+        rates[bits[0]] = Rate(bits[0], parse_int(bits[1], "per"), parse_int(bits[2], "price", 1,
                                                                    PRICE_MAX), bits[3])
     return rates
-
-
-def parse_withdrawable(raw: str, currencies: list[str]) -> dict[str, tuple[int, int | None]]:
-    """``code[:min[:max]]``, e.g. ``diamonds:100:1000000``: the currencies users may
-    withdraw, with the smallest and largest amount of one withdrawal."""
-    out: dict[str, tuple[int, int | None]] = {}
-    for part in (p.strip() for p in raw.split(",")):
-        if not part:
-            continue
-        bits = part.split(":")
-        if len(bits) > 3 or bits[0] not in currencies:
-            raise ValueError(f"{part!r} is not code[:min[:max]] with a configured currency")
-        low = _int(bits[1], "the minimum") if len(bits) > 1 and bits[1] else 1
-        high = _int(bits[2], "the maximum") if len(bits) > 2 and bits[2] else None
-        if high is not None and high < low:
-            raise ValueError(f"{bits[0]}: the maximum is below the minimum")
-        out[bits[0]] = (low, high)
-    return out

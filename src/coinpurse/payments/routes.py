@@ -12,35 +12,22 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import Row, select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from coinpurse.deps import (
-    Admin,
-    AdminWriter,
-    IdempotencyKey,
-    State,
-    UserId,
-    client_ip,
-    problems,
-)
-from coinpurse.errors import (
-    Forbidden,
-    IdempotencyKeyReused,
-    InvalidSignature,
-    KycRequired,
-    LimitExceeded,
-    NotFound,
-    PaymentNotCompleted,
-    ProviderNotEnabled,
-    ProviderUnavailable,
-    Unauthorized,
-    UnknownCurrency,
-    ValidationFailed,
-)
-from coinpurse.kit import cursor
-from coinpurse.kit.http import json_response
+from coinpurse.core import cursor
+from coinpurse.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from coinpurse.http.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, client_ip
+from coinpurse.http.responses import json_response, problems
+from coinpurse.kyc.errors import KycRequired, LimitExceeded
 from coinpurse.ledger import queries
+from coinpurse.ledger.errors import IdempotencyKeyReused, UnknownCurrency
 from coinpurse.payments import inbox
 from coinpurse.payments import schemas as s
 from coinpurse.payments import service as svc
+from coinpurse.payments.errors import (
+    InvalidSignature,
+    PaymentNotCompleted,
+    ProviderNotEnabled,
+    ProviderUnavailable,
+)
 from coinpurse.payments.providers.base import ProviderError, SignatureError
 from coinpurse.payments.providers.mock import (
     SIGNATURE_HEADER,
@@ -48,7 +35,7 @@ from coinpurse.payments.providers.mock import (
     payment_signature,
     sign_event,
 )
-from coinpurse.tables import webhook_inbox
+from coinpurse.payments.tables import webhook_inbox
 
 router = APIRouter(tags=["top-ups"])
 OrderId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
@@ -65,10 +52,10 @@ async def packages(user_id: UserId, state: State) -> Response:
     return json_response({
         "data": [{"id": p.id, "currency": p.currency, "amount": p.amount, "bonus": p.bonus,
                   "total": p.total, "price": {"amount": p.price, "currency": p.price_currency}}
-                 for p in svc.packages(state.settings).values()],
+                 for p in state.settings.packages.values()],
         "rates": [{"currency": r.currency, "per": r.per,
                    "price": {"amount": r.price, "currency": r.price_currency}}
-                  for r in svc.rates(state.settings).values()],
+                  for r in state.settings.rates.values()],
         "providers": list(state.settings.providers),
     })
 
@@ -86,7 +73,7 @@ async def create_topup(body: s.TopupIn, user_id: UserId, state: State,
     payment, by webhook or by `POST /api/v1/topups/{id}/verify`, whichever comes first.
     The KYC tier's top-up limits are checked here (`limit_exceeded` names the limit)."""
     if body.currency is not None:
-        state.currency(body.currency)
+        state.settings.currency(body.currency)
     order, replayed = await svc.create_order(
         _payments(state), user_id, idem, provider_name=body.provider,
         package_id=body.package_id, amount=body.amount, currency=body.currency)

@@ -6,8 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from coinpurse.internal.schemas import Strict
-from coinpurse.kit.types import Amount, CurrencyCode
+from coinpurse.core.types import Amount, CurrencyCode, StrictModel
 
 Provider = Literal["mock", "stripe", "razorpay"]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=255,
@@ -40,7 +39,7 @@ class PackagesOut(BaseModel):
     providers: list[str]
 
 
-class TopupIn(Strict):
+class TopupIn(StrictModel):
     package_id: Annotated[str | None, Field(max_length=32)] = None
     amount: Amount | None = None
     currency: CurrencyCode | None = None
@@ -98,7 +97,7 @@ class AdminOrderPage(BaseModel):
     next_cursor: str | None
 
 
-class VerifyIn(Strict):
+class VerifyIn(StrictModel):
     """What the provider's checkout handed the client. razorpay: ``razorpay_order_id``,
     ``razorpay_payment_id``, ``razorpay_signature``; mock: ``payment_id``, ``signature``;
     stripe: nothing (Coinpurse asks Stripe for the session)."""

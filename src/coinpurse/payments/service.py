@@ -15,30 +15,22 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import orjson
 from sqlalchemy import Row, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.config import Settings
-from coinpurse.errors import (
-    IdempotencyKeyInUse,
-    IdempotencyKeyReused,
-    KycRequired,
-    LimitExceeded,
-    NotFound,
-    PaymentNotCompleted,
-    ProviderNotEnabled,
-    ProviderUnavailable,
-    ValidationFailed,
-)
-from coinpurse.idempotency import Claim, StoredResponse, request_hash
-from coinpurse.kit.pages import newest_first
-from coinpurse.kyc.tiers import Tier, parse_tiers
+from coinpurse.core.clock import day_start, iso
+from coinpurse.core.errors import NotFound, ValidationFailed
+from coinpurse.core.ids import new_id
+from coinpurse.core.pages import newest_first
+from coinpurse.kyc import repository as kyc_repository
+from coinpurse.kyc import service as kyc_service
+from coinpurse.ledger.errors import IdempotencyKeyInUse, IdempotencyKeyReused
+from coinpurse.ledger.idempotency import Claim, StoredResponse, request_hash
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -49,11 +41,12 @@ from coinpurse.ledger.model import (
     Transaction,
     TransactionSpec,
 )
-from coinpurse.ledger.service import Ledger, RowInserts, SideWrites, SqlWrite, new_transaction_id
+from coinpurse.ledger.service import Ledger, RowInserts, SideWrites, SqlWrite
+from coinpurse.ledger.tables import accounts
 from coinpurse.ledger.views import rejection_problem
-from coinpurse.payments.packages import Package, Rate, parse_packages, parse_rates
+from coinpurse.payments.errors import PaymentNotCompleted, ProviderNotEnabled, ProviderUnavailable
 from coinpurse.payments.providers.base import OrderInfo, Provider, ProviderError
-from coinpurse.tables import accounts, kyc_profiles, payment_orders, user_debts
+from coinpurse.payments.tables import payment_orders, user_debts
 
 log = logging.getLogger("coinpurse.payments")
 
@@ -119,101 +112,19 @@ def providers(settings: Settings) -> dict[str, Provider]:
     return registry
 
 
-@lru_cache(maxsize=16)
-def _packages(raw: str, currencies: tuple[str, ...]) -> dict[str, Package]:
-    return parse_packages(raw, list(currencies))
-
-
-@lru_cache(maxsize=16)
-def _rates(raw: str, currencies: tuple[str, ...]) -> dict[str, Rate]:
-    return parse_rates(raw, list(currencies))
-
-
-@lru_cache(maxsize=16)
-def _tiers(raw: str, currencies: tuple[str, ...]) -> dict[int, Tier]:
-    return parse_tiers(raw, set(currencies))
-
-
-def packages(settings: Settings) -> dict[str, Package]:
-    return _packages(settings.topup_packages, tuple(settings.currency_map))
-
-
-def rates(settings: Settings) -> dict[str, Rate]:
-    return _rates(settings.topup_rates, tuple(settings.currency_map))
-
-
-def tiers(settings: Settings) -> dict[int, Tier]:
-    return _tiers(settings.kyc_tiers_json, tuple(settings.currency_map))
-
-
-def tier_for(settings: Settings, level: int) -> Tier:
-    """The tier a user's stored level grants now: the highest configured one not above it
-    (a tier removed from the configuration must not turn its users' requests into 500s)."""
-    configured = tiers(settings)
-    return configured[max((t for t in configured if t <= level), default=min(configured))]
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def day_start(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def month_start(now: datetime) -> datetime:
-    return day_start(now).replace(day=1)
-
-
-# ---------------------------------------------------------------- KYC tier and limits
-
-
-async def lock_profile(conn: AsyncConnection, user_id: str) -> int:
-    """The user's tier, with their profile row locked: order creations of one user (and
-    tier changes) are serialised, so two concurrent orders cannot both pass a daily limit."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    await conn.execute(dialect.insert(kyc_profiles).values(
-        user_id=user_id, tier=0, updated_at=_now()).on_conflict_do_nothing(
-        index_elements=["user_id"]))
-    tier: int = (await conn.execute(
-        select(kyc_profiles.c.tier).where(kyc_profiles.c.user_id == user_id)
-        .with_for_update())).scalar_one()
-    return tier
-
-
-async def tier_of(conn: AsyncConnection, user_id: str) -> int:
-    tier = (await conn.execute(select(kyc_profiles.c.tier)
-                               .where(kyc_profiles.c.user_id == user_id))).scalar()
-    return int(tier or 0)
-
-
-def limit_refusal(settings: Settings, tier: int, currency: str, name: str, *,
-                  limit: int, used: int, requested: int) -> KycRequired | LimitExceeded:
-    """``kyc_required`` when the tier allows nothing and a higher one would; else
-    ``limit_exceeded`` naming the limit."""
-    extra = {"limit": name, "tier": tier, "currency": currency, "limit_value": limit,
-             "used": used, "requested": requested}
-    if limit == 0:
-        for level, t in sorted(tiers(settings).items()):
-            higher = t.limits_for(currency).get(name)
-            if level > tier and (higher is None or higher > 0):
-                return KycRequired(f"{name} is 0 at tier {tier}; verify to tier {level}",
-                                   required_tier=level, **extra)
-    left = max(limit - used, 0)
-    return LimitExceeded(f"{name} of tier {tier} is {limit} {currency}: {left} left, "
-                         f"{requested} asked", **extra)
+# ---------------------------------------------------------------- top-up limits
 
 
 async def _check_topup_limits(conn: AsyncConnection, settings: Settings, user_id: str,
                               tier_level: int, currency: str, total: int,
                               now: datetime) -> None:
-    limits = tier_for(settings, tier_level).limits_for(currency)
+    limits = settings.tier_for(tier_level).limits_for(currency)
     if limits.topup_max is not None and total > limits.topup_max:
-        raise limit_refusal(settings, tier_level, currency, "topup_max",
+        raise kyc_service.limit_refusal(settings, tier_level, currency, "topup_max",
                             limit=limits.topup_max, used=0, requested=total)
     o = payment_orders.c
     open_or_paid = ((o.status.in_(CREDITED)) | (o.status.in_(OPEN) & (o.expires_at > now)))
@@ -223,7 +134,7 @@ async def _check_topup_limits(conn: AsyncConnection, settings: Settings, user_id
                 o.user_id == user_id, o.currency == currency, o.created_at >= day_start(now),
                 open_or_paid))).scalar_one())
         if used + total > limits.topup_daily:
-            raise limit_refusal(settings, tier_level, currency, "topup_daily",
+            raise kyc_service.limit_refusal(settings, tier_level, currency, "topup_daily",
                                 limit=limits.topup_daily, used=used, requested=total)
     if limits.max_balance is not None:
         balance = int((await conn.execute(select(accounts.c.balance).where(
@@ -234,7 +145,7 @@ async def _check_topup_limits(conn: AsyncConnection, settings: Settings, user_id
                 o.user_id == user_id, o.currency == currency, o.status.in_(OPEN),
                 o.expires_at > now))).scalar_one())
         if balance + pending + total > limits.max_balance:
-            raise limit_refusal(settings, tier_level, currency, "max_balance",
+            raise kyc_service.limit_refusal(settings, tier_level, currency, "max_balance",
                                 limit=limits.max_balance, used=balance + pending,
                                 requested=total)
 
@@ -255,7 +166,7 @@ class OrderPlan:
 def plan_order(settings: Settings, *, package_id: str | None, amount: int | None,
                currency: str | None) -> OrderPlan:
     if package_id is not None:
-        package = packages(settings).get(package_id)
+        package = settings.packages.get(package_id)
         if package is None:
             raise ValidationFailed(f"no top-up package {package_id!r}", [
                 {"loc": ["body", "package_id"], "msg": "unknown package",
@@ -263,7 +174,7 @@ def plan_order(settings: Settings, *, package_id: str | None, amount: int | None
         return OrderPlan(package.id, package.currency, package.amount, package.bonus,
                          package.price, package.price_currency)
     assert amount is not None and currency is not None
-    rate = rates(settings).get(currency)
+    rate = settings.rates.get(currency)
     if rate is None:
         raise ValidationFailed(
             f"top-ups by amount are not allowed in {currency!r}; choose a package", [
@@ -327,14 +238,14 @@ async def create_order(p: Payments, user_id: str, idem: str, *, provider_name: s
                                    "amount": amount, "currency": currency})
     now = _now()
     replayed = False
-    order_id = new_transaction_id()
+    order_id = new_id()
     try:
         async with p.db.begin() as conn:
             found = (await conn.execute(select(payment_orders).where(
                 payment_orders.c.user_id == user_id,
                 payment_orders.c.idempotency_key == idem))).first()
             if found is None:
-                tier = await lock_profile(conn, user_id)
+                tier = await kyc_repository.lock_profile(conn, user_id)
                 await _check_topup_limits(conn, p.settings, user_id, tier, plan.currency,
                                           plan.amount + plan.bonus, now)
                 await conn.execute(payment_orders.insert().values(

@@ -1,42 +1,197 @@
-"""The user API: a user's own balances and history, never anyone else's."""
+"""The wallet API: credit, debit, transfers and audit reads for services (``/internal/v1``),
+and a user's own balances and history (``/api/v1``), never anyone else's."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
-from coinpurse.deps import State, UserId, problems
-from coinpurse.errors import Unauthorized, UnknownCurrency, ValidationFailed
-from coinpurse.internal import schemas as s
-from coinpurse.internal.routes import history_page
-from coinpurse.kit.http import json_response
-from coinpurse.ledger import queries
+from coinpurse.core.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
+from coinpurse.core.pages import PAGE_MAX
+from coinpurse.core.types import ADDRESS_RE, USER_ID_RE
+from coinpurse.http.deps import IdempotencyKey, Service, State, UserId
+from coinpurse.http.responses import json_response, problems, replay_response
+from coinpurse.ledger.errors import (
+    BalanceOverflow,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    UnknownCurrency,
+)
+from coinpurse.wallets import schemas as s
+from coinpurse.wallets import service
+from coinpurse.wallets.errors import CurrencyNotTransferable
+from coinpurse.wallets.service import Wallets
 
-router = APIRouter(prefix="/api/v1", tags=["user"])
+router = APIRouter(prefix="/internal/v1", tags=["internal"])
+user_router = APIRouter(prefix="/api/v1", tags=["user"])
+
+_WRITE_ERRORS = (ValidationFailed, Unauthorized, Forbidden, UnknownCurrency, InsufficientFunds,
+                 CurrencyNotTransferable,
+                 BalanceOverflow, IdempotencyKeyReused, IdempotencyKeyInUse, PayloadTooLarge,
+                 ServiceUnavailable)
+_READ_ERRORS = (ValidationFailed, Unauthorized, Forbidden)
+
+UserPath = Annotated[str, Path(pattern=USER_ID_RE, description="The user's id.")]
+# Printable ASCII: a NUL reached PostgreSQL and failed there as a 500.
+TRANSACTION_ID_RE = r"^[\x21-\x7e]{1,64}$"
+Currency = Annotated[str | None, Query(max_length=16)]
+Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 
 
-@router.get("/wallet/balance", response_model=s.WalletsOut,
-            responses=problems(Unauthorized), summary="The caller's balances")
+def _wallets(state: State) -> Wallets:
+    return Wallets(state.db, state.ledger, state.settings)
+
+
+async def _change(state: State, body: s.WalletChangeIn, key: Service, idem: str,
+                  op: Literal["credit", "debit"]) -> Response:
+    currency = state.settings.currency(body.currency)
+    key.require(f"wallet:{op}:{currency}")
+    return replay_response(await service.change(_wallets(state), key.service, body, idem, op))
+
+
+@router.post(
+    "/wallet/credit", status_code=201, response_model=s.WalletTransactionOut,
+    responses=problems(*_WRITE_ERRORS),
+    summary="Credit a user's wallet from the calling service's account",
+)
+async def credit(body: s.WalletChangeIn, state: State, key: Service,
+                 idem: IdempotencyKey) -> Response:
+    """Moves `amount` from `service:<your service>` to `user:<user_id>`. Scope
+    `wallet:credit:<currency>`. A retry with the same `Idempotency-Key` replays the answer
+    with `Idempotent-Replayed: true`."""
+    return await _change(state, body, key, idem, "credit")
+
+
+@router.post(
+    "/wallet/debit", status_code=201, response_model=s.WalletTransactionOut,
+    responses=problems(*_WRITE_ERRORS),
+    summary="Debit a user's wallet back to the calling service's account",
+)
+async def debit(body: s.WalletChangeIn, state: State, key: Service,
+                idem: IdempotencyKey) -> Response:
+    """Moves `amount` from `user:<user_id>` to `service:<your service>`. Scope
+    `wallet:debit:<currency>`. Refused with `insufficient_funds` (and nothing changes) when
+    the amount exceeds the user's available balance."""
+    return await _change(state, body, key, idem, "debit")
+
+
+def _authorize_transfer(state: State, key: Service, body: s.TransferIn) -> None:
+    for currency in dict.fromkeys(p.currency for p in body.postings):
+        state.settings.currency(currency)
+        key.require(f"transfers:write:{currency}")
+
+
+@router.post(
+    "/transfers", status_code=201, response_model=s.TransactionOut,
+    responses=problems(*_WRITE_ERRORS),
+    summary="Post one atomic transaction of several postings",
+)
+async def transfer(body: s.TransferIn, state: State, key: Service,
+                   idem: IdempotencyKey) -> Response:
+    """All postings apply or none. Scope `transfers:write` (or
+    `transfers:write:<currency>` for each currency used). Postings apply in order; a user
+    wallet never goes below zero, `world`, `service:*` and `provider:*` accounts may."""
+    _authorize_transfer(state, key, body)
+    return replay_response(await service.transfer(_wallets(state), key.service, body, idem))
+
+
+@router.post(
+    "/transfers/batch", status_code=200, response_model=s.BatchOut,
+    responses=problems(*_WRITE_ERRORS),
+    summary="Post up to 1,000 transfers in one call",
+)
+async def transfer_batch(body: s.BatchIn, state: State, key: Service,
+                         idem: IdempotencyKey) -> Response:
+    """Each transfer is its own transaction with its own result, in order. A refused one does
+    not stop the others unless `atomic` is true, in which case nothing is posted if one is
+    refused (the others report `batch_atomic_failed`). The whole call is one idempotent
+    request: a retry with the same `Idempotency-Key` replays every result. Bodies up to
+    `COINPURSE_BATCH_BODY_MAX_BYTES` (1 MiB)."""
+    for t in body.transfers:
+        _authorize_transfer(state, key, t)
+    return replay_response(
+        await service.transfer_batch(_wallets(state), key.service, body, idem))
+
+
+@router.get("/wallet/balance/{user_id}", response_model=s.WalletsOut,
+            responses=problems(*_READ_ERRORS), summary="A user's balances in every currency")
+async def balance(user_id: UserPath, state: State, key: Service) -> Response:
+    key.require("wallet:read")
+    found = await service.balances(_wallets(state), f"user:{user_id}")
+    return json_response(
+        {"user_id": user_id, "wallets": {c: b.as_dict() for c, b in found.items()}})
+
+
+@router.get("/accounts/{address}", response_model=s.AccountOut,
+            responses=problems(*_READ_ERRORS),
+            summary="Balances of any address, system accounts included")
+async def account(
+    address: Annotated[str, Path(pattern=ADDRESS_RE, max_length=255)], state: State,
+    key: Service,
+) -> Response:
+    """Every configured currency, zero where the account has never been used."""
+    key.require("wallet:read")
+    found = await service.balances(_wallets(state), address)
+    return json_response(
+        {"address": address, "balances": {c: b.as_dict() for c, b in found.items()}})
+
+
+@router.get("/transactions/{transaction_id}", response_model=s.TransactionAuditOut,
+            responses=problems(*_READ_ERRORS, NotFound),
+            summary="One transaction, with its postings, entries and internal notes")
+async def get_transaction(
+    transaction_id: Annotated[str, Path(max_length=64, pattern=TRANSACTION_ID_RE)], state: State,
+    key: Service,
+) -> Response:
+    key.require("wallet:read")
+    found = await service.transaction(state.db, transaction_id)
+    if found is None:
+        raise NotFound(f"no transaction {transaction_id!r}")
+    return json_response(found)
+
+
+@router.get("/wallet/transactions/{user_id}", response_model=s.AuditHistoryPage,
+            responses=problems(*_READ_ERRORS, UnknownCurrency),
+            summary="The audit view of a user's history")
+async def user_history(
+    user_id: UserPath, state: State, key: Service, currency: Currency = None,
+    limit: Limit = 50,
+    cursor_: Annotated[str | None, Query(alias="cursor", max_length=64)] = None,
+) -> Response:
+    """Newest first, with the service that made each transaction and its internal notes."""
+    key.require("wallet:read")
+    return json_response(await service.history(
+        _wallets(state), user_id, currency=currency, limit=limit, cursor_text=cursor_,
+        audit=True))
+
+
+@user_router.get("/wallet/balance", response_model=s.WalletsOut,
+                 responses=problems(Unauthorized), summary="The caller's balances")
 async def my_balance(user_id: UserId, state: State) -> Response:
     """`balance` is what was posted, `held` what open holds reserve, `available` the rest."""
-    async with state.db.connect() as conn:
-        found = await queries.balances(conn, f"user:{user_id}", state.settings.currency_map)
+    found = await service.balances(_wallets(state), f"user:{user_id}")
     return json_response(
-        {"user_id": user_id, "wallets": {c: b.as_dict() for c, b in found.items()}}
-    )
+        {"user_id": user_id, "wallets": {c: b.as_dict() for c, b in found.items()}})
 
 
-@router.get("/wallet/transactions", response_model=s.HistoryPage,
-            responses=problems(Unauthorized, ValidationFailed, UnknownCurrency),
-            summary="The caller's history, newest first")
+@user_router.get("/wallet/transactions", response_model=s.HistoryPage,
+                 responses=problems(Unauthorized, ValidationFailed, UnknownCurrency),
+                 summary="The caller's history, newest first")
 async def my_history(
-    user_id: UserId,
-    state: State,
-    currency: Annotated[str | None, Query(max_length=16)] = None,
-    limit: Annotated[int, Query(ge=1, le=queries.PAGE_MAX)] = 50,
+    user_id: UserId, state: State, currency: Currency = None, limit: Limit = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """Pass `next_cursor` back as `cursor` for the next page; it is null on the last one."""
-    return await history_page(state, user_id, currency, limit, cursor, audit=False)
+    return json_response(await service.history(
+        _wallets(state), user_id, currency=currency, limit=limit, cursor_text=cursor,
+        audit=False))

@@ -8,35 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from coinpurse.deps import (
-    Admin,
-    AdminWriter,
-    IdempotencyKey,
-    State,
-    UserId,
-    client_ip,
-    problems,
-)
-from coinpurse.errors import (
-    CurrencyNotWithdrawable,
-    DebtOutstanding,
-    Forbidden,
+from coinpurse.core import cursor
+from coinpurse.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from coinpurse.http.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, client_ip
+from coinpurse.http.responses import json_response, problems, raw_json_response
+from coinpurse.kyc.errors import KycRequired, LimitExceeded
+from coinpurse.ledger import queries
+from coinpurse.ledger.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientFunds,
-    KycRequired,
-    LimitExceeded,
-    NotFound,
-    Unauthorized,
     UnknownCurrency,
-    ValidationFailed,
-    WithdrawalNotPending,
 )
-from coinpurse.kit import cursor
-from coinpurse.kit.http import json_response, raw_json_response
-from coinpurse.ledger import queries
+from coinpurse.payments.errors import DebtOutstanding
 from coinpurse.withdrawals import schemas as s
 from coinpurse.withdrawals import service as svc
+from coinpurse.withdrawals.errors import CurrencyNotWithdrawable, WithdrawalNotPending
 
 router = APIRouter(tags=["withdrawals"])
 WithdrawalId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
@@ -59,7 +46,7 @@ async def request_withdrawal(body: s.WithdrawalIn, user_id: UserId, state: State
     withdrawals (`kyc_required`), no debt from a refunded top-up (`debt_outstanding`), the
     per-withdrawal minimum and maximum and the tier's daily and monthly totals
     (`limit_exceeded`, with `limit` naming which)."""
-    currency = state.currency(body.currency)
+    currency = state.settings.currency(body.currency)
     result = await svc.request(_w(state), user_id, idem, currency=currency,
                                amount=body.amount, destination=body.destination)
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from coinpurse.internal.schemas import BalanceOut, Strict
-from coinpurse.kit.types import Amount, CurrencyCode, clean_text
+from coinpurse.core.types import Amount, CurrencyCode, StrictModel, clean_text
+from coinpurse.wallets.schemas import BalanceOut
 
 DESTINATION_MAX_BYTES = 2048
 
@@ -34,7 +34,7 @@ Destination = Annotated[
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), clean_text]
 
 
-class WithdrawalIn(Strict):
+class WithdrawalIn(StrictModel):
     currency: CurrencyCode
     amount: Amount
     destination: Destination
@@ -44,7 +44,7 @@ class WithdrawalIn(Strict):
         "destination": {"type": "bank", "iban": "DE89370400440532013000"}}]})
 
 
-class RejectIn(Strict):
+class RejectIn(StrictModel):
     reason: Reason
 
 

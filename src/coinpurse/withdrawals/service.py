@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -22,17 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.auth.tokens import Principal
 from coinpurse.config import Settings
-from coinpurse.errors import (
-    CoinpurseError,
-    CurrencyNotWithdrawable,
-    DebtOutstanding,
-    KycRequired,
-    LimitExceeded,
-    NotFound,
-    WithdrawalNotPending,
-)
-from coinpurse.idempotency import StoredResponse
-from coinpurse.kit.pages import newest_first
+from coinpurse.core.audit import audit_log
+from coinpurse.core.clock import day_start, iso, month_start
+from coinpurse.core.errors import CoinpurseError, NotFound
+from coinpurse.core.ids import new_id
+from coinpurse.core.pages import newest_first
+from coinpurse.kyc.errors import KycRequired, LimitExceeded
+from coinpurse.kyc.repository import tier_of
+from coinpurse.kyc.service import limit_refusal
+from coinpurse.ledger.idempotency import StoredResponse
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -44,21 +41,14 @@ from coinpurse.ledger.model import (
     Rejection,
     ReleaseHold,
 )
-from coinpurse.ledger.service import JobResult, Ledger, RowInserts, SqlWrite, new_transaction_id
+from coinpurse.ledger.service import JobResult, Ledger, RowInserts, SqlWrite
+from coinpurse.ledger.tables import holds
 from coinpurse.ledger.views import rejection_problem
-from coinpurse.payments.packages import parse_withdrawable
-from coinpurse.payments.service import (
-    day_start,
-    iso,
-    limit_refusal,
-    month_start,
-    tier_for,
-    tier_of,
-    tiers,
-    total_debt,
-)
-from coinpurse.tables import audit_log, holds, withdrawals
+from coinpurse.payments.errors import DebtOutstanding
+from coinpurse.payments.service import total_debt
+from coinpurse.withdrawals.errors import CurrencyNotWithdrawable, WithdrawalNotPending
 from coinpurse.withdrawals.payouts import PAYOUT_PROVIDERS, Payout, PayoutError
+from coinpurse.withdrawals.tables import withdrawals
 
 HOLD_SERVICE = "withdrawals"
 COUNTED = ("pending", "approved", "paid")
@@ -69,15 +59,6 @@ class Withdrawals:
     db: AsyncEngine
     ledger: Ledger
     settings: Settings
-
-
-@lru_cache(maxsize=16)
-def _withdrawable(raw: str, currencies: tuple[str, ...]) -> dict[str, tuple[int, int | None]]:
-    return parse_withdrawable(raw, list(currencies))
-
-
-def withdrawable(settings: Settings) -> dict[str, tuple[int, int | None]]:
-    return _withdrawable(settings.withdrawal_currencies, tuple(settings.currency_map))
 
 
 def _now() -> datetime:
@@ -121,17 +102,17 @@ async def _used(conn: AsyncConnection, user_id: str, currency: str, since: datet
 
 
 def _lowest_tier_allowing(settings: Settings) -> int | None:
-    return next((lvl for lvl, t in sorted(tiers(settings).items()) if t.withdrawals), None)
+    return next((lvl for lvl, t in sorted(settings.tiers.items()) if t.withdrawals), None)
 
 
 async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amount: int,
                   destination: dict[str, Any]) -> JobResult:
-    bounds = withdrawable(w.settings).get(currency)
+    bounds = w.settings.withdrawable.get(currency)
     if bounds is None:
         raise CurrencyNotWithdrawable(
             f"{currency} cannot be withdrawn; withdrawable: "
-            + (", ".join(withdrawable(w.settings)) or "none"))
-    low, high = bounds
+            + (", ".join(w.settings.withdrawable) or "none"))
+    low, high = bounds.min_amount, bounds.max_amount
     if amount < low or (high is not None and amount > high):
         name, limit = ("min_amount", low) if amount < low else ("max_amount", high)
         raise LimitExceeded(f"a withdrawal of {currency} must be from {low} to "
@@ -139,7 +120,7 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
                             limit=name, currency=currency, limit_value=limit,
                             requested=amount)
     now = _now()
-    wid, hold_id = new_transaction_id(), new_transaction_id()
+    wid, hold_id = new_id(), new_id()
     user = f"user:{user_id}"
     op = PlaceHold(hold_id=hold_id, address=user, currency=currency, amount=amount,
                    destination=w.settings.payouts_address, description="Withdrawal",
@@ -155,7 +136,7 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
     async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> list[Operation] | Rejection:
         level = await tier_of(conn, user_id)
-        tier = tier_for(w.settings, level)
+        tier = w.settings.tier_for(level)
         if not tier.withdrawals:
             needed = _lowest_tier_allowing(w.settings)
             return refuse(KycRequired(
@@ -195,7 +176,7 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
                                     now)])]
 
     payload = {"currency": currency, "amount": amount, "destination": destination}
-    from coinpurse.idempotency import claim
+    from coinpurse.ledger.idempotency import claim
 
     return await w.ledger.submit(
         [op], render=render, claim=claim(f"user:{user_id}", idem, "withdrawal", payload),
@@ -279,7 +260,7 @@ async def _release(w: Withdrawals, row: Row[Any], status: str, reason: str | Non
         row = await _lost(w, row)
     if row.status == status and admin is None:
         return row
-    raise WithdrawalNotPending(f"the withdrawal is {row.status}", status=row.status)
+    raise WithdrawalNotPending(f"the withdrawal is {row.status}", withdrawal_status=row.status)
 
 
 async def approve(w: Withdrawals, admin: Principal, wid: str, ip: str | None) -> Row[Any]:
@@ -317,10 +298,11 @@ async def approve(w: Withdrawals, admin: Principal, wid: str, ip: str | None) ->
             raise refusal[0]
         if not isinstance(result.outcomes[0], HoldOutcome):
             row = await _lost(w, row)
-            raise WithdrawalNotPending(f"the withdrawal is {row.status}", status=row.status)
+            raise WithdrawalNotPending(f"the withdrawal is {row.status}",
+                                       withdrawal_status=row.status)
         row = await get(w.db, wid)
     if row.status != "approved":
-        raise WithdrawalNotPending(f"the withdrawal is {row.status}", status=row.status)
+        raise WithdrawalNotPending(f"the withdrawal is {row.status}", withdrawal_status=row.status)
     return await _pay_out(w, row)
 
 

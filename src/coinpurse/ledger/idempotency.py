@@ -11,15 +11,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import delete, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from coinpurse.ledger.store import keys_match
-from coinpurse.tables import idempotency_keys
+from coinpurse.core.db import keys_match
+from coinpurse.ledger.tables import idempotency_keys
 
 KEY_MAX_CHARS = 255
 
@@ -157,3 +157,15 @@ async def purge_expired(conn: AsyncConnection, now: datetime, limit: int = 1000)
         )
     )
     return len(keys)
+
+
+async def purge_all_expired(db: AsyncEngine, now: datetime | None = None) -> int:
+    """Purge in bounded chunks, one short transaction each, until none is left."""
+    now = now or datetime.now(UTC)
+    total = 0
+    while True:
+        async with db.begin() as conn:
+            purged = await purge_expired(conn, now)
+        total += purged
+        if purged == 0:
+            return total

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+PAGE_MAX = 100  # the largest ``limit`` of any list
+
 
 async def newest_first(db: AsyncEngine, table: Table, *, equal: dict[str, Any],
                        before: Any, limit: int) -> tuple[list[Row[Any]], Any]:

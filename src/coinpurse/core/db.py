@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Table, and_, event, or_, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
 MIGRATE_LOCK_ID = 7_262_311_904  # pg advisory lock: one migrator at a time
 
 
@@ -140,5 +141,24 @@ def migrate_sync(url: str) -> None:
     asyncio.run(migrate(url))
 
 
-async def is_sqlite(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "sqlite"
+def is_postgres(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def insert(conn: AsyncConnection, table: Table) -> Any:
+    """The dialect's INSERT, for ``ON CONFLICT`` clauses both databases understand."""
+    dialect: Any = postgresql if is_postgres(conn) else sqlite
+    return dialect.insert(table)
+
+
+def keys_match(first: Any, second: Any, pairs: Iterable[tuple[str, str]]) -> Any:
+    """``(first, second) IN pairs`` as ``(second = x AND first IN (...)) OR ...``.
+
+    Grouped by the second column (few currencies, few scopes), each arm is one index range
+    scan on the unique (first, second) index, however many pairs there are; a long list of
+    row-value comparisons would make the planner fall back to scanning the table."""
+    groups: dict[str, list[str]] = {}
+    for a, b in pairs:
+        groups.setdefault(b, []).append(a)
+    return or_(*(and_(second == b, first.in_(sorted(a_list)))
+                 for b, a_list in sorted(groups.items())))

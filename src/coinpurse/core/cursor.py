@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from coinpurse.errors import ValidationFailed
+from coinpurse.core.errors import ValidationFailed
 
 _ID_MAX = 2**63 - 1  # BIGINT
 

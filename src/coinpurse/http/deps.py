@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -10,13 +10,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
 from coinpurse.auth.tokens import Principal
-from coinpurse.errors import (
-    CoinpurseError,
-    Forbidden,
-    Unauthorized,
-    ValidationFailed,
-)
-from coinpurse.kit.types import IDEMPOTENCY_KEY_RE
+from coinpurse.core.errors import Forbidden, Unauthorized, ValidationFailed
+from coinpurse.core.types import IDEMPOTENCY_KEY_RE
 from coinpurse.state import AppState
 
 
@@ -123,24 +118,3 @@ async def idempotency_key(
 
 
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
-
-
-def problems(*errors: type[CoinpurseError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` for the problem codes a route can answer with."""
-    by_status: dict[int, list[type[CoinpurseError]]] = {}
-    for err in errors:
-        by_status.setdefault(err.status, []).append(err)
-    return {
-        status: {
-            "description": " / ".join(f"`{e.code}`: {e.title}" for e in errs),
-            "content": {
-                "application/problem+json": {
-                    "schema": {"$ref": "#/components/schemas/Problem"},
-                    "examples": {
-                        e.code: {"value": e(e.title).problem()} for e in errs
-                    },
-                }
-            },
-        }
-        for status, errs in sorted(by_status.items())
-    }

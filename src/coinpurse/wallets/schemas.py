@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from coinpurse.kit.types import (
+from coinpurse.core.types import (
     Address,
     Amount,
     CurrencyCode,
@@ -15,16 +15,13 @@ from coinpurse.kit.types import (
     Kind,
     Metadata,
     ReferenceId,
+    StrictModel,
     UserId,
 )
 from coinpurse.ledger.model import POSTINGS_MAX
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WalletChangeIn(Strict):
+class WalletChangeIn(StrictModel):
     """A credit (from the calling service to the user) or a debit (back)."""
 
     user_id: UserId
@@ -46,7 +43,7 @@ class WalletChangeIn(Strict):
     )
 
 
-class PostingIn(Strict):
+class PostingIn(StrictModel):
     source: Address
     destination: Address
     amount: Amount
@@ -59,7 +56,7 @@ class PostingIn(Strict):
         return self
 
 
-class TransferIn(Strict):
+class TransferIn(StrictModel):
     """One atomic transaction of several postings between any addresses."""
 
     postings: list[PostingIn] = Field(min_length=1, max_length=POSTINGS_MAX)
@@ -88,7 +85,7 @@ class TransferIn(Strict):
 BATCH_MAX = 1000
 
 
-class BatchIn(Strict):
+class BatchIn(StrictModel):
     """Up to 1,000 transfers in one call; each posts or is refused on its own."""
 
     transfers: list[TransferIn] = Field(min_length=1, max_length=BATCH_MAX)

@@ -1,23 +1,29 @@
 """Rate limits per service key, per user, per client address and per sign-in target.
 
 The ``limits`` library does the counting (moving window). Storage is in-process memory by
-default; set ``COINPURSE_RATE_LIMIT_STORAGE=redis://host:6379`` (with the ``coredis``
-package) so that several server processes share the counters.
+default; set ``COINPURSE_RATE_LIMIT_STORAGE=redis://host:6379`` (with the ``redis`` extra:
+``pip install 'coinpurse[redis]'``) so that several server processes share the counters.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from coinpurse.config import Settings
-from coinpurse.errors import RateLimited
+from coinpurse.core.errors import RateLimited
+
+if TYPE_CHECKING:
+    from coinpurse.http.settings import HttpSettings
 
 OFF = ("", "0", "off", "none")
+_REDIS_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "redis+cluster://",
+                  "redis+unix://")
 
 
 def _item(spec: str) -> RateLimitItem | None:
@@ -31,8 +37,21 @@ def check_spec(spec: str) -> str:
     return spec
 
 
+def check_storage(uri: str) -> str:
+    """``memory://``, or a Redis URL with the client library installed (the ``redis``
+    extra): without it the server used to crash at start-up with an import traceback."""
+    bare = uri.removeprefix("async+")
+    if bare.startswith(_REDIS_SCHEMES):
+        if importlib.util.find_spec("coredis") is None:
+            raise ValueError("Redis rate-limit storage needs the redis extra: "
+                             "pip install 'coinpurse[redis]'")
+    elif not bare.startswith("memory://"):
+        raise ValueError("must be memory:// or redis://host:port")
+    return uri
+
+
 class RateLimits:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: HttpSettings) -> None:
         uri = settings.rate_limit_storage
         storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
         self._limiter = MovingWindowRateLimiter(storage)

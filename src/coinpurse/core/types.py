@@ -11,15 +11,21 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
-from coinpurse.ledger.model import AMOUNT_MAX
+AMOUNT_MAX = 2**63 - 1  # BIGINT
 
 METADATA_MAX_BYTES = 4096
 METADATA_MAX_DEPTH = 5
 ADDRESS_RE = r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9._@+-]{1,128}){0,3}$"
 USER_ID_RE = r"^[A-Za-z0-9._@+-]{1,128}$"
 KIND_RE = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class StrictModel(BaseModel):
+    """A request body: unknown fields are refused, so a typo is an error, not a no-op."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _clean_text(value: str) -> str:

@@ -1,0 +1,98 @@
+"""Settings, read once from ``COINPURSE_*`` environment variables and validated at start-up.
+
+Each domain declares its own section (a subclass of ``CoreSettings`` in its ``settings.py``)
+with typed values: a format such as ``points:0,usdt:2`` is parsed once, while the settings
+are validated, into the objects the code uses. ``coinpurse.config.Settings`` combines the
+sections. A bad value stops the process with a message naming the variable, instead of
+failing later on the first request that needs it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "COINPURSE_"
+# Read by the tools around the service, not by the service itself.
+TOOL_VARIABLES = frozenset({
+    "COINPURSE_ADMIN_PASSWORD",  # coinpurse admin create
+    "COINPURSE_PG_BINDIR",  # tests and bench: where PostgreSQL's binaries are
+    "COINPURSE_TEST_PG_URL",  # tests: an existing PostgreSQL database
+})
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class CoreSettings(BaseSettings):
+    """What every part of Coinpurse needs: where the database is, how to log."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+    database_url: str = "sqlite:///./coinpurse.db"
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "sqlite+", "postgresql://", "postgres://",
+                                 "postgresql+")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def parse_int(text: str, what: str, lo: int = 1, hi: int = 2**63 - 1) -> int:
+    if not text.isascii() or not text.isdigit() or not lo <= int(text) <= hi:
+        raise ValueError(f"{what} must be an integer from {lo} to {hi}, not {text!r}")
+    return int(text)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S]) -> S:
+    """Read the environment; raise ConfigError with one line per bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["loc"]:
+                lines.append(f"{PREFIX}{str(err['loc'][0]).upper()}: {msg}")
+            else:
+                lines.append(msg)
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def unknown_variables(fields: Iterable[str],
+                      environ: Mapping[str, str] | None = None) -> list[str]:
+    """``COINPURSE_*`` variables no setting reads, each with a suggestion if one is close: a
+    typo (``COINPURSE_CURRENCY``) would otherwise leave the default in force unnoticed."""
+    env = os.environ if environ is None else environ
+    known = {PREFIX + f.upper() for f in fields} | TOOL_VARIABLES
+    found = []
+    for name in sorted(n for n in env if n.upper().startswith(PREFIX)):
+        if name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
+        found.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return found

@@ -1,0 +1,21 @@
+"""Holds past their expiry release themselves."""
+
+from __future__ import annotations
+
+from coinpurse.core.jobs import Job
+from coinpurse.holds.service import EXPIRE_BATCH, expire_due
+from coinpurse.state import AppState
+
+EXPIRE_EVERY_S = 1.0
+
+
+def jobs(state: AppState) -> list[Job]:
+    async def expire() -> int:
+        total = 0
+        while (n := await expire_due(state.db, state.ledger)) > 0:
+            total += n
+            if n < EXPIRE_BATCH:
+                break
+        return total
+
+    return [Job("hold-expiry", expire, EXPIRE_EVERY_S)]
