@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import TEST_JWT_SECRET, Server
 
@@ -148,3 +149,71 @@ def test_admin_create_then_sign_in_needs_two_factor(db_url: str) -> None:
 def test_reserved_service_name_is_refused_by_the_cli(db_url: str) -> None:
     r = run(db_url, "keys", "create", "--service", "withdrawals", "--scopes", "*")
     assert r.returncode == 2 and "reserved" in r.stderr
+
+
+def test_a_missing_database_is_one_clear_line_and_is_not_created(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/absent.db"
+    for args in (("check",), ("keys", "list"), ("check", "--json"),
+                 ("keys", "create", "--service", "games", "--scopes", "*")):
+        r = run(url, *args)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert "coinpurse migrate" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()  # exists, but no schema
+    r = run(f"sqlite:///{path}", "keys", "list")
+    assert r.returncode == 1 and "not migrated" in r.stderr and "Traceback" not in r.stderr
+    assert run(f"sqlite:///{path}", "migrate").returncode == 0
+    assert run(f"sqlite:///{path}", "keys", "list", "--json").stdout.strip() == "[]"
+
+
+def test_an_unreachable_database_is_one_clear_line() -> None:
+    from tests.pgserver import free_port
+
+    r = run(f"postgresql://nobody:x@127.0.0.1:{free_port()}/none", "check")
+    assert r.returncode == 1 and "cannot reach the database" in r.stderr
+    assert "Traceback" not in r.stderr and "x@" not in r.stderr  # no password in the line
+
+
+def test_an_unknown_setting_is_reported(db_url: str) -> None:
+    r = run(db_url, "check", COINPURSE_CURRENCY="points:0")
+    assert r.returncode == 0
+    assert "unknown setting COINPURSE_CURRENCY" in r.stderr
+    assert "did you mean COINPURSE_CURRENCIES" in r.stderr
+
+
+def test_serve_points_checkout_links_at_its_own_port(db_url: str, serve: object) -> None:
+    server: Server = serve()  # type: ignore[operator]
+    from tests.conftest import user_token
+
+    r = httpx.post(f"{server.base_url}/api/v1/topups", timeout=10,
+                   headers={"Authorization": f"Bearer {user_token('port-user')}",
+                            "Idempotency-Key": "port-1"},
+                   json={"package_id": "small", "provider": "mock"})
+    assert r.status_code == 201, r.text
+    assert r.json()["checkout_url"].startswith(f"http://127.0.0.1:{server.port}/")
+
+
+
+def test_redis_rate_limits_without_the_extra_say_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import pydantic
+
+    from coinpurse.config import Settings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "coredis" else real(name, *a))
+    with pytest.raises(pydantic.ValidationError, match=r"coinpurse\[redis\]"):
+        Settings(rate_limit_storage="redis://127.0.0.1:6379")
+    with pytest.raises(pydantic.ValidationError, match="memory:// or redis://"):
+        Settings(rate_limit_storage="gopher://x")
+    assert Settings(rate_limit_storage="memory://").rate_limit_storage == "memory://"

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from coinpurse.config import ConfigError, Settings, load_settings
+from coinpurse.config import ConfigError, Settings, load_settings, unknown_settings
 
 T = TypeVar("T")
 DEMO_SECRET_FILE = Path(".coinpurse-demo-secret")
@@ -22,15 +22,33 @@ DEMO_ENV_FILE = Path(".coinpurse-demo.env")
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         click.echo(f"coinpurse: {exc}", err=True)
         sys.exit(2)
+    for name in unknown_settings():
+        click.echo(f"coinpurse: warning: unknown setting {name} is ignored", err=True)
+    return settings
+
+
+def _require_ready(settings: Settings) -> None:
+    """One clear line, never a traceback, when the database is missing, down or unmigrated;
+    and a missing SQLite file is not created by looking at it."""
+    from coinpurse.core.db import DatabaseNotReady, check_ready
+
+    try:
+        asyncio.run(check_ready(settings.database_url))
+    except DatabaseNotReady as exc:
+        click.echo(f"coinpurse: {_safe_url(settings)}: {exc}", err=True)
+        sys.exit(1)
 
 
 def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
-    """Run ``fn(conn)`` in one database transaction (or a plain connection for reads)."""
+    """Run ``fn(conn)`` in one database transaction (or a plain connection for reads), on
+    a database that exists and is migrated."""
     from coinpurse.core.db import create_engine
+
+    _require_ready(settings)
 
     async def main() -> T:
         engine = create_engine(settings.database_url, pool_size=1)
@@ -101,6 +119,11 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
         sys.exit(2)
     if not no_migrate:
         _migrate(settings)
+    if "COINPURSE_PUBLIC_URL" not in os.environ:
+        # Checkout and return links point at this server, on the port it listens on.
+        public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        os.environ["COINPURSE_PUBLIC_URL"] = f"http://{public_host}:{port}"
+        settings = _settings()
     if demo:
         settings = _prepare_demo(settings, host, port)
     uvicorn.run(

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, and_, event, or_, text
+from sqlalchemy import Table, and_, event, inspect, or_, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -135,6 +135,55 @@ async def migrate(url: str) -> None:
                     await conn.commit()
     finally:
         await engine.dispose()
+
+
+class DatabaseNotReady(Exception):
+    """The database is missing, unreachable or not migrated; the message says what to do."""
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+async def check_ready(url: str) -> None:
+    """Raise DatabaseNotReady unless the database exists, answers, and is at the head
+    migration; never creates a SQLite file (connecting to a missing one would)."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise DatabaseNotReady(f"there is no database at {path}: run `coinpurse migrate`")
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            has_table = await conn.run_sync(
+                lambda sync: inspect(sync).has_table("alembic_version"))
+            current = None
+            if has_table:
+                current = (await conn.execute(
+                    text("SELECT version_num FROM alembic_version"))).scalar()
+    except DatabaseNotReady:
+        raise
+    except Exception as exc:  # a clear line, not a traceback: wrong URL, server down
+        raise DatabaseNotReady(f"cannot reach the database: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    finally:
+        await engine.dispose()
+    head = head_revision()
+    if current != head:
+        state = "not migrated" if current is None else f"at migration {current}, not {head}"
+        raise DatabaseNotReady(f"the database is {state}: run `coinpurse migrate`")
 
 
 def migrate_sync(url: str) -> None:
