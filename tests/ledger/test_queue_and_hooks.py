@@ -47,26 +47,39 @@ async def ledger(settings: Settings, request: pytest.FixtureRequest) -> AsyncIte
 
 async def test_a_full_queue_refuses_at_once(ledger: Ledger,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    release = asyncio.Event()
-    original = ledger._commit
-
-    async def slow_commit(jobs: Any) -> Any:
-        await release.wait()
-        return await original(jobs)
-
-    monkeypatch.setattr(ledger, "_commit", slow_commit)
+    entered, release = _block_commits(ledger, monkeypatch)
     first = asyncio.create_task(ledger.submit([_spec("world", "user:a", 1)], render=_render))
-    await asyncio.sleep(0.05)  # the committer took it and waits inside the "commit"
+    await asyncio.wait_for(entered.wait(), 10)  # the committer holds it, inside the "commit"
     queued = [asyncio.create_task(ledger.submit([_spec("world", "user:a", 1)],
                                                 render=_render)) for _ in range(2)]
-    await asyncio.sleep(0.05)
-    assert ledger.queue_depth == 2
+    await _until(lambda: ledger.queue_depth == 2)
     with pytest.raises(Overloaded) as refused:
         await ledger.submit([_spec("world", "user:a", 1)], render=_render)
     assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "1"
     release.set()
     results = await asyncio.gather(first, *queued)
     assert all(r.response.status == 200 for r in results)  # the waiting ones all posted
+
+
+def _block_commits(ledger: Ledger,
+                   monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the committer stop inside its next commit until ``release`` is set."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    original = ledger._commit
+
+    async def slow_commit(jobs: Any) -> Any:
+        entered.set()
+        await release.wait()
+        return await original(jobs)
+
+    monkeypatch.setattr(ledger, "_commit", slow_commit)
+    return entered, release
+
+
+async def _until(condition: Any, timeout_s: float = 10) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - the ledger has no event to wait on
+            await asyncio.sleep(0.01)
 
 
 class _Recorder:
@@ -101,17 +114,10 @@ async def test_a_full_queue_answers_503_over_http(settings: Settings, make_key: 
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(settings.model_copy(update={"ledger_queue_max": 1}))
     key = await make_key()
-    release = asyncio.Event()
     async with LifespanManager(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         ledger: Ledger = app.state.coinpurse.ledger
-        original = ledger._commit
-
-        async def slow_commit(jobs: Any) -> Any:
-            await release.wait()
-            return await original(jobs)
-
-        monkeypatch.setattr(ledger, "_commit", slow_commit)
+        entered, release = _block_commits(ledger, monkeypatch)
 
         def credit(n: int) -> Any:
             return client.post("/internal/v1/wallet/credit", headers={
@@ -119,8 +125,10 @@ async def test_a_full_queue_answers_503_over_http(settings: Settings, make_key: 
                 "user_id": "u", "currency": "points", "amount": 1, "description": "d",
                 "reference_id": "r"})
 
-        busy = [asyncio.create_task(credit(n)) for n in range(2)]
-        await asyncio.sleep(0.1)
+        busy = [asyncio.create_task(credit(0))]
+        await asyncio.wait_for(entered.wait(), 10)
+        busy.append(asyncio.create_task(credit(1)))
+        await _until(lambda: ledger.queue_depth == 1)
         refused = await credit(99)
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "1"
