@@ -84,6 +84,17 @@ def backend(request: pytest.FixtureRequest,
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def limited(backend: Backend) -> Iterator[Server]:
+    """A second server on the same database whose rate limiter allows 2 calls/s per key."""
+    server = Server(backend.db_url,
+                    extra_env={**SERVER_ENV, "COINPURSE_RATE_LIMIT_SERVICE": "2/second"})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def fresh_user() -> str:
     return f"u-{uuid.uuid4().hex[:12]}"

@@ -167,7 +167,10 @@ async def test_in_flight_409_is_waited_out_and_the_replayed_transaction_returned
     backend: Backend, fresh_user: str, mode: str,
 ) -> None:
     retries = Recorder()
-    client = service(backend.base_url, backend.api_key, mode, on_retry=retries)
+    # Patient enough for the lock's release and the first request's commit on a busy machine.
+    patient = RetryPolicy(max_attempts=8, total_timeout_s=30, backoff_base_s=0.2,
+                          backoff_max_s=2)
+    client = service(backend.base_url, backend.api_key, mode, on_retry=retries, retry=patient)
     key = f"race-{uuid.uuid4()}"
     args = credit_args(fresh_user, amount=70, idempotency_key=key)
     lock = DbLock(backend.db_url)  # the first request to arrive waits inside the ledger
@@ -261,31 +264,28 @@ def test_no_connection_at_all_raises_a_network_error_with_the_key(fresh_user: st
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_429_from_the_rate_limiter_is_retried_after_retry_after_and_bounded(
-    backend: Backend, fresh_user: str, mode: str,
+    backend: Backend, limited: Server, fresh_user: str, mode: str,
 ) -> None:
-    limited = Server(backend.db_url, extra_env={"COINPURSE_RATE_LIMIT_SERVICE": "2/second"})
-    try:
-        retries = Recorder()
-        key = await asyncio.to_thread(create_key, backend.db_url)
-        client = service(limited.base_url, key, mode, on_retry=retries)
-        for _ in range(3):
-            await client.credit(**credit_args(fresh_user, amount=1))
-        await client.close()
-        rate_limited = [e for e in retries.events if e.status == 429]
-        assert rate_limited and rate_limited[0].code == "rate_limited"
-        assert rate_limited[0].delay_s >= 1.0
+    retries = Recorder()
+    key = await asyncio.to_thread(create_key, backend.db_url)
+    client = service(limited.base_url, key, mode, on_retry=retries)
+    for _ in range(3):
+        await client.credit(**credit_args(fresh_user, amount=1))
+    await client.close()
+    rate_limited = [e for e in retries.events if e.status == 429]
+    assert rate_limited and rate_limited[0].code == "rate_limited"
+    assert rate_limited[0].delay_s >= 1.0
 
-        # A budget shorter than Retry-After: the third call raises at once, nothing applied.
-        key = await asyncio.to_thread(create_key, backend.db_url)
-        impatient = service(limited.base_url, key, mode, retry=RetryPolicy(total_timeout_s=0.5))
+    # A budget shorter than Retry-After: the third call raises at once, nothing applied.
+    key = await asyncio.to_thread(create_key, backend.db_url)
+    impatient = service(limited.base_url, key, mode, retry=RetryPolicy(total_timeout_s=0.5))
+    await impatient.credit(**credit_args(fresh_user, amount=10))
+    await impatient.credit(**credit_args(fresh_user, amount=10))
+    with pytest.raises(RateLimited) as caught:
         await impatient.credit(**credit_args(fresh_user, amount=10))
-        await impatient.credit(**credit_args(fresh_user, amount=10))
-        with pytest.raises(RateLimited) as caught:
-            await impatient.credit(**credit_args(fresh_user, amount=10))
-        await impatient.close()
-        assert caught.value.retry_after_s is not None and caught.value.retry_after_s >= 1
-    finally:
-        limited.stop()
+    await impatient.close()
+    assert caught.value.retry_after_s is not None and caught.value.retry_after_s >= 1
+
     direct = service(backend.base_url, backend.api_key, mode)
     assert (await direct.balance(fresh_user)).wallets["points"].balance == 3 + 20
     await direct.close()

@@ -85,10 +85,14 @@ describe("idempotent retries", () => {
       let sawInUse!: () => void;
       const inUse = new Promise<void>((resolve) => { sawInUse = resolve; });
       const events: RetryEvent[] = [];
-      const client = service(env.baseUrl, { onRetry: (e) => {
-        events.push(e);
-        if (e.code === "idempotency_key_in_use") sawInUse();
-      } });
+      // Patient enough for the lock's release and the first request's commit on a busy machine.
+      const client = service(env.baseUrl, {
+        retry: { maxAttempts: 8, totalTimeoutMs: 30_000, backoffBaseMs: 200, backoffMaxMs: 2_000 },
+        onRetry: (e) => {
+          events.push(e);
+          if (e.code === "idempotency_key_in_use") sawInUse();
+        },
+      });
       const body = credit(user, 70);
       const lock = await DbLock.take(); // the first request to arrive waits inside the ledger
       let both;
