@@ -1,0 +1,246 @@
+"""Coinpurse's problem+json answers as exceptions: one class per stable ``code``.
+
+Catch a subclass (``InsufficientFunds``) for one refusal, or ``CoinpurseError`` for all; an
+answer with a code this version does not know raises the base class with that code.
+A request that never got an answer (the network failed, retries ran out) raises
+``CoinpurseNetworkError``: for a money-moving call, retry later with its ``idempotency_key``
+and Coinpurse applies it at most once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CoinpurseError(Exception):
+    """An error answer from Coinpurse (RFC 9457 problem details with a stable ``code``)."""
+
+    default_code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self,
+        problem: dict[str, Any],
+        *,
+        status: int,
+        idempotency_key: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.problem = problem
+        self.status = status
+        code = problem.get("code")
+        self.code: str = code if isinstance(code, str) else self.default_code
+        self.title: str = str(problem.get("title") or "")
+        self.detail: str = str(problem.get("detail") or self.title)
+        self.idempotency_key = idempotency_key
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{self.code} ({status}): {self.detail}")
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Field errors of a ``validation_error`` (empty otherwise)."""
+        errors = self.problem.get("errors")
+        return errors if isinstance(errors, list) else []
+
+
+class CoinpurseNetworkError(Exception):
+    """No answer from Coinpurse: connection refused or dropped, timeout, retries exhausted.
+
+    For a money-moving call the outcome is unknown: call again with the same
+    ``idempotency_key`` to learn it (Coinpurse replays the first answer, or applies it once).
+    """
+
+    def __init__(self, message: str, *, idempotency_key: str | None, attempts: int) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+        self.attempts = attempts
+
+
+class UnexpectedResponse(CoinpurseError):
+    """An answer that is not Coinpurse's problem format (e.g. an HTML page from a proxy)."""
+
+    default_code = "unexpected_response"
+
+
+class ValidationFailed(CoinpurseError):
+    default_code = "validation_error"
+
+
+class Unauthorized(CoinpurseError):
+    default_code = "unauthorized"
+
+
+class Forbidden(CoinpurseError):
+    default_code = "forbidden"
+
+
+class NotFound(CoinpurseError):
+    default_code = "not_found"
+
+
+class MethodNotAllowed(CoinpurseError):
+    default_code = "method_not_allowed"
+
+
+class PayloadTooLarge(CoinpurseError):
+    default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(CoinpurseError):
+    default_code = "unsupported_media_type"
+
+
+class UnknownCurrency(CoinpurseError):
+    default_code = "unknown_currency"
+
+
+class CurrencyNotTransferable(CoinpurseError):
+    default_code = "currency_not_transferable"
+
+
+class IdempotencyKeyReused(CoinpurseError):
+    """The key was used before with a different request: use a new key."""
+
+    default_code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(CoinpurseError):
+    """The first request with this key is still running (the client waits and retries)."""
+
+    default_code = "idempotency_key_in_use"
+
+
+class RateLimited(CoinpurseError):
+    """Too many requests; ``retry_after_s`` says when to come back."""
+
+    default_code = "rate_limited"
+
+
+class InvalidCredentials(CoinpurseError):
+    default_code = "invalid_credentials"
+
+
+class MfaRequired(CoinpurseError):
+    default_code = "mfa_required"
+
+
+class InvalidMfaCode(CoinpurseError):
+    default_code = "invalid_mfa_code"
+
+
+class RefreshTokenReused(CoinpurseError):
+    default_code = "refresh_token_reused"
+
+
+class Conflict(CoinpurseError):
+    default_code = "conflict"
+
+
+class AlreadyReversed(CoinpurseError):
+    default_code = "already_reversed"
+
+
+class ServiceUnavailable(CoinpurseError):
+    """The server could not commit; the client retries with the same key, then raises this."""
+
+    default_code = "service_unavailable"
+
+
+class InternalError(CoinpurseError):
+    default_code = "internal_error"
+
+
+class InsufficientFunds(CoinpurseError):
+    """The source's available balance is too small; nothing changed."""
+
+    default_code = "insufficient_funds"
+
+
+class BalanceOverflow(CoinpurseError):
+    default_code = "balance_overflow"
+
+
+class HoldNotOpen(CoinpurseError):
+    default_code = "hold_not_open"
+
+
+class CaptureExceedsHold(CoinpurseError):
+    default_code = "capture_exceeds_hold"
+
+
+class InvalidPosting(CoinpurseError):
+    default_code = "invalid_posting"
+
+
+class BatchAtomicFailed(CoinpurseError):
+    default_code = "batch_atomic_failed"
+
+
+class KycRequired(CoinpurseError):
+    default_code = "kyc_required"
+
+
+class LimitExceeded(CoinpurseError):
+    default_code = "limit_exceeded"
+
+
+class DebtOutstanding(CoinpurseError):
+    default_code = "debt_outstanding"
+
+
+class CurrencyNotWithdrawable(CoinpurseError):
+    default_code = "currency_not_withdrawable"
+
+
+class ProviderNotEnabled(CoinpurseError):
+    default_code = "provider_not_enabled"
+
+
+class ProviderUnavailable(CoinpurseError):
+    default_code = "provider_unavailable"
+
+
+class InvalidSignature(CoinpurseError):
+    """Coinpurse refused a signature (a top-up verify call); not the webhook helper's error."""
+
+    default_code = "invalid_signature"
+
+
+class PaymentNotCompleted(CoinpurseError):
+    default_code = "payment_not_completed"
+
+
+class WithdrawalNotPending(CoinpurseError):
+    default_code = "withdrawal_not_pending"
+
+
+class KycSubmissionPending(CoinpurseError):
+    default_code = "kyc_submission_pending"
+
+
+class KycSubmissionNotPending(CoinpurseError):
+    default_code = "kyc_submission_not_pending"
+
+
+ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
+    cls.default_code: cls
+    for cls in (
+        ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
+        UnsupportedMediaType, UnknownCurrency, CurrencyNotTransferable, IdempotencyKeyReused,
+        IdempotencyKeyInUse, RateLimited, InvalidCredentials, MfaRequired, InvalidMfaCode,
+        RefreshTokenReused, Conflict, AlreadyReversed, ServiceUnavailable, InternalError,
+        InsufficientFunds, BalanceOverflow, HoldNotOpen, CaptureExceedsHold, InvalidPosting,
+        BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,
+        ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,
+        WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
+    )
+}
+
+
+def error_for(
+    problem: dict[str, Any], *, status: int, idempotency_key: str | None = None,
+    retry_after_s: float | None = None,
+) -> CoinpurseError:
+    """The exception for a problem answer: its code's class, else the base class."""
+    cls = ERRORS_BY_CODE.get(str(problem.get("code")), CoinpurseError)
+    return cls(problem, status=status, idempotency_key=idempotency_key,
+               retry_after_s=retry_after_s)
