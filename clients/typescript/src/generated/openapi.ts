@@ -168,6 +168,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/wallet/balance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's balances
+         * @description `balance` is what was posted, `held` what open holds reserve, `available` the rest.
+         */
+        get: operations["my_balance_api_v1_wallet_balance_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/wallet/transactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's history, newest first
+         * @description Pass `next_cursor` back as `cursor` for the next page; it is null on the last one.
+         */
+        get: operations["my_history_api_v1_wallet_transactions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/internal/v1/holds": {
         parameters: {
             query?: never;
@@ -308,46 +348,6 @@ export interface paths {
          *     Scope `users:write`.
          */
         put: operations["put_agency_internal_v1_users__user_id__agency_put"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/wallet/balance": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The caller's balances
-         * @description `balance` is what was posted, `held` what open holds reserve, `available` the rest.
-         */
-        get: operations["my_balance_api_v1_wallet_balance_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/wallet/transactions": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The caller's history, newest first
-         * @description Pass `next_cursor` back as `cursor` for the next page; it is null on the last one.
-         */
-        get: operations["my_history_api_v1_wallet_transactions_get"];
-        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -2963,7 +2963,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "payload_too_large" | "payment_not_completed" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "overloaded" | "payload_too_large" | "payment_not_completed" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
             /** @description Field errors, for validation_error. */
             errors?: Record<string, never>[];
         };
@@ -3523,6 +3523,77 @@ export interface operations {
             };
         };
     };
+    my_balance_api_v1_wallet_balance_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WalletsOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_history_api_v1_wallet_transactions_get: {
+        parameters: {
+            query?: {
+                currency?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistoryPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     place_internal_v1_holds_post: {
         parameters: {
             query?: never;
@@ -4017,77 +4088,6 @@ export interface operations {
                 };
             };
             /** @description `validation_error`: The request is not valid */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    my_balance_api_v1_wallet_balance_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WalletsOut"];
-                };
-            };
-            /** @description `unauthorized`: Authentication required */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    my_history_api_v1_wallet_transactions_get: {
-        parameters: {
-            query?: {
-                currency?: string | null;
-                limit?: number;
-                cursor?: string | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HistoryPage"];
-                };
-            };
-            /** @description `unauthorized`: Authentication required */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
                     [name: string]: unknown;
