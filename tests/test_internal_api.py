@@ -658,3 +658,25 @@ async def test_cached_keys_are_dropped_when_revoked_elsewhere(
             break
         await _asyncio.sleep(0.01)
     assert status == 401
+
+
+async def test_account_versions_are_stored_with_each_change(
+        client: httpx.AsyncClient, make_key: Any, settings: Any) -> None:
+    from sqlalchemy import select
+
+    from coinpurse.core.db import create_engine
+    from coinpurse.ledger.tables import accounts
+
+    key = await make_key()
+    for n in range(3):
+        r = await client.post("/internal/v1/wallet/credit", headers={
+            "X-API-Key": key, "Idempotency-Key": f"v-{n}"}, json={
+            "user_id": "ver", "currency": "points", "amount": 5, "description": "d",
+            "reference_id": "r"})
+        assert r.status_code == 201
+    engine = create_engine(settings.database_url, pool_size=1)
+    async with engine.connect() as conn:
+        version = (await conn.execute(select(accounts.c.version).where(
+            accounts.c.address == "user:ver"))).scalar_one()
+    await engine.dispose()
+    assert version == 3

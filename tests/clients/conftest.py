@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from coinpurse.auth import keys
-from coinpurse.db import create_engine
+from coinpurse.core.db import create_engine
 from tests.clients.proxy import FaultProxy
 from tests.conftest import Server, _truncate, user_token
 

@@ -93,8 +93,8 @@ def test_single_posting_moves_money_and_records_entries() -> None:
         ("user:1", 100, 100, 0, 2),
     ]
     assert out.balances_after == {
-        ("service:games", "points"): Balance(-100, 0),
-        ("user:1", "points"): Balance(100, 0),
+        ("service:games", "points"): Balance(-100, 0, version=1),
+        ("user:1", "points"): Balance(100, 0, version=1),
     }
     assert_zero_sum(out.entries)
 
@@ -143,7 +143,7 @@ def test_held_funds_are_not_available() -> None:
     ok = apply_transaction(tx(("user:1", "user:2", 40, "points")), accounts,
                            tx_id="t2", now=NOW)
     assert isinstance(ok, Transaction)
-    assert ok.balances_after[("user:1", "points")] == Balance(60, 60)
+    assert ok.balances_after[("user:1", "points")] == Balance(60, 60, version=1)
 
 
 def test_failing_second_posting_undoes_the_first() -> None:
@@ -213,7 +213,8 @@ def test_sequential_postings_pass_through_an_intermediate_account() -> None:
         ("user:2", 1, -90, 10),
         ("agency:7", 1, 90, 90),
     ]
-    assert out.balances_after[("user:2", "points")] == Balance(10, 0)
+    # user:2 is touched by two postings of one transaction: one version step.
+    assert out.balances_after[("user:2", "points")] == Balance(10, 0, version=1)
     assert_zero_sum(out.entries)
 
 

@@ -106,3 +106,28 @@ def test_capture_to_the_users_own_wallet_is_refused_by_the_engine() -> None:
     assert isinstance(out, Rejection) and out.code == "invalid_posting"
     user = accounts[("user:u", "points")]
     assert (user.balance, user.held) == (100, 30)
+
+
+def test_every_change_of_an_account_counts_one_version() -> None:
+    """Place, refuse, capture: the versions events carry, so receivers can order them."""
+    accounts: dict[tuple[str, str], AccountState] = _accounts()
+    holds: dict[str, HoldState] = {}
+    user, service = accounts[("user:u", "points")], accounts[("service:s", "points")]
+    placed = engine.place_hold(_place(60), accounts, holds, now=NOW)
+    assert isinstance(placed, HoldOutcome) and placed.balance.version == 1
+    assert (user.version, service.version) == (1, 0)
+    refused = engine.place_hold(_place(41), accounts, holds, now=NOW)
+    assert isinstance(refused, Rejection) and user.version == 1  # a refusal changes nothing
+    out = engine.capture_hold(CaptureHold("h1", service="s", amount=25), accounts, holds,
+                              tx_id="t1", now=NOW, idempotency_key="k")
+    assert isinstance(out, HoldOutcome) and out.transaction is not None
+    assert (user.version, service.version) == (2, 1)
+    after = out.transaction.balances_after
+    assert after[("user:u", "points")].version == 2 and out.balance.version == 2
+    assert after[("service:s", "points")].version == 1
+    engine.place_hold(PlaceHold(hold_id="h2", address="user:u", currency="points", amount=5,
+                                destination="service:s", description="d", reference_id="r",
+                                service="s", expires_at=NOW + timedelta(seconds=60)),
+                      accounts, holds, now=NOW)
+    released = engine.release_hold(ReleaseHold("h2", service="s"), accounts, holds, now=NOW)
+    assert isinstance(released, HoldOutcome) and released.balance.version == 4

@@ -29,6 +29,7 @@ from coinpurse.ledger.model import (
     ReleaseHold,
     Transaction,
     TransactionSpec,
+    touch,
 )
 
 
@@ -77,9 +78,8 @@ def apply_transaction(
     for key, new_balance in pending.items():
         state = accounts[key]
         state.balance = new_balance
-        state.dirty = True
         assert state.overdraft or state.balance >= state.held, key
-        balances[key] = Balance(state.balance, state.held)
+        balances[key] = touch(state)
     return Transaction(
         id=tx_id,
         spec=spec,
@@ -104,7 +104,7 @@ def place_hold(
     if account.held + op.amount > AMOUNT_MAX:
         return Rejection("balance_overflow", "the held total would leave the 64-bit range")
     account.held += op.amount
-    account.dirty = True
+    after = touch(account)
     hold = HoldState(
         id=op.hold_id, address=op.address, currency=op.currency, amount=op.amount,
         destination=op.destination, status="held", service=op.service, kind=op.kind,
@@ -112,7 +112,7 @@ def place_hold(
         created_at=now, expires_at=op.expires_at, is_new=True, dirty=True,
     )
     holds[hold.id] = hold
-    return HoldOutcome(dataclasses.replace(hold), Balance(account.balance, account.held))
+    return HoldOutcome(dataclasses.replace(hold), after)
 
 
 def _open_hold(
@@ -158,10 +158,10 @@ def capture_hold(
     if isinstance(tx, Rejection):  # cannot happen: the amount was reserved
         account.held += hold.amount
         return tx
-    account.dirty = True
+    # The capture's transaction counted the change of the account (held and balance at once).
     hold.status, hold.captured_amount, hold.transaction_id = "captured", amount, tx.id
     hold.closed_at, hold.dirty = now, True
-    return HoldOutcome(dataclasses.replace(hold), Balance(account.balance, account.held), tx)
+    return HoldOutcome(dataclasses.replace(hold), tx.balances_after[account.key], tx)
 
 
 def release_hold(
@@ -173,10 +173,10 @@ def release_hold(
         return hold
     account = accounts[(hold.address, hold.currency)]
     account.held -= hold.amount
-    account.dirty = True
     assert account.held >= 0
+    after = touch(account)
     hold.status, hold.closed_at, hold.dirty = op.status, now, True
-    return HoldOutcome(dataclasses.replace(hold), Balance(account.balance, account.held))
+    return HoldOutcome(dataclasses.replace(hold), after)
 
 
 def apply_operation(

@@ -55,6 +55,10 @@ class AccountState:
     balance: int
     held: int
     overdraft: bool
+    # Counts the changes of this account: events carry it so that a receiver can put
+    # deliveries of one account back in order (event ids follow transaction ids, and a
+    # transaction may commit after one with a higher id that changed the account first).
+    version: int = 0
     dirty: bool = False
 
     @property
@@ -70,6 +74,7 @@ class AccountState:
 class Balance:
     balance: int
     held: int
+    version: int = 0  # the account's version after this change (0: read, not changed)
 
     @property
     def available(self) -> int:
@@ -77,6 +82,13 @@ class Balance:
 
     def as_dict(self) -> dict[str, int]:
         return {"balance": self.balance, "held": self.held, "available": self.available}
+
+
+def touch(state: AccountState) -> Balance:
+    """Mark an account changed by one operation; its balance and version after it."""
+    state.version += 1
+    state.dirty = True
+    return Balance(state.balance, state.held, state.version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ _UPDATE_BALANCES = (
     update(accounts)
     .where(accounts.c.id == bindparam("b_id"))
     .values(balance=bindparam("b_balance"), held=bindparam("b_held"),
-            updated_at=bindparam("b_now"))
+            version=bindparam("b_version"), updated_at=bindparam("b_now"))
 )
 
 
@@ -88,7 +88,7 @@ async def lock_accounts(
         )
     stmt = (
         select(accounts.c.id, accounts.c.address, accounts.c.currency, accounts.c.balance,
-               accounts.c.held, accounts.c.overdraft)
+               accounts.c.held, accounts.c.overdraft, accounts.c.version)
         .where(keys_match(accounts.c.address, accounts.c.currency, ordered))
         .order_by(accounts.c.address, accounts.c.currency)
         .with_for_update()
@@ -96,7 +96,7 @@ async def lock_accounts(
     rows = (await conn.execute(stmt)).all()
     states = {
         (r.address, r.currency): AccountState(
-            r.id, r.address, r.currency, r.balance, r.held, bool(r.overdraft)
+            r.id, r.address, r.currency, r.balance, r.held, bool(r.overdraft), r.version
         )
         for r in rows
     }
@@ -185,8 +185,8 @@ async def write_batch(
     if dirty:
         await conn.execute(
             _UPDATE_BALANCES,
-            [{"b_id": s.id, "b_balance": s.balance, "b_held": s.held, "b_now": now}
-             for s in dirty],
+            [{"b_id": s.id, "b_balance": s.balance, "b_held": s.held, "b_version": s.version,
+              "b_now": now} for s in dirty],
         )
     if rows:
         await conn.execute(transactions.insert(), rows)
@@ -195,9 +195,9 @@ async def write_batch(
 
 
 _PG_UPDATE_BALANCES = text(
-    "UPDATE accounts AS a SET balance = v.b, held = v.h, updated_at = :now "
-    "FROM unnest(CAST(:id AS BIGINT[]), CAST(:b AS BIGINT[]), CAST(:h AS BIGINT[])) "
-    "AS v(id, b, h) WHERE a.id = v.id"
+    "UPDATE accounts AS a SET balance = v.b, held = v.h, version = v.v, updated_at = :now "
+    "FROM unnest(CAST(:id AS BIGINT[]), CAST(:b AS BIGINT[]), CAST(:h AS BIGINT[]), "
+    "CAST(:v AS BIGINT[])) AS v(id, b, h, v) WHERE a.id = v.id"
 )
 _TX_COLUMNS = ("id", "kind", "description", "reference_id", "metadata_json", "postings_json",
                "initiator", "service", "internal_notes", "idempotency_key")
@@ -222,7 +222,7 @@ async def _pg_write(conn: AsyncConnection, dirty: list[AccountState],
     if dirty:
         await conn.execute(_PG_UPDATE_BALANCES, {
             "id": [s.id for s in dirty], "b": [s.balance for s in dirty],
-            "h": [s.held for s in dirty], "now": now})
+            "h": [s.held for s in dirty], "v": [s.version for s in dirty], "now": now})
     if rows:
         assert all(r["created_at"] == now for r in rows)
         await conn.execute(_PG_INSERT_TRANSACTIONS,

@@ -30,6 +30,8 @@ accounts = Table(
     Column("balance", BigInteger, nullable=False, server_default="0"),
     Column("held", BigInteger, nullable=False, server_default="0"),
     Column("overdraft", Boolean, nullable=False, server_default="0"),
+    # Incremented by every operation that changes the account (see AccountState.version).
+    Column("version", BigInteger, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("address", "currency"),
