@@ -16,6 +16,8 @@ from coinpurse.admin import routes as admin_routes
 from coinpurse.auth import routes as auth_routes
 from coinpurse.config import Settings, load_settings, unknown_settings
 from coinpurse.core.jobs import Job, JobRunner
+from coinpurse.events import jobs as events_jobs
+from coinpurse.events import routes as events_routes
 from coinpurse.gifts import routes as gifts_routes
 from coinpurse.holds import jobs as holds_jobs
 from coinpurse.holds import routes as holds_routes
@@ -51,6 +53,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("kyc", (kyc_routes.router,)),
     Domain("auth", (auth_routes.router,)),
     Domain("admin", (admin_routes.router,)),
+    Domain("events", (events_routes.router,), events_jobs.jobs),
 )
 
 

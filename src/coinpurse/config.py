@@ -9,6 +9,7 @@ from __future__ import annotations
 from coinpurse.admin.settings import AdminSettings
 from coinpurse.auth.settings import AuthSettings
 from coinpurse.core.settings import ConfigError, load, unknown_variables
+from coinpurse.events.settings import EventSettings
 from coinpurse.gifts.settings import GiftSettings
 from coinpurse.http.settings import HttpSettings
 from coinpurse.kyc.settings import KycSettings
@@ -19,8 +20,8 @@ from coinpurse.withdrawals.settings import WithdrawalSettings
 __all__ = ["ConfigError", "Settings", "load_settings", "unknown_settings"]
 
 
-class Settings(HttpSettings, AuthSettings, AdminSettings, WalletSettings, GiftSettings,
-               PaymentSettings, WithdrawalSettings, KycSettings):
+class Settings(HttpSettings, AuthSettings, AdminSettings, EventSettings, WalletSettings,
+               GiftSettings, PaymentSettings, WithdrawalSettings, KycSettings):
     """Every setting; see the README's configuration tables."""
 
 

@@ -163,6 +163,10 @@ export class ServiceUnavailable extends CoinpurseError {
   static override readonly defaultCode: string = "service_unavailable";
 }
 
+export class Overloaded extends CoinpurseError {
+  static override readonly defaultCode: string = "overloaded";
+}
+
 export class InternalError extends CoinpurseError {
   static override readonly defaultCode: string = "internal_error";
 }
@@ -259,6 +263,7 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   conflict: Conflict,
   already_reversed: AlreadyReversed,
   service_unavailable: ServiceUnavailable,
+  overloaded: Overloaded,
   internal_error: InternalError,
   insufficient_funds: InsufficientFunds,
   balance_overflow: BalanceOverflow,

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable
 
 SCOPE_RE = re.compile(r"^(\*|[a-z_]+(:([a-z0-9_]+|\*))*)$")
-KNOWN_AREAS = ("wallet", "transfers", "holds", "users", "*")
+KNOWN_AREAS = ("wallet", "transfers", "holds", "users", "events", "monitors", "bonuses",
+               "referrals", "*")
 
 
 def parse_scopes(raw: str) -> tuple[str, ...]:

@@ -91,10 +91,11 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class CommittedBatch:
-    """What one batch posted, for hooks: transactions, holds changed, and when."""
+    """What one batch did, for hooks: the transactions it posted and every hold operation
+    (placed, captured, voided, expired: each with its account's balance after), in order."""
 
     transactions: tuple[Transaction, ...]
-    holds: tuple[HoldState, ...]
+    holds: tuple[HoldOutcome, ...]
     at: datetime
 
 
@@ -115,6 +116,7 @@ class _Batch:
     held: dict[str, HoldState]
     posted: list[Transaction] = field(default_factory=list)
     changed_holds: dict[str, HoldState] = field(default_factory=dict)
+    hold_outcomes: list[HoldOutcome] = field(default_factory=list)
     hold_keys: dict[str, str | None] = field(default_factory=dict)
     done: list[tuple[Claim, StoredResponse]] = field(default_factory=list)
     inserts: list[RowInserts] = field(default_factory=list)
@@ -126,6 +128,7 @@ class _Batch:
                 self.posted.append(o)
             elif isinstance(o, HoldOutcome):
                 self.changed_holds[o.hold.id] = self.held[o.hold.id]
+                self.hold_outcomes.append(o)
                 self.hold_keys.setdefault(o.hold.id, idem_key)
                 if o.transaction is not None:
                     self.posted.append(o.transaction)
@@ -357,8 +360,7 @@ class Ledger:
             await statement(conn)
         await idempotency.store(conn, batch.done, now=batch.now,
                                 expires_at=batch.now + self._ttl)
-        committed = CommittedBatch(tuple(batch.posted), tuple(batch.changed_holds.values()),
-                                   batch.now)
+        committed = CommittedBatch(tuple(batch.posted), tuple(batch.hold_outcomes), batch.now)
         for hook in self._hooks:
             await hook.write(conn, committed)
         return committed

@@ -145,6 +145,12 @@ class ServiceUnavailable(CoinpurseError):
     default_code = "service_unavailable"
 
 
+class Overloaded(CoinpurseError):
+    """Too many requests were waiting on the server; retried with the same key (503)."""
+
+    default_code = "overloaded"
+
+
 class InternalError(CoinpurseError):
     default_code = "internal_error"
 
@@ -227,7 +233,8 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
         UnsupportedMediaType, UnknownCurrency, CurrencyNotTransferable, IdempotencyKeyReused,
         IdempotencyKeyInUse, RateLimited, InvalidCredentials, MfaRequired, InvalidMfaCode,
-        RefreshTokenReused, Conflict, AlreadyReversed, ServiceUnavailable, InternalError,
+        RefreshTokenReused, Conflict, AlreadyReversed, ServiceUnavailable, Overloaded,
+        InternalError,
         InsufficientFunds, BalanceOverflow, HoldNotOpen, CaptureExceedsHold, InvalidPosting,
         BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,

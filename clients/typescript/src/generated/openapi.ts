@@ -1202,6 +1202,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/internal/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The event log, oldest first, from a cursor
+         * @description Every committed change's events in one order that never changes: a reader that
+         *     follows `next_cursor` sees each event exactly once, with several writing processes too.
+         *     Scope `events:read`. Events are kept `COINPURSE_EVENTS_RETENTION_DAYS` (30 days).
+         */
+        get: operations["events_internal_v1_events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1719,43 +1741,6 @@ export interface components {
             amount: number;
             /** Balance After */
             balance_after: number;
-        };
-        /** EventOut */
-        EventOut: {
-            /** Id */
-            id: number;
-            /** Provider */
-            provider: string;
-            /** Event Id */
-            event_id: string;
-            /** Event Type */
-            event_type: string;
-            /**
-             * Status
-             * @description received (waiting or retrying), processed, ignored, failed (gave up; an operator looks)
-             */
-            status: string;
-            /** Attempts */
-            attempts: number;
-            /** Next Attempt At */
-            next_attempt_at: string | null;
-            /** Last Error */
-            last_error: string | null;
-            /** Order Id */
-            order_id: string | null;
-            /** Received At */
-            received_at: string | null;
-            /** Processed At */
-            processed_at: string | null;
-            /** Body */
-            body?: unknown;
-        };
-        /** EventPage */
-        EventPage: {
-            /** Data */
-            data: components["schemas"]["EventOut"][];
-            /** Next Cursor */
-            next_cursor: string | null;
         };
         /**
          * GiftIn
@@ -2951,10 +2936,76 @@ export interface components {
             /** Note */
             note?: string | null;
         };
+        /** EventOut */
+        coinpurse__events__schemas__EventOut: {
+            /**
+             * Id
+             * @description Unique; grows in the order readers see events. A string: ids exceed what a JSON number holds exactly in JavaScript.
+             */
+            id: string;
+            /**
+             * Type
+             * @example transaction.posted
+             */
+            type: string;
+            /** Created At */
+            created_at: string;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+        };
+        /** EventPage */
+        coinpurse__events__schemas__EventPage: {
+            /** Data */
+            data: components["schemas"]["coinpurse__events__schemas__EventOut"][];
+            /**
+             * Next Cursor
+             * @description Pass it back as `after` to read on; it stays the same while there is nothing new.
+             */
+            next_cursor: string;
+        };
         /** DecisionIn */
         coinpurse__kyc__schemas__DecisionIn: {
             /** Reason */
             reason?: string | null;
+        };
+        /** EventOut */
+        coinpurse__payments__schemas__EventOut: {
+            /** Id */
+            id: number;
+            /** Provider */
+            provider: string;
+            /** Event Id */
+            event_id: string;
+            /** Event Type */
+            event_type: string;
+            /**
+             * Status
+             * @description received (waiting or retrying), processed, ignored, failed (gave up; an operator looks)
+             */
+            status: string;
+            /** Attempts */
+            attempts: number;
+            /** Next Attempt At */
+            next_attempt_at: string | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Order Id */
+            order_id: string | null;
+            /** Received At */
+            received_at: string | null;
+            /** Processed At */
+            processed_at: string | null;
+            /** Body */
+            body?: unknown;
+        };
+        /** EventPage */
+        coinpurse__payments__schemas__EventPage: {
+            /** Data */
+            data: components["schemas"]["coinpurse__payments__schemas__EventOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** @description RFC 9457 problem details with a stable `code`. */
         Problem: {
@@ -4635,7 +4686,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["EventPage"];
+                    "application/json": components["schemas"]["coinpurse__payments__schemas__EventPage"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -4684,7 +4735,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["EventOut"];
+                    "application/json": components["schemas"]["coinpurse__payments__schemas__EventOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -4742,7 +4793,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["EventOut"];
+                    "application/json": components["schemas"]["coinpurse__payments__schemas__EventOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -6684,6 +6735,61 @@ export interface operations {
                 };
             };
             /** @description `validation_error`: The request is not valid / `insufficient_funds`: Insufficient funds */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    events_internal_v1_events_get: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page; omit it to start at the oldest event kept. */
+                after?: string | null;
+                /** @description Comma-separated event types or patterns, e.g. `transaction.posted,topup.*`. */
+                types?: string | null;
+                limit?: number;
+            };
+            header?: {
+                "x-service-name"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["coinpurse__events__schemas__EventPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
                     [name: string]: unknown;
