@@ -585,12 +585,13 @@ async def test_no_second_credit_after_the_claims_are_purged(
 
     from coinpurse.ledger.tables import idempotency_keys
     from coinpurse.payments import service as svc
+    from coinpurse.payments.credits import credit, reverse
     from tests.payments.conftest import payments
 
     order = await topup(client, "pg", package="small")
     p = payments(app)
     stale = await svc.read_order(p.db, order["id"])
-    await svc.credit(p, order["id"], payment_id="mockpay_1")
+    await credit(p, order["id"], payment_id="mockpay_1")
     async with p.db.begin() as conn:
         await conn.execute(delete(idempotency_keys))
     real = svc.read_order
@@ -602,16 +603,16 @@ async def test_no_second_credit_after_the_claims_are_purged(
         return stale if calls == 1 else await real(db, order_id)
 
     monkeypatch.setattr(svc, "read_order", stale_first)
-    done = await svc.credit(p, order["id"], payment_id="mockpay_1")
+    done = await credit(p, order["id"], payment_id="mockpay_1")
     assert done.status == "succeeded"
     monkeypatch.setattr(svc, "read_order", real)
     stale = await svc.read_order(p.db, order["id"])
-    await svc.reverse(p, order["id"], "refunded")
+    await reverse(p, order["id"], "refunded")
     async with p.db.begin() as conn:
         await conn.execute(delete(idempotency_keys))
     calls = 0
     monkeypatch.setattr(svc, "read_order", stale_first)
-    again = await svc.reverse(p, order["id"], "refunded")
+    again = await reverse(p, order["id"], "refunded")
     assert again.status == "refunded" and again.debt_amount == 0
     assert await credits(settings, order["id"]) == 1
     assert (await balance(client, "pg"))["balance"] == 0
