@@ -1,14 +1,17 @@
-"""Request and response models of withdrawals."""
+"""Withdrawals' requests and answers: one definition each, for validation, the OpenAPI
+document and the JSON sent."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from coinpurse.core.types import Amount, CurrencyCode, StrictModel, clean_text
+from coinpurse.core.types import Amount, CurrencyCode, StrictModel, Timestamp, clean_text
+from coinpurse.ledger.model import Balance
 from coinpurse.wallets.schemas import BalanceOut
+from coinpurse.withdrawals.model import Withdrawal
 
 DESTINATION_MAX_BYTES = 2048
 
@@ -59,10 +62,21 @@ class WithdrawalOut(BaseModel):
     transaction_id: str | None
     payout_reference: str | None
     payout_error: str | None
-    created_at: str
-    updated_at: str
-    wallet: BalanceOut | None = Field(default=None,
-                                      description="The balance after the request (create).")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def from_domain(cls, withdrawal: Withdrawal) -> Self:
+        return cls.model_validate(withdrawal, from_attributes=True)
+
+
+class WithdrawalCreatedOut(WithdrawalOut):
+    wallet: BalanceOut = Field(description="The balance after the request.")
+
+    @classmethod
+    def of(cls, withdrawal: Withdrawal, wallet: Balance) -> WithdrawalCreatedOut:
+        fields = WithdrawalOut.from_domain(withdrawal).model_dump()
+        return WithdrawalCreatedOut(**fields, wallet=BalanceOut(**wallet.as_dict()))
 
 
 class AdminWithdrawalOut(WithdrawalOut):
