@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.core.clock import day_start, utcnow
-from coinpurse.core.errors import NotFound, ValidationFailed
+from coinpurse.core.errors import CoinpurseError, NotFound, ValidationFailed
 from coinpurse.core.ids import new_id
 from coinpurse.kyc import service as kyc_service
 from coinpurse.kyc.settings import KycSettings
@@ -181,7 +181,7 @@ async def _check_limits(kyc: KycSettings, conn: AsyncConnection, user_id: str, l
     currency, total = plan.currency, plan.amount + plan.bonus
     limits = kyc.tier_for(level).limits_for(currency)
 
-    def refusal(name: str, limit: int, used: int) -> Exception:
+    def refusal(name: str, limit: int, used: int) -> CoinpurseError:
         return kyc_service.limit_refusal(kyc, level, currency, name, limit=limit, used=used,
                                          requested=total)
 

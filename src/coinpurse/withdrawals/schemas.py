@@ -19,8 +19,9 @@ DESTINATION_MAX_BYTES = 2048
 def _check_destination(value: dict[str, Any]) -> dict[str, Any]:
     try:
         size = len(orjson.dumps(value))
-    except orjson.JSONEncodeError as exc:  # a lone surrogate, an int past 64 bits: not a 500
-        raise ValueError(f"must be plain JSON ({exc})") from None
+    except orjson.JSONEncodeError:  # a lone surrogate, an int past 64 bits: not a 500
+        raise ValueError("must be plain JSON: text without lone surrogates, integers within "
+                         "64 bits, nesting that is not too deep") from None
     if size > DESTINATION_MAX_BYTES:
         raise ValueError(f"must be at most {DESTINATION_MAX_BYTES} bytes as JSON, not {size}")
     if not value:
