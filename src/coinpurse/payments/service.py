@@ -29,13 +29,12 @@ from coinpurse.ledger.service import Ledger, RowInserts
 from coinpurse.payments import repository as repo
 from coinpurse.payments.errors import ProviderNotEnabled, ProviderUnavailable
 from coinpurse.payments.model import OrderPlan, PaymentOrder, Price
+from coinpurse.payments.packages import PRICE_MAX
 from coinpurse.payments.providers.base import OrderInfo, Provider, ProviderError
 from coinpurse.payments.providers.registry import providers
 from coinpurse.payments.settings import PaymentSettings
 
 log = logging.getLogger("coinpurse.payments")
-
-PRICE_MAX = 10**12
 
 
 class NotReady(Exception):
