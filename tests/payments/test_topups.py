@@ -4,11 +4,13 @@ exactly-once credits under redelivery and races, refunds, disputes, and top-up l
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from coinpurse.config import Settings
 from tests.conftest import MakeKey, auth, user_token
@@ -489,6 +491,37 @@ async def test_provider_outage_then_retry_with_the_same_key(
         assert again.json()["client_params"]
 
 
+async def test_provider_failures_answer_in_our_words(
+    client: httpx.AsyncClient, fakes: FakeProviders, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What an SDK or a provider says never reaches the user: the answer is Coinpurse's own
+    words, and the raw cause goes to the log."""
+    caplog.set_level(logging.WARNING, logger="coinpurse.payments")
+    for provider, raw in (("stripe", "fake refusal"), ("razorpay", "fake outage")):
+        fakes.state.fail_next = 1
+        r = await client.post("/api/v1/topups", json={"provider": provider,
+                                                      "package_id": "small"},
+                              headers=headers("pw"))
+        assert r.status_code == 503 and r.json()["code"] == "provider_unavailable", r.text
+        assert raw not in r.text and provider + ":" not in r.text
+        assert r.json()["detail"] == (f"{provider} could not be reached to open the "
+                                      "checkout; retry with the same idempotency key")
+        assert raw in caplog.text
+    caplog.clear()
+    order = await topup(client, "pw", provider="stripe", package="small")
+    fakes.state.sessions.clear()  # Stripe now answers 404 "No such checkout.session"
+    r = await client.post(f"/api/v1/topups/{order['id']}/verify",
+                          headers=auth(user_token("pw")))
+    assert r.status_code == 503 and r.json()["code"] == "provider_unavailable", r.text
+    assert "No such" not in r.text and "No such checkout.session" in caplog.text
+    # A forged mock webhook: checked with the Stripe SDK, refused in our words.
+    body = mock_event("payment.succeeded", order["id"], amount=99)
+    r = await client.post("/webhooks/mock", content=body, headers={
+        "coinpurse-mock-signature": "t=1,v1=" + "0" * 64})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_signature"
+    assert "signatures found" not in r.text.lower() and "timestamp" not in r.text.lower()
+
+
 async def test_topup_limits_at_their_edges(client: httpx.AsyncClient, settings: Settings,
                                           make_key: MakeKey) -> None:
     from tests.payments.conftest import set_tier
@@ -585,12 +618,13 @@ async def test_no_second_credit_after_the_claims_are_purged(
 
     from coinpurse.ledger.tables import idempotency_keys
     from coinpurse.payments import service as svc
+    from coinpurse.payments.credits import credit, reverse
     from tests.payments.conftest import payments
 
     order = await topup(client, "pg", package="small")
     p = payments(app)
     stale = await svc.read_order(p.db, order["id"])
-    await svc.credit(p, order["id"], payment_id="mockpay_1")
+    await credit(p, order["id"], payment_id="mockpay_1")
     async with p.db.begin() as conn:
         await conn.execute(delete(idempotency_keys))
     real = svc.read_order
@@ -602,16 +636,16 @@ async def test_no_second_credit_after_the_claims_are_purged(
         return stale if calls == 1 else await real(db, order_id)
 
     monkeypatch.setattr(svc, "read_order", stale_first)
-    done = await svc.credit(p, order["id"], payment_id="mockpay_1")
+    done = await credit(p, order["id"], payment_id="mockpay_1")
     assert done.status == "succeeded"
     monkeypatch.setattr(svc, "read_order", real)
     stale = await svc.read_order(p.db, order["id"])
-    await svc.reverse(p, order["id"], "refunded")
+    await reverse(p, order["id"], "refunded")
     async with p.db.begin() as conn:
         await conn.execute(delete(idempotency_keys))
     calls = 0
     monkeypatch.setattr(svc, "read_order", stale_first)
-    again = await svc.reverse(p, order["id"], "refunded")
+    again = await reverse(p, order["id"], "refunded")
     assert again.status == "refunded" and again.debt_amount == 0
     assert await credits(settings, order["id"]) == 1
     assert (await balance(client, "pg"))["balance"] == 0

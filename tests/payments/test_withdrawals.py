@@ -206,6 +206,8 @@ async def test_destination_that_is_not_plain_json(client: httpx.AsyncClient,
     r = await client.post("/api/v1/withdrawals", content=body, headers={
         **headers("odd"), "Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+    # In our words, not the JSON codec's.
+    assert not any(raw in r.text for raw in ("UTF-8", "64-bit range", "Recursion limit"))
 
 
 async def test_daily_limit_holds_under_concurrency(client: httpx.AsyncClient,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from coinpurse.core import cursor
@@ -19,10 +20,15 @@ router = APIRouter(tags=["kyc"])
 SubmissionId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
 
 
+def _answer(body: BaseModel, status: int = 200) -> Response:
+    return json_response(body.model_dump(mode="json"), status)
+
+
 @router.get("/api/v1/kyc", response_model=s.KycStatusOut, responses=problems(Unauthorized),
             summary="The caller's tier, its limits, and their latest submission")
 async def my_status(user_id: UserId, state: State) -> Response:
-    return json_response(await svc.status(state.db, state.settings, user_id))
+    return _answer(s.KycStatusOut.from_domain(
+        await svc.status(state.db, state.settings, user_id)))
 
 
 @router.post("/api/v1/kyc", status_code=201, response_model=s.SubmissionOut,
@@ -33,8 +39,8 @@ async def submit(body: s.KycIn, user_id: UserId, state: State) -> Response:
     `id_document_ref` and `selfie_ref` — references to documents you store elsewhere.
     One submission waits for review at a time."""
     data = body.model_dump(mode="json", exclude={"tier"})
-    row = await svc.submit(state.db, state.settings, user_id, body.tier, data)
-    return json_response(svc.submission_view(row), 201)
+    submission = await svc.submit(state.db, state.settings, user_id, body.tier, data)
+    return _answer(s.SubmissionOut.from_domain(submission), 201)
 
 
 @router.get("/admin/v1/kyc/submissions", response_model=s.SubmissionPage, tags=["admin"],
@@ -47,17 +53,19 @@ async def admin_list(admin: Admin, state: State,
                      cursor_: Annotated[str | None, Query(alias="cursor",
                                                           max_length=96)] = None,
                      ) -> Response:
-    rows, next_id = await svc.list_submissions(state.db, status=status, user_id=user_id,
-                                               before=cursor.decode_text(cursor_), limit=limit)
-    return json_response({"data": [svc.submission_view(r, admin=True) for r in rows],
-                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+    found, next_id = await svc.list_submissions(state.db, status=status, user_id=user_id,
+                                                before=cursor.decode_text(cursor_), limit=limit)
+    return _answer(s.SubmissionPage(
+        data=[s.AdminSubmissionOut.from_domain(x) for x in found],
+        next_cursor=cursor.encode_text(next_id) if next_id else None))
 
 
 @router.get("/admin/v1/kyc/users/{user_id}", response_model=s.KycStatusOut, tags=["admin"],
             responses=problems(Unauthorized, Forbidden), summary="A user's KYC status")
 async def admin_user(user_id: Annotated[str, Path(max_length=128)], admin: Admin,
                      state: State) -> Response:
-    return json_response(await svc.status(state.db, state.settings, user_id))
+    return _answer(s.KycStatusOut.from_domain(
+        await svc.status(state.db, state.settings, user_id)))
 
 
 @router.post("/admin/v1/kyc/submissions/{submission_id}/approve",
@@ -66,10 +74,9 @@ async def admin_user(user_id: Annotated[str, Path(max_length=128)], admin: Admin
              summary="Approve: the user moves to the submission's tier")
 async def approve(submission_id: SubmissionId, admin: AdminWriter, state: State,
                   request: Request, body: s.DecisionIn | None = None) -> Response:
-    row = await svc.decide(state.db, admin, submission_id, approve=True,
-                           reason=body.reason if body else None,
-                           ip=client_ip(request))
-    return json_response(svc.submission_view(row, admin=True))
+    decided = await svc.decide(state.db, admin, submission_id, approve=True,
+                               reason=body.reason if body else None, ip=client_ip(request))
+    return _answer(s.AdminSubmissionOut.from_domain(decided))
 
 
 @router.post("/admin/v1/kyc/submissions/{submission_id}/reject",
@@ -79,6 +86,6 @@ async def approve(submission_id: SubmissionId, admin: AdminWriter, state: State,
              summary="Reject, with a reason the user sees")
 async def reject(submission_id: SubmissionId, body: s.RejectIn, admin: AdminWriter,
                  state: State, request: Request) -> Response:
-    row = await svc.decide(state.db, admin, submission_id, approve=False, reason=body.reason,
-                           ip=client_ip(request))
-    return json_response(svc.submission_view(row, admin=True))
+    decided = await svc.decide(state.db, admin, submission_id, approve=False,
+                               reason=body.reason, ip=client_ip(request))
+    return _answer(s.AdminSubmissionOut.from_domain(decided))

@@ -1,13 +1,17 @@
-"""Request and response models of KYC."""
+"""KYC's requests and answers: one definition each, for validation, the OpenAPI document
+and the JSON sent."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
-from coinpurse.core.types import StrictModel, clean_text
+from coinpurse.core.types import StrictModel, Timestamp, clean_text
+from coinpurse.kyc.model import KycStatus, KycSubmission
+from coinpurse.kyc.tiers import Tier
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
                  clean_text]
@@ -46,8 +50,12 @@ class SubmissionOut(BaseModel):
     tier: int
     status: str = Field(description="pending, approved, rejected")
     reason: str | None
-    created_at: str | None
-    reviewed_at: str | None
+    created_at: Timestamp | None
+    reviewed_at: Timestamp | None
+
+    @classmethod
+    def from_domain(cls, submission: KycSubmission) -> Self:
+        return cls.model_validate(submission, from_attributes=True)
 
 
 class AdminSubmissionOut(SubmissionOut):
@@ -64,11 +72,26 @@ class TierOut(BaseModel):
         description="Per currency: max_balance, topup_max, topup_daily, withdraw_daily, "
         "withdraw_monthly (minor units; null: no limit).")
 
+    @classmethod
+    def from_tier(cls, tier: Tier, currencies: Sequence[str]) -> TierOut:
+        return TierOut(tier=tier.level, requires=list(tier.requires),
+                       withdrawals=tier.withdrawals, limits=tier.limits_table(currencies))
+
 
 class KycStatusOut(TierOut):
     user_id: str
     next_tier: TierOut | None
     submission: SubmissionOut | None
+
+    @classmethod
+    def from_domain(cls, status: KycStatus) -> KycStatusOut:
+        current = TierOut.from_tier(status.tier, status.currencies)
+        return KycStatusOut(
+            user_id=status.user_id, **current.model_dump(),
+            next_tier=TierOut.from_tier(status.next_tier, status.currencies)
+            if status.next_tier is not None else None,
+            submission=SubmissionOut.from_domain(status.submission)
+            if status.submission is not None else None)
 
 
 class SubmissionPage(BaseModel):

@@ -1,31 +1,37 @@
 """KYC: users submit what a tier requires (references to documents kept elsewhere, never
-the images); operators approve or reject. A user's tier sets their limits (``tiers.py``)."""
+the images); operators approve or reject. A user's tier sets their limits (``tiers.py``);
+top-ups and withdrawals ask here for the tier and for the refusal a limit gives."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import Row, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.auth.tokens import Principal
 from coinpurse.core import audit
-from coinpurse.core.clock import iso
+from coinpurse.core.clock import utcnow
 from coinpurse.core.errors import NotFound, ValidationFailed
 from coinpurse.core.ids import new_id
-from coinpurse.core.pages import newest_first
+from coinpurse.kyc import repository as repo
 from coinpurse.kyc.errors import (
     KycRequired,
     KycSubmissionNotPending,
     KycSubmissionPending,
     LimitExceeded,
 )
-from coinpurse.kyc.repository import lock_profile, tier_of
+from coinpurse.kyc.model import KycStatus, KycSubmission
 from coinpurse.kyc.settings import KycSettings
-from coinpurse.kyc.tables import kyc_profiles, kyc_submissions
-from coinpurse.kyc.tiers import LIMIT_NAMES, Tier
+
+
+async def lock_tier(conn: AsyncConnection, user_id: str) -> int:
+    """The user's tier level, with their profile locked until ``conn`` commits: the
+    checks that depend on it (one user's top-up limits) run one at a time."""
+    return await repo.lock_profile(conn, user_id)
+
+
+async def tier_level(conn: AsyncConnection, user_id: str) -> int:
+    return await repo.tier_of(conn, user_id)
 
 
 def limit_refusal(settings: KycSettings, tier: int, currency: str, name: str, *,
@@ -45,42 +51,28 @@ def limit_refusal(settings: KycSettings, tier: int, currency: str, name: str, *,
                          f"{requested} asked", **extra)
 
 
-def tier_view(settings: KycSettings, tier: Tier) -> dict[str, Any]:
-    return {
-        "tier": tier.level, "requires": list(tier.requires), "withdrawals": tier.withdrawals,
-        "limits": {c: {n: tier.limits_for(c).get(n) for n in LIMIT_NAMES}
-                   for c in settings.currencies},
-    }
+def withdrawal_refusal(settings: KycSettings, level: int) -> KycRequired | None:
+    """Why a user at ``level`` may not withdraw at all, naming the tier that may; None if
+    their tier allows withdrawals."""
+    if settings.tier_for(level).withdrawals:
+        return None
+    needed = next((lvl for lvl, t in sorted(settings.tiers.items()) if t.withdrawals), None)
+    return KycRequired(
+        f"withdrawals need verification to tier {needed}" if needed is not None
+        else "withdrawals are not allowed at any tier", tier=level, required_tier=needed,
+        limit="withdrawals")
 
 
-def submission_view(r: Row[Any], *, admin: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": r.id, "tier": r.tier, "status": r.status, "reason": r.reason,
-        "created_at": iso(r.created_at), "reviewed_at": iso(r.reviewed_at),
-    }
-    if admin:
-        out.update(user_id=r.user_id, data=orjson.loads(r.data_json),
-                   reviewed_by=r.reviewed_by)
-    return out
-
-
-async def status(db: AsyncEngine, settings: KycSettings, user_id: str) -> dict[str, Any]:
+async def status(db: AsyncEngine, settings: KycSettings, user_id: str) -> KycStatus:
     async with db.connect() as conn:
-        level = await tier_of(conn, user_id)
-        latest = (await conn.execute(
-            select(kyc_submissions).where(kyc_submissions.c.user_id == user_id)
-            .order_by(kyc_submissions.c.id.desc()).limit(1))).first()
-    all_tiers = settings.tiers
-    return {
-        "user_id": user_id, **tier_view(settings, settings.tier_for(level)),
-        "next_tier": tier_view(settings, all_tiers[level + 1]) if level + 1 in all_tiers
-        else None,
-        "submission": submission_view(latest) if latest else None,
-    }
+        level = await repo.tier_of(conn, user_id)
+        latest = await repo.latest_submission(conn, user_id)
+    return KycStatus(user_id=user_id, tier=settings.tier_for(level),
+                     next_tier=settings.tiers.get(level + 1), submission=latest,
+                     currencies=tuple(settings.currencies))
 
 
-async def submit(db: AsyncEngine, settings: KycSettings, user_id: str, tier: int,
-                 data: dict[str, Any]) -> Row[Any]:
+def _check_submission(settings: KycSettings, tier: int, data: dict[str, Any]) -> None:
     all_tiers = settings.tiers
     if tier not in all_tiers or tier == 0:
         raise ValidationFailed(f"tier must be one of {', '.join(map(str, all_tiers))[3:]}", [
@@ -89,64 +81,54 @@ async def submit(db: AsyncEngine, settings: KycSettings, user_id: str, tier: int
     if missing:
         raise ValidationFailed(f"tier {tier} needs: {', '.join(missing)}", [
             {"loc": ["body", f], "msg": "Field required", "type": "missing"} for f in missing])
-    sid = new_id()
-    now = datetime.now(UTC)
+
+
+async def submit(db: AsyncEngine, settings: KycSettings, user_id: str, tier: int,
+                 data: dict[str, Any]) -> KycSubmission:
+    _check_submission(settings, tier, data)
     async with db.begin() as conn:
-        current = await lock_profile(conn, user_id)  # one submission at a time per user
+        current = await repo.lock_profile(conn, user_id)  # one submission at a time per user
         if tier <= current:
             raise ValidationFailed(f"you are already at tier {current}", [
                 {"loc": ["body", "tier"], "msg": "already reached", "type": "tier_reached"}])
-        waiting = (await conn.execute(select(kyc_submissions.c.id).where(
-            kyc_submissions.c.user_id == user_id,
-            kyc_submissions.c.status == "pending"))).first()
+        waiting = await repo.pending_submission_id(conn, user_id)
         if waiting is not None:
             raise KycSubmissionPending("a submission is already waiting for review",
-                                       submission_id=waiting.id)
-        await conn.execute(kyc_submissions.insert().values(
-            id=sid, user_id=user_id, tier=tier,
-            data_json=orjson.dumps({k: v for k, v in data.items() if v is not None}).decode(),
-            status="pending", created_at=now))
-        row = (await conn.execute(select(kyc_submissions).where(
-            kyc_submissions.c.id == sid))).one()
-    return row
+                                       submission_id=waiting)
+        return await repo.insert_submission(
+            conn, sid=new_id(), user_id=user_id, tier=tier,
+            data={k: v for k, v in data.items() if v is not None}, now=utcnow())
 
 
 async def decide(db: AsyncEngine, admin: Principal, sid: str, *, approve: bool,
-                 reason: str | None, ip: str | None) -> Row[Any]:
+                 reason: str | None, ip: str | None) -> KycSubmission:
     """Approve (the user's tier becomes the submission's) or reject, with an audit entry in
     the same transaction."""
-    now = datetime.now(UTC)
+    now = utcnow()
     async with db.begin() as conn:
-        row = (await conn.execute(select(kyc_submissions).where(
-            kyc_submissions.c.id == sid))).first()
-        if row is None:
+        found = await repo.get_submission(conn, sid)
+        if found is None:
             raise NotFound(f"no KYC submission {sid!r}")
-        current = await lock_profile(conn, row.user_id)
-        done = await conn.execute(update(kyc_submissions).where(
-            kyc_submissions.c.id == sid, kyc_submissions.c.status == "pending").values(
-            status="approved" if approve else "rejected", reason=reason,
-            reviewed_by=admin.user_id, reviewed_at=now))
-        if not done.rowcount:
-            raise KycSubmissionNotPending(f"the submission is already {row.status}",
-                                          submission_status=row.status)
+        current = await repo.lock_profile(conn, found.user_id)
+        if not await repo.decide_submission(
+                conn, sid, status="approved" if approve else "rejected", reason=reason,
+                reviewed_by=admin.user_id, now=now):
+            raise KycSubmissionNotPending(f"the submission is already {found.status}",
+                                          submission_status=found.status)
         if approve:
-            await conn.execute(update(kyc_profiles).where(
-                kyc_profiles.c.user_id == row.user_id).values(
-                tier=max(current, row.tier), updated_at=now))
+            await repo.set_tier(conn, found.user_id, max(current, found.tier), now)
         await audit.record(conn, actor=admin.user_id, actor_role=admin.role,
                            action="kyc.approve" if approve else "kyc.reject",
-                           target=f"user:{row.user_id}",
-                           details={"submission_id": sid, "tier": row.tier,
+                           target=f"user:{found.user_id}",
+                           details={"submission_id": sid, "tier": found.tier,
                                     "reason": reason}, ip=ip)
-        fresh = (await conn.execute(select(kyc_submissions).where(
-            kyc_submissions.c.id == sid))).one()
-    return fresh
+        decided = await repo.get_submission(conn, sid)
+    assert decided is not None
+    return decided
 
 
 async def list_submissions(db: AsyncEngine, *, status: str | None, user_id: str | None,
-                           before: str | None, limit: int) -> tuple[list[Row[Any]],
-                                                                   str | None]:
-    rows, next_id = await newest_first(db, kyc_submissions,
-                                       equal={"status": status, "user_id": user_id},
-                                       before=before, limit=limit)
-    return rows, next_id
+                           before: str | None, limit: int
+                           ) -> tuple[list[KycSubmission], str | None]:
+    return await repo.list_submissions(db, status=status, user_id=user_id, before=before,
+                                       limit=limit)

@@ -7,6 +7,7 @@ at start-up and every other module can use the parsed value.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,10 @@ class Tier:
 
     def limits_for(self, currency: str) -> Limits:
         return self.limits.get(currency) or self.limits.get("*") or Limits()
+
+    def limits_table(self, currencies: Iterable[str]) -> dict[str, dict[str, int | None]]:
+        """Every limit of every listed currency (``None``: no limit), as users are shown."""
+        return {c: {n: self.limits_for(c).get(n) for n in LIMIT_NAMES} for c in currencies}
 
 
 def parse_tiers(raw: str, currencies: set[str]) -> dict[int, Tier]:

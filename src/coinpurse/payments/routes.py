@@ -4,12 +4,11 @@ checkout page, and the operators' views of orders and of the webhook inbox."""
 from __future__ import annotations
 
 import html
-import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import httpx
 from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy import Row, select
+from pydantic import BaseModel
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from coinpurse.core import cursor
@@ -19,7 +18,7 @@ from coinpurse.http.responses import json_response, problems
 from coinpurse.kyc.errors import KycRequired, LimitExceeded
 from coinpurse.ledger import queries
 from coinpurse.ledger.errors import IdempotencyKeyReused, UnknownCurrency
-from coinpurse.payments import inbox
+from coinpurse.payments import credits, inbox
 from coinpurse.payments import schemas as s
 from coinpurse.payments import service as svc
 from coinpurse.payments.errors import (
@@ -28,36 +27,30 @@ from coinpurse.payments.errors import (
     ProviderNotEnabled,
     ProviderUnavailable,
 )
-from coinpurse.payments.providers.base import ProviderError, SignatureError
-from coinpurse.payments.providers.mock import (
-    SIGNATURE_HEADER,
-    event_body,
-    payment_signature,
-    sign_event,
-)
-from coinpurse.payments.tables import webhook_inbox
+from coinpurse.payments.model import OPEN
+from coinpurse.payments.providers.mock import checkout_event, payment_signature
 
 router = APIRouter(tags=["top-ups"])
 OrderId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{1,36}$")]
+EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 PAGE_MAX = queries.PAGE_MAX
 
 
 def _payments(state: State) -> svc.Payments:
-    return svc.Payments(state.db, state.ledger, state.settings)
+    return svc.Payments(state.db, state.ledger, state.settings, state.settings)
+
+
+def _answer(body: BaseModel, status: int = 200,
+            headers: dict[str, str] | None = None) -> Response:
+    return json_response(body.model_dump(mode="json"), status, headers)
 
 
 @router.get("/api/v1/topup/packages", response_model=s.PackagesOut,
             responses=problems(Unauthorized), summary="What can be bought, and for how much")
 async def packages(user_id: UserId, state: State) -> Response:
-    return json_response({
-        "data": [{"id": p.id, "currency": p.currency, "amount": p.amount, "bonus": p.bonus,
-                  "total": p.total, "price": {"amount": p.price, "currency": p.price_currency}}
-                 for p in state.settings.packages.values()],
-        "rates": [{"currency": r.currency, "per": r.per,
-                   "price": {"amount": r.price, "currency": r.price_currency}}
-                  for r in state.settings.rates.values()],
-        "providers": list(state.settings.providers),
-    })
+    settings = state.settings
+    return _answer(s.PackagesOut.of(settings.packages.values(), settings.rates.values(),
+                                    settings.providers))
 
 
 @router.post("/api/v1/topups", status_code=201, response_model=s.OrderOut,
@@ -72,13 +65,11 @@ async def create_topup(body: s.TopupIn, user_id: UserId, state: State,
     `client_params` (razorpay). The coins are credited once the provider confirms the
     payment, by webhook or by `POST /api/v1/topups/{id}/verify`, whichever comes first.
     The KYC tier's top-up limits are checked here (`limit_exceeded` names the limit)."""
-    if body.currency is not None:
-        state.settings.currency(body.currency)
     order, replayed = await svc.create_order(
         _payments(state), user_id, idem, provider_name=body.provider,
         package_id=body.package_id, amount=body.amount, currency=body.currency)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return json_response(svc.order_view(order), 201, headers)
+    return _answer(s.OrderOut.from_domain(order), 201, headers)
 
 
 @router.get("/api/v1/topups", response_model=s.OrderPage,
@@ -88,23 +79,16 @@ async def my_topups(user_id: UserId, state: State,
                     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
                     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
                     ) -> Response:
-    rows, next_id = await svc.list_orders(state.db, user_id=user_id,
-                                          before=cursor.decode_text(cursor_), limit=limit)
-    return json_response({"data": [svc.order_view(r) for r in rows],
-                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
-
-
-async def _own_order(state: State, user_id: str, order_id: str) -> Row[Any]:
-    order = await svc.read_order(state.db, order_id)
-    if order.user_id != user_id:
-        raise NotFound(f"no payment order {order_id!r}")
-    return order
+    orders, next_id = await svc.list_orders(state.db, user_id=user_id,
+                                            before=cursor.decode_text(cursor_), limit=limit)
+    return _answer(s.OrderPage(data=[s.OrderOut.from_domain(o) for o in orders],
+                               next_cursor=cursor.encode_text(next_id) if next_id else None))
 
 
 @router.get("/api/v1/topups/{order_id}", response_model=s.OrderOut,
             responses=problems(Unauthorized, NotFound), summary="One of the caller's orders")
 async def my_topup(order_id: OrderId, user_id: UserId, state: State) -> Response:
-    return json_response(svc.order_view(await _own_order(state, user_id, order_id)))
+    return _answer(s.OrderOut.from_domain(await svc.own_order(state.db, user_id, order_id)))
 
 
 @router.post("/api/v1/topups/{order_id}/verify", response_model=s.OrderOut,
@@ -116,25 +100,9 @@ async def verify(order_id: OrderId, user_id: UserId, state: State,
     """razorpay: the payment signature from the checkout is checked; mock: likewise;
     stripe: Coinpurse asks Stripe whether the session is paid. A confirmed payment is
     credited at once (exactly once, also when its webhook arrives at the same moment)."""
-    p = _payments(state)
-    order = await _own_order(state, user_id, order_id)
-    if order.credit_transaction_id is not None:
-        return json_response(svc.order_view(order))
-    if order.provider_order_id is None:
-        raise PaymentNotCompleted("this order has no checkout yet")
-    provider = p.provider(order.provider)
     params = body.model_dump(exclude_none=True) if body else {}
-    try:
-        confirmation = await provider.confirm(order.id, order.provider_order_id, params)
-    except SignatureError as exc:
-        raise InvalidSignature(str(exc)) from None
-    except ProviderError as exc:
-        raise ProviderUnavailable(str(exc)) from None
-    if confirmation is None:
-        raise PaymentNotCompleted(f"{order.provider} does not report this order as paid")
-    order = await svc.credit(p, order.id, payment_id=confirmation.provider_payment_id,
-                             amount=confirmation.amount, currency=confirmation.currency)
-    return json_response(svc.order_view(order))
+    order = await credits.confirm(_payments(state), user_id, order_id, params)
+    return _answer(s.OrderOut.from_domain(order))
 
 
 @router.post("/webhooks/{provider}", response_model=s.WebhookAck,
@@ -148,20 +116,10 @@ async def webhook(provider: Annotated[str, Path(max_length=16)], request: Reques
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
     event_id, duplicate = await inbox.ingest(_payments(state), provider, body, headers)
-    return json_response({"received": True, "duplicate": duplicate, "id": event_id})
+    return _answer(s.WebhookAck(received=True, duplicate=duplicate, id=event_id))
 
 
 # ---------------------------------------------------------------- mock checkout
-
-
-async def _mock_order(state: State, order_id: str) -> Row[Any]:
-    if "mock" not in state.settings.providers:
-        raise NotFound("the mock provider is not enabled")
-    async with state.db.connect() as conn:
-        order = await svc.get_order(conn, order_id)
-    if order is None or order.provider != "mock":
-        raise NotFound(f"no mock payment order {order_id!r}")
-    return order
 
 
 PAGE = """<!doctype html>
@@ -179,20 +137,18 @@ Price: <strong>{price}</strong><br>Status: <strong>{status}</strong></p>
 @router.get("/mock-checkout/{order_id}", response_class=HTMLResponse, tags=["mock"],
             summary="The mock provider's checkout page")
 async def mock_checkout(order_id: OrderId, state: State) -> Response:
-    order = await _mock_order(state, order_id)
+    order = await svc.mock_order(_payments(state), order_id)
     oid = html.escape(order.id)
     actions = (
         f'<form method="post" action="/mock-checkout/{oid}/pay" style="display:inline">'
         '<button type="submit">Pay</button></form>'
         f'<form method="post" action="/mock-checkout/{oid}/decline" style="display:inline">'
         '<button type="submit">Decline</button></form>'
-    ) if order.status in (*svc.OPEN, "failed") else "<p>Nothing left to pay.</p>"
-    what = f"{order.amount} {order.currency}" + (f" + {order.bonus} bonus" if order.bonus
-                                                else "")
-    page = PAGE.format(order_id=oid, what=html.escape(what),
-                       price=html.escape(f"{order.price} {order.price_currency.upper()} "
-                                         "(minor units)"),
-                       status=html.escape(order.status), actions=actions)
+    ) if order.status in (*OPEN, "failed") else "<p>Nothing left to pay.</p>"
+    price = f"{order.price.amount} {order.price.currency.upper()} (minor units)"
+    page = PAGE.format(order_id=oid, what=html.escape(svc.describe(order)),
+                       price=html.escape(price), status=html.escape(order.status),
+                       actions=actions)
     return HTMLResponse(page)
 
 
@@ -203,17 +159,14 @@ async def mock_checkout_action(order_id: OrderId, action: Literal["pay", "declin
     """Sends a signed webhook to `/webhooks/mock` through the app's own HTTP stack, exactly
     as a provider would, then redirects to the return URL with the payment's proof
     (`payment_id`, `signature`) for the verify call."""
-    order = await _mock_order(state, order_id)
+    order = await svc.mock_order(_payments(state), order_id)
     secret = state.settings.mock_webhook_secret.get_secret_value()
-    payment_id = f"mockpay_{uuid.uuid4().hex}"
-    kind = "payment.succeeded" if action == "pay" else "payment.failed"
-    body = event_body(f"evt_mock_{uuid.uuid4().hex}", kind, order_id=order.id,
-                      payment_id=payment_id, amount=order.price,
-                      currency=order.price_currency)
+    body, headers, payment_id = checkout_event(
+        secret, order_id=order.id, price=order.price.amount,
+        price_currency=order.price.currency, pay=action == "pay")
     transport = httpx.ASGITransport(app=request.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://coinpurse") as client:
-        delivered = await client.post("/webhooks/mock", content=body, headers={
-            SIGNATURE_HEADER: sign_event(secret, body), "content-type": "application/json"})
+        delivered = await client.post("/webhooks/mock", content=body, headers=headers)
     if delivered.status_code != 200:
         raise ProviderUnavailable(f"the webhook was answered {delivered.status_code}")
     if action == "decline":
@@ -247,18 +200,19 @@ async def admin_orders(
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
 ) -> Response:
-    rows, next_id = await svc.list_orders(state.db, user_id=user_id, status=status,
-                                          provider=provider,
-                                          before=cursor.decode_text(cursor_), limit=limit)
-    return json_response({"data": [svc.order_view(r, admin=True) for r in rows],
-                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+    orders, next_id = await svc.list_orders(state.db, user_id=user_id, status=status,
+                                            provider=provider,
+                                            before=cursor.decode_text(cursor_), limit=limit)
+    return _answer(s.AdminOrderPage(
+        data=[s.AdminOrderOut.from_domain(o) for o in orders],
+        next_cursor=cursor.encode_text(next_id) if next_id else None))
 
 
 @router.get("/admin/v1/payment-orders/{order_id}", response_model=s.AdminOrderOut,
             tags=["admin"], responses=problems(Unauthorized, Forbidden, NotFound),
             summary="One payment order")
 async def admin_order(order_id: OrderId, admin: Admin, state: State) -> Response:
-    return json_response(svc.order_view(await svc.read_order(state.db, order_id), admin=True))
+    return _answer(s.AdminOrderOut.from_domain(await svc.read_order(state.db, order_id)))
 
 
 @router.get("/admin/v1/webhook-events", response_model=s.EventPage, tags=["admin"],
@@ -271,41 +225,25 @@ async def admin_events(
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
 ) -> Response:
-    w = webhook_inbox.c
-    stmt = select(webhook_inbox).order_by(w.id.desc()).limit(limit + 1)
-    if status is not None:
-        stmt = stmt.where(w.status == status)
-    if provider is not None:
-        stmt = stmt.where(w.provider == provider)
-    before = cursor.decode(cursor_)
-    if before is not None:
-        stmt = stmt.where(w.id < before)
-    async with state.db.connect() as conn:
-        rows = list((await conn.execute(stmt)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return json_response({"data": [inbox.event_view(r) for r in rows],
-                          "next_cursor": cursor.encode(rows[-1].id) if more else None})
+    events, next_id = await inbox.list_events(_payments(state), status=status,
+                                              provider=provider,
+                                              before=cursor.decode(cursor_), limit=limit)
+    return _answer(s.EventPage(data=[s.EventOut.from_domain(e) for e in events],
+                               next_cursor=cursor.encode(next_id) if next_id else None))
 
 
-@router.get("/admin/v1/webhook-events/{event_id}", response_model=s.EventOut, tags=["admin"],
-            responses=problems(Unauthorized, Forbidden, NotFound),
+@router.get("/admin/v1/webhook-events/{event_id}", response_model=s.EventDetailOut,
+            tags=["admin"], responses=problems(Unauthorized, Forbidden, NotFound),
             summary="One webhook event, with its body")
-async def admin_event(event_id: Annotated[int, Path(ge=1, le=2**63 - 1)], admin: Admin,
-                      state: State) -> Response:
-    async with state.db.connect() as conn:
-        row = (await conn.execute(select(webhook_inbox).where(
-            webhook_inbox.c.id == event_id))).first()
-    if row is None:
-        raise NotFound(f"no webhook event {event_id}")
-    return json_response(inbox.event_view(row, with_body=True))
+async def admin_event(event_id: EventId, admin: Admin, state: State) -> Response:
+    return _answer(s.EventDetailOut.from_domain(await inbox.get_event(_payments(state),
+                                                                      event_id)))
 
 
 @router.post("/admin/v1/webhook-events/{event_id}/retry", response_model=s.EventOut,
              tags=["admin"], responses=problems(Unauthorized, Forbidden, NotFound),
              summary="Send a failed event round again")
-async def admin_retry(event_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
-                      admin: AdminWriter, state: State, request: Request) -> Response:
-    row = await inbox.retry_event(_payments(state), event_id, admin,
-                                  client_ip(request))
-    return json_response(inbox.event_view(row))
+async def admin_retry(event_id: EventId, admin: AdminWriter, state: State,
+                      request: Request) -> Response:
+    event = await inbox.retry_event(_payments(state), event_id, admin, client_ip(request))
+    return _answer(s.EventOut.from_domain(event))

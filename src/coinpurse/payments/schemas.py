@@ -1,12 +1,16 @@
-"""Request and response models of top-ups."""
+"""Top-ups' requests and answers: one definition each, for validation, the OpenAPI
+document and the JSON sent."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from coinpurse.core.types import Amount, CurrencyCode, StrictModel
+from coinpurse.core.types import Amount, CurrencyCode, StrictModel, Timestamp
+from coinpurse.payments.model import InboxEvent, PaymentOrder
+from coinpurse.payments.packages import Package, Rate
 
 Provider = Literal["mock", "stripe", "razorpay"]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=255,
@@ -26,17 +30,35 @@ class PackageOut(BaseModel):
     total: int
     price: PriceOut
 
+    @classmethod
+    def from_domain(cls, p: Package) -> PackageOut:
+        return PackageOut(id=p.id, currency=p.currency, amount=p.amount, bonus=p.bonus,
+                          total=p.total, price=PriceOut(amount=p.price,
+                                                        currency=p.price_currency))
+
 
 class RateOut(BaseModel):
     currency: str
     per: int
     price: PriceOut
 
+    @classmethod
+    def from_domain(cls, r: Rate) -> RateOut:
+        return RateOut(currency=r.currency, per=r.per,
+                       price=PriceOut(amount=r.price, currency=r.price_currency))
+
 
 class PackagesOut(BaseModel):
     data: list[PackageOut]
     rates: list[RateOut] = Field(description="Top-ups by amount (empty: packages only).")
     providers: list[str]
+
+    @classmethod
+    def of(cls, packages: Iterable[Package], rates: Iterable[Rate],
+           providers: Iterable[str]) -> PackagesOut:
+        return PackagesOut(data=[PackageOut.from_domain(p) for p in packages],
+                           rates=[RateOut.from_domain(r) for r in rates],
+                           providers=list(providers))
 
 
 class TopupIn(StrictModel):
@@ -73,10 +95,14 @@ class OrderOut(BaseModel):
     reversal_transaction_id: str | None
     reversed_amount: int
     debt_amount: int
-    created_at: str
-    updated_at: str
-    expires_at: str
-    paid_at: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    expires_at: Timestamp
+    paid_at: Timestamp | None
+
+    @classmethod
+    def from_domain(cls, order: PaymentOrder) -> Self:
+        return cls.model_validate(order, from_attributes=True)
 
 
 class AdminOrderOut(OrderOut):
@@ -84,7 +110,7 @@ class AdminOrderOut(OrderOut):
     provider_order_id: str | None
     provider_payment_id: str | None
     error: str | None
-    reversed_at: str | None
+    reversed_at: Timestamp | None
 
 
 class OrderPage(BaseModel):
@@ -123,12 +149,20 @@ class EventOut(BaseModel):
     status: str = Field(description="received (waiting or retrying), processed, ignored, "
                         "failed (gave up; an operator looks)")
     attempts: int
-    next_attempt_at: str | None
+    next_attempt_at: Timestamp | None
     last_error: str | None
     order_id: str | None
-    received_at: str | None
-    processed_at: str | None
-    body: Any = None
+    received_at: Timestamp | None
+    processed_at: Timestamp | None
+
+    @classmethod
+    def from_domain(cls, event: InboxEvent) -> Self:
+        return cls.model_validate(event, from_attributes=True)
+
+
+class EventDetailOut(EventOut):
+    body: Any = Field(description="The event as the provider sent it: JSON, or text when "
+                      "it is not JSON.")
 
 
 class EventPage(BaseModel):

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from coinpurse.core import cursor
 from coinpurse.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from coinpurse.http.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, client_ip
-from coinpurse.http.responses import json_response, problems, raw_json_response
+from coinpurse.http.responses import json_response, problems, replay_response
 from coinpurse.kyc.errors import KycRequired, LimitExceeded
 from coinpurse.ledger import queries
 from coinpurse.ledger.errors import (
@@ -31,10 +32,14 @@ PAGE_MAX = queries.PAGE_MAX
 
 
 def _w(state: State) -> svc.Withdrawals:
-    return svc.Withdrawals(state.db, state.ledger, state.settings)
+    return svc.Withdrawals(state.db, state.ledger, state.settings, state.settings)
 
 
-@router.post("/api/v1/withdrawals", status_code=201, response_model=s.WithdrawalOut,
+def _answer(body: BaseModel) -> Response:
+    return json_response(body.model_dump(mode="json"))
+
+
+@router.post("/api/v1/withdrawals", status_code=201, response_model=s.WithdrawalCreatedOut,
              responses=problems(ValidationFailed, Unauthorized, UnknownCurrency,
                                 CurrencyNotWithdrawable, InsufficientFunds, KycRequired,
                                 LimitExceeded, DebtOutstanding, IdempotencyKeyReused,
@@ -46,11 +51,9 @@ async def request_withdrawal(body: s.WithdrawalIn, user_id: UserId, state: State
     withdrawals (`kyc_required`), no debt from a refunded top-up (`debt_outstanding`), the
     per-withdrawal minimum and maximum and the tier's daily and monthly totals
     (`limit_exceeded`, with `limit` naming which)."""
-    currency = state.settings.currency(body.currency)
-    result = await svc.request(_w(state), user_id, idem, currency=currency,
-                               amount=body.amount, destination=body.destination)
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return raw_json_response(result.response.body, result.response.status, headers)
+    return replay_response(await svc.request(
+        _w(state), user_id, idem, currency=body.currency, amount=body.amount,
+        destination=body.destination))
 
 
 @router.get("/api/v1/withdrawals", response_model=s.WithdrawalPage,
@@ -61,20 +64,19 @@ async def my_withdrawals(user_id: UserId, state: State,
                          cursor_: Annotated[str | None, Query(alias="cursor",
                                                               max_length=96)] = None,
                          ) -> Response:
-    rows, next_id = await svc.list_withdrawals(state.db, user_id=user_id,
-                                               before=cursor.decode_text(cursor_), limit=limit)
-    return json_response({"data": [svc.view(r) for r in rows],
-                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+    found, next_id = await svc.list_withdrawals(state.db, user_id=user_id,
+                                                before=cursor.decode_text(cursor_), limit=limit)
+    return _answer(s.WithdrawalPage(
+        data=[s.WithdrawalOut.from_domain(x) for x in found],
+        next_cursor=cursor.encode_text(next_id) if next_id else None))
 
 
 @router.get("/api/v1/withdrawals/{withdrawal_id}", response_model=s.WithdrawalOut,
             responses=problems(Unauthorized, NotFound), summary="One of the caller's")
 async def my_withdrawal(withdrawal_id: WithdrawalId, user_id: UserId,
                         state: State) -> Response:
-    row = await svc.get(state.db, withdrawal_id)
-    if row.user_id != user_id:
-        raise NotFound(f"no withdrawal {withdrawal_id!r}")
-    return json_response(svc.view(row))
+    return _answer(s.WithdrawalOut.from_domain(await svc.own(state.db, user_id,
+                                                             withdrawal_id)))
 
 
 @router.post("/api/v1/withdrawals/{withdrawal_id}/cancel", response_model=s.WithdrawalOut,
@@ -83,7 +85,8 @@ async def my_withdrawal(withdrawal_id: WithdrawalId, user_id: UserId,
 async def cancel(withdrawal_id: WithdrawalId, user_id: UserId, state: State) -> Response:
     """Racing an approval, exactly one wins; the other answers 409
     `withdrawal_not_pending`. Cancelling a cancelled withdrawal answers it again."""
-    return json_response(svc.view(await svc.cancel(_w(state), user_id, withdrawal_id)))
+    return _answer(s.WithdrawalOut.from_domain(await svc.cancel(_w(state), user_id,
+                                                                withdrawal_id)))
 
 
 @router.get("/admin/v1/withdrawals", response_model=s.AdminWithdrawalPage, tags=["admin"],
@@ -96,10 +99,11 @@ async def admin_list(admin: Admin, state: State,
                      cursor_: Annotated[str | None, Query(alias="cursor",
                                                           max_length=96)] = None,
                      ) -> Response:
-    rows, next_id = await svc.list_withdrawals(state.db, user_id=user_id, status=status,
-                                               before=cursor.decode_text(cursor_), limit=limit)
-    return json_response({"data": [svc.view(r, admin=True) for r in rows],
-                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+    found, next_id = await svc.list_withdrawals(state.db, user_id=user_id, status=status,
+                                                before=cursor.decode_text(cursor_), limit=limit)
+    return _answer(s.AdminWithdrawalPage(
+        data=[s.AdminWithdrawalOut.from_domain(x) for x in found],
+        next_cursor=cursor.encode_text(next_id) if next_id else None))
 
 
 @router.post("/admin/v1/withdrawals/{withdrawal_id}/approve",
@@ -112,8 +116,8 @@ async def approve(withdrawal_id: WithdrawalId, admin: AdminWriter, state: State,
     """The capture and its audit entry commit together; the payout provider is called
     afterwards. `paid` when it accepts; if it fails the withdrawal stays `approved` with
     `payout_error`, and approving again retries the payout only."""
-    row = await svc.approve(_w(state), admin, withdrawal_id, client_ip(request))
-    return json_response(svc.view(row, admin=True))
+    approved = await svc.approve(_w(state), admin, withdrawal_id, client_ip(request))
+    return _answer(s.AdminWithdrawalOut.from_domain(approved))
 
 
 @router.post("/admin/v1/withdrawals/{withdrawal_id}/reject",
@@ -123,5 +127,6 @@ async def approve(withdrawal_id: WithdrawalId, admin: AdminWriter, state: State,
              summary="Release the hold, with a reason")
 async def reject(withdrawal_id: WithdrawalId, body: s.RejectIn, admin: AdminWriter,
                  state: State, request: Request) -> Response:
-    row = await svc.reject(_w(state), admin, withdrawal_id, body.reason, client_ip(request))
-    return json_response(svc.view(row, admin=True))
+    rejected = await svc.reject(_w(state), admin, withdrawal_id, body.reason,
+                                client_ip(request))
+    return _answer(s.AdminWithdrawalOut.from_domain(rejected))

@@ -1,14 +1,17 @@
-"""Request and response models of withdrawals."""
+"""Withdrawals' requests and answers: one definition each, for validation, the OpenAPI
+document and the JSON sent."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from coinpurse.core.types import Amount, CurrencyCode, StrictModel, clean_text
+from coinpurse.core.types import Amount, CurrencyCode, StrictModel, Timestamp, clean_text
+from coinpurse.ledger.model import Balance
 from coinpurse.wallets.schemas import BalanceOut
+from coinpurse.withdrawals.model import Withdrawal
 
 DESTINATION_MAX_BYTES = 2048
 
@@ -16,8 +19,9 @@ DESTINATION_MAX_BYTES = 2048
 def _check_destination(value: dict[str, Any]) -> dict[str, Any]:
     try:
         size = len(orjson.dumps(value))
-    except orjson.JSONEncodeError as exc:  # a lone surrogate, an int past 64 bits: not a 500
-        raise ValueError(f"must be plain JSON ({exc})") from None
+    except orjson.JSONEncodeError:  # a lone surrogate, an int past 64 bits: not a 500
+        raise ValueError("must be plain JSON: text without lone surrogates, integers within "
+                         "64 bits, nesting that is not too deep") from None
     if size > DESTINATION_MAX_BYTES:
         raise ValueError(f"must be at most {DESTINATION_MAX_BYTES} bytes as JSON, not {size}")
     if not value:
@@ -59,10 +63,21 @@ class WithdrawalOut(BaseModel):
     transaction_id: str | None
     payout_reference: str | None
     payout_error: str | None
-    created_at: str
-    updated_at: str
-    wallet: BalanceOut | None = Field(default=None,
-                                      description="The balance after the request (create).")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def from_domain(cls, withdrawal: Withdrawal) -> Self:
+        return cls.model_validate(withdrawal, from_attributes=True)
+
+
+class WithdrawalCreatedOut(WithdrawalOut):
+    wallet: BalanceOut = Field(description="The balance after the request.")
+
+    @classmethod
+    def of(cls, withdrawal: Withdrawal, wallet: Balance) -> WithdrawalCreatedOut:
+        fields = WithdrawalOut.from_domain(withdrawal).model_dump()
+        return WithdrawalCreatedOut(**fields, wallet=BalanceOut(**wallet.as_dict()))
 
 
 class AdminWithdrawalOut(WithdrawalOut):

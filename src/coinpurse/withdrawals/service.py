@@ -12,24 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.auth.tokens import Principal
-from coinpurse.config import Settings
-from coinpurse.core.audit import audit_log
-from coinpurse.core.clock import day_start, iso, month_start
-from coinpurse.core.errors import CoinpurseError, NotFound
+from coinpurse.core import audit
+from coinpurse.core.clock import day_start, month_start, utcnow
+from coinpurse.core.errors import NotFound
 from coinpurse.core.ids import new_id
-from coinpurse.core.pages import newest_first
-from coinpurse.kyc.errors import KycRequired, LimitExceeded
-from coinpurse.kyc.repository import tier_of
-from coinpurse.kyc.service import limit_refusal
-from coinpurse.ledger.idempotency import StoredResponse
+from coinpurse.kyc import service as kyc_service
+from coinpurse.kyc.errors import LimitExceeded
+from coinpurse.kyc.settings import KycSettings
+from coinpurse.ledger import store as ledger_store
+from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -41,77 +39,62 @@ from coinpurse.ledger.model import (
     Rejection,
     ReleaseHold,
 )
-from coinpurse.ledger.service import JobResult, Ledger, RowInserts, SqlWrite
-from coinpurse.ledger.tables import holds
+from coinpurse.ledger.service import JobResult, Ledger, Prepare, Renderer, RowInserts, SqlWrite
 from coinpurse.ledger.views import rejection_problem
+from coinpurse.payments import service as payments_service
 from coinpurse.payments.errors import DebtOutstanding
-from coinpurse.payments.service import total_debt
+from coinpurse.withdrawals import repository as repo
 from coinpurse.withdrawals.errors import CurrencyNotWithdrawable, WithdrawalNotPending
+from coinpurse.withdrawals.model import Withdrawal
 from coinpurse.withdrawals.payouts import PAYOUT_PROVIDERS, Payout, PayoutError
-from coinpurse.withdrawals.tables import withdrawals
+from coinpurse.withdrawals.schemas import WithdrawalCreatedOut
+from coinpurse.withdrawals.settings import WithdrawalSettings
 
 HOLD_SERVICE = "withdrawals"
-COUNTED = ("pending", "approved", "paid")
 
 
 @dataclass(frozen=True, slots=True)
 class Withdrawals:
     db: AsyncEngine
     ledger: Ledger
-    settings: Settings
+    settings: WithdrawalSettings
+    kyc: KycSettings  # the tiers whose withdrawal limits requests are checked against
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def view(r: Row[Any] | Mapping[str, Any], *, admin: bool = False) -> dict[str, Any]:
-    m = r._mapping if isinstance(r, Row) else r
-    out: dict[str, Any] = {
-        "id": m["id"], "status": m["status"], "currency": m["currency"],
-        "amount": m["amount"], "destination": orjson.loads(m["destination_json"]),
-        "reason": m["reason"], "transaction_id": m["transaction_id"],
-        "payout_reference": m["payout_reference"], "payout_error": m["payout_error"],
-        "created_at": iso(m["created_at"]), "updated_at": iso(m["updated_at"]),
-    }
-    if admin:
-        out.update(user_id=m["user_id"], hold_id=m["hold_id"], decided_by=m["decided_by"],
-                   payout_provider=m["payout_provider"])
-    return out
-
-
-async def get(db: AsyncEngine, wid: str) -> Row[Any]:
+async def get(db: AsyncEngine, wid: str) -> Withdrawal:
     async with db.connect() as conn:
-        row = (await conn.execute(select(withdrawals).where(withdrawals.c.id == wid))).first()
-    if row is None:
+        found = await repo.get(conn, wid)
+    if found is None:
         raise NotFound(f"no withdrawal {wid!r}")
-    return row
+    return found
 
 
-async def _used(conn: AsyncConnection, user_id: str, currency: str, since: datetime,
-                pending: Sequence[RowInserts]) -> int:
-    w = withdrawals.c
-    used = int((await conn.execute(select(func.coalesce(func.sum(w.amount), 0)).where(
-        w.user_id == user_id, w.currency == currency, w.created_at >= since,
-        w.status.in_(COUNTED)))).scalar_one())
-    for table, rows in pending:  # withdrawals placed by this batch's earlier jobs
-        if table is withdrawals:
-            used += sum(r["amount"] for r in rows
-                        if r["user_id"] == user_id and r["currency"] == currency)
-    return used
+async def own(db: AsyncEngine, user_id: str, wid: str) -> Withdrawal:
+    """One of the user's withdrawals; someone else's is as unknown as a missing one."""
+    found = await get(db, wid)
+    if found.user_id != user_id:
+        raise NotFound(f"no withdrawal {wid!r}")
+    return found
 
 
-def _lowest_tier_allowing(settings: Settings) -> int | None:
-    return next((lvl for lvl, t in sorted(settings.tiers.items()) if t.withdrawals), None)
+async def list_withdrawals(db: AsyncEngine, *, user_id: str | None = None,
+                           status: str | None = None, before: str | None = None,
+                           limit: int = 50) -> tuple[list[Withdrawal], str | None]:
+    return await repo.list_withdrawals(db, user_id=user_id, status=status, before=before,
+                                       limit=limit)
 
 
-async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amount: int,
-                  destination: dict[str, Any]) -> JobResult:
-    bounds = w.settings.withdrawable.get(currency)
+# ---------------------------------------------------------------- request
+
+
+def _check_amount(settings: WithdrawalSettings, currency: str, amount: int) -> None:
+    """The currency may be withdrawn, and the amount is within its bounds."""
+    settings.currency(currency)
+    bounds = settings.withdrawable.get(currency)
     if bounds is None:
         raise CurrencyNotWithdrawable(
             f"{currency} cannot be withdrawn; withdrawable: "
-            + (", ".join(w.settings.withdrawable) or "none"))
+            + (", ".join(settings.withdrawable) or "none"))
     low, high = bounds.min_amount, bounds.max_amount
     if amount < low or (high is not None and amount > high):
         name, limit = ("min_amount", low) if amount < low else ("max_amount", high)
@@ -119,197 +102,189 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
                             f"{high if high is not None else 'any amount'}",
                             limit=name, currency=currency, limit_value=limit,
                             requested=amount)
-    now = _now()
-    wid, hold_id = new_id(), new_id()
-    user = f"user:{user_id}"
-    op = PlaceHold(hold_id=hold_id, address=user, currency=currency, amount=amount,
-                   destination=w.settings.payouts_address, description="Withdrawal",
-                   reference_id=wid, service=HOLD_SERVICE,
-                   expires_at=now + timedelta(seconds=w.settings.withdrawal_hold_ttl_s),
-                   kind="withdrawal", metadata={"withdrawal_id": wid})
-    refusal: list[CoinpurseError] = []
 
-    def refuse(err: CoinpurseError) -> Rejection:
-        refusal.append(err)
-        return Rejection(err.code, err.detail)
+
+async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amount: int,
+                  destination: dict[str, Any]) -> JobResult:
+    """Hold the amount for an operator's decision; the answer (201, or the problem that
+    refused it) is stored with the idempotency key in the same commit."""
+    _check_amount(w.settings, currency, amount)
+    now = utcnow()
+    new = Withdrawal(
+        id=new_id(), user_id=user_id, currency=currency, amount=amount, hold_id=new_id(),
+        destination=destination, status="pending", reason=None, decided_by=None,
+        transaction_id=None, payout_provider=None, payout_reference=None,
+        payout_error=None, created_at=now, updated_at=now)
+    op = PlaceHold(hold_id=new.hold_id, address=f"user:{user_id}", currency=currency,
+                   amount=amount, destination=w.settings.payouts_address,
+                   description="Withdrawal", reference_id=new.id, service=HOLD_SERVICE,
+                   expires_at=now + timedelta(seconds=w.settings.withdrawal_hold_ttl_s),
+                   kind="withdrawal", metadata={"withdrawal_id": new.id})
+
+    def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
+        return [repo.new_row(new)] if isinstance(outcomes[0], HoldOutcome) else []
+
+    payload = {"currency": currency, "amount": amount, "destination": destination}
+    return await w.ledger.submit(
+        [op], render=_render_created(new),
+        claim=claim(f"user:{user_id}", idem, "withdrawal", payload),
+        side_writes=side_writes, prepare=_check_limits(w, new, op))
+
+
+def _check_limits(w: Withdrawals, new: Withdrawal, op: PlaceHold) -> Prepare:
+    """Under the user's account lock: the tier allows withdrawals, no debt is owed, and the
+    tier's daily and monthly totals hold (counting this batch's earlier requests)."""
+    user_id, currency, amount = new.user_id, new.currency, new.amount
 
     async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> list[Operation] | Rejection:
-        level = await tier_of(conn, user_id)
-        tier = w.settings.tier_for(level)
-        if not tier.withdrawals:
-            needed = _lowest_tier_allowing(w.settings)
-            return refuse(KycRequired(
-                f"withdrawals need verification to tier {needed}" if needed is not None
-                else "withdrawals are not allowed at any tier", tier=level,
-                required_tier=needed, limit="withdrawals"))
-        if await total_debt(conn, user_id, pending) > 0:
-            return refuse(DebtOutstanding(
+        level = await kyc_service.tier_level(conn, user_id)
+        refusal = kyc_service.withdrawal_refusal(w.kyc, level)
+        if refusal is not None:
+            return Rejection.of(refusal)
+        if await payments_service.total_debt(conn, user_id, pending) > 0:
+            return Rejection.of(DebtOutstanding(
                 "a refunded top-up left a debt; the next top-ups repay it first"))
-        limits = tier.limits_for(currency)
-        for name, since in (("withdraw_daily", day_start(now)),
-                            ("withdraw_monthly", month_start(now))):
+        limits = w.kyc.tier_for(level).limits_for(currency)
+        for name, since in (("withdraw_daily", day_start(new.created_at)),
+                            ("withdraw_monthly", month_start(new.created_at))):
             limit = limits.get(name)
             if limit is None:
                 continue
-            used = await _used(conn, user_id, currency, since, pending)
+            used = await repo.used_since(conn, user_id, currency, since, pending)
             if used + amount > limit:
-                return refuse(limit_refusal(w.settings, level, currency, name, limit=limit,
-                                            used=used, requested=amount))
+                return Rejection.of(kyc_service.limit_refusal(
+                    w.kyc, level, currency, name, limit=limit, used=used, requested=amount))
         return [op]
 
+    return prepare
+
+
+def _render_created(new: Withdrawal) -> Renderer:
     def render(outcomes: list[Outcome]) -> StoredResponse:
         (outcome,) = outcomes
         if isinstance(outcome, Rejection):
-            if refusal:
-                return StoredResponse(refusal[0].status, refusal[0].problem_bytes())
             return rejection_problem(outcome)
         assert isinstance(outcome, HoldOutcome)
-        body = view(_row(w, wid, user_id, currency, amount, hold_id, destination, now))
-        body["wallet"] = outcome.balance.as_dict()
+        body = WithdrawalCreatedOut.of(new, outcome.balance).model_dump(mode="json")
         return StoredResponse(201, orjson.dumps(body))
 
-    def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
-        if not isinstance(outcomes[0], HoldOutcome):
-            return []
-        return [(withdrawals, [_row(w, wid, user_id, currency, amount, hold_id, destination,
-                                    now)])]
-
-    payload = {"currency": currency, "amount": amount, "destination": destination}
-    from coinpurse.ledger.idempotency import claim
-
-    return await w.ledger.submit(
-        [op], render=render, claim=claim(f"user:{user_id}", idem, "withdrawal", payload),
-        side_writes=side_writes, prepare=prepare)
+    return render
 
 
-def _row(w: Withdrawals, wid: str, user_id: str, currency: str, amount: int, hold_id: str,
-         destination: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return {"id": wid, "user_id": user_id, "currency": currency, "amount": amount,
-            "hold_id": hold_id, "destination_json": orjson.dumps(destination).decode(),
-            "status": "pending", "reason": None, "decided_by": None, "transaction_id": None,
-            "payout_provider": None, "payout_reference": None, "payout_error": None,
-            "created_at": now, "updated_at": now}
-
-
-def _set(wid: str, when: str, **values: Any) -> SqlWrite:
-    async def run(conn: AsyncConnection) -> None:
-        await conn.execute(update(withdrawals).where(
-            withdrawals.c.id == wid, withdrawals.c.status == when).values(
-            **values, updated_at=_now()))
-
-    return run
-
-
-def _audit(actor: Principal, action: str, wid: str, details: dict[str, Any],
-           ip: str | None) -> RowInserts:
-    return (audit_log, [{"at": _now(), "actor": actor.user_id, "actor_role": actor.role,
-                         "action": action, "target": f"withdrawal:{wid}",
-                         "details_json": orjson.dumps(details).decode(), "ip": ip}])
+# ---------------------------------------------------------------- decisions
 
 
 def _no_answer(_outcomes: list[Outcome]) -> StoredResponse:
     return StoredResponse(200, b"{}")
 
 
-async def _lost(w: Withdrawals, row: Row[Any]) -> Row[Any]:
-    """The hold was not open: find out why, record an expiry, return the fresh row."""
+def _not_pending(found: Withdrawal) -> WithdrawalNotPending:
+    return WithdrawalNotPending(f"the withdrawal is {found.status}",
+                                withdrawal_status=found.status)
+
+
+def _audit(admin: Principal, action: str, found: Withdrawal, ip: str | None,
+           **details: Any) -> RowInserts:
+    return repo.audit_row(audit.entry(
+        actor=admin.user_id, actor_role=admin.role, action=action,
+        target=f"withdrawal:{found.id}", ip=ip, details={
+            **details, "amount": found.amount, "currency": found.currency,
+            "user_id": found.user_id}))
+
+
+async def _lost(w: Withdrawals, found: Withdrawal) -> Withdrawal:
+    """The hold was not open: find out why, record an expiry, return the fresh state."""
     async with w.db.begin() as conn:
-        hold_status = (await conn.execute(select(holds.c.status).where(
-            holds.c.id == row.hold_id))).scalar()
-        if hold_status == "expired":
-            await _set(row.id, "pending", status="expired",
-                       reason="the hold expired before a decision")(conn)
-    return await get(w.db, row.id)
+        hold = (await ledger_store.lock_holds(conn, [found.hold_id])).get(found.hold_id)
+        if hold is not None and hold.status == "expired":
+            await repo.change(found.id, "pending", status="expired",
+                              reason="the hold expired before a decision")(conn)
+    return await get(w.db, found.id)
 
 
-async def cancel(w: Withdrawals, user_id: str, wid: str) -> Row[Any]:
+async def cancel(w: Withdrawals, user_id: str, wid: str) -> Withdrawal:
     """By the user, while pending: the hold is released. Cancelling twice is harmless."""
-    row = await get(w.db, wid)
-    if row.user_id != user_id:
-        raise NotFound(f"no withdrawal {wid!r}")
-    return await _release(w, row, "cancelled", None, None, None)
+    return await _release(w, await own(w.db, user_id, wid), "cancelled", None, None, None)
 
 
 async def reject(w: Withdrawals, admin: Principal, wid: str, reason: str,
-                 ip: str | None) -> Row[Any]:
+                 ip: str | None) -> Withdrawal:
     return await _release(w, await get(w.db, wid), "rejected", reason, admin, ip)
 
 
-async def _release(w: Withdrawals, row: Row[Any], status: str, reason: str | None,
-                   admin: Principal | None, ip: str | None) -> Row[Any]:
-    if row.status == "pending":
+async def _release(w: Withdrawals, found: Withdrawal, status: str, reason: str | None,
+                   admin: Principal | None, ip: str | None) -> Withdrawal:
+    if found.status == "pending":
         def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
             if not isinstance(outcomes[0], HoldOutcome):
                 return []
-            writes: list[RowInserts | SqlWrite] = [_set(
-                row.id, "pending", status=status, reason=reason,
+            writes: list[RowInserts | SqlWrite] = [repo.change(
+                found.id, "pending", status=status, reason=reason,
                 decided_by=admin.user_id if admin else None)]
             if admin is not None:
-                writes.append(_audit(admin, "withdrawal.reject", row.id,
-                                     {"reason": reason, "amount": row.amount,
-                                      "currency": row.currency, "user_id": row.user_id}, ip))
+                writes.append(_audit(admin, "withdrawal.reject", found, ip, reason=reason))
             return writes
 
         result = await w.ledger.submit(
-            [ReleaseHold(hold_id=row.hold_id, service=HOLD_SERVICE, status="voided")],
+            [ReleaseHold(hold_id=found.hold_id, service=HOLD_SERVICE, status="voided")],
             render=_no_answer, side_writes=side_writes)
         assert result.outcomes is not None
         if isinstance(result.outcomes[0], HoldOutcome):
-            return await get(w.db, row.id)
-        row = await _lost(w, row)
-    if row.status == status and admin is None:
-        return row
-    raise WithdrawalNotPending(f"the withdrawal is {row.status}", withdrawal_status=row.status)
+            return await get(w.db, found.id)
+        found = await _lost(w, found)
+    if found.status == status and admin is None:
+        return found
+    raise _not_pending(found)
 
 
-async def approve(w: Withdrawals, admin: Principal, wid: str, ip: str | None) -> Row[Any]:
+async def approve(w: Withdrawals, admin: Principal, wid: str, ip: str | None) -> Withdrawal:
     """Capture the hold to the payouts account, then pay out (outside any transaction).
     An approved withdrawal whose payout failed is approved again to retry the payout."""
-    row = await get(w.db, wid)
-    if row.status == "pending":
-        refusal: list[CoinpurseError] = []
-
-        async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
-                          pending: Sequence[RowInserts]) -> list[Operation] | Rejection:
-            if await total_debt(conn, row.user_id, pending) > 0:
-                err = DebtOutstanding("the user owes a debt from a refunded top-up; reject "
-                                      "the withdrawal or wait until the debt is repaid")
-                refusal.append(err)
-                return Rejection(err.code, err.detail)
-            return [CaptureHold(hold_id=row.hold_id, service=HOLD_SERVICE)]
-
-        def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
-            outcome = outcomes[0]
-            if not isinstance(outcome, HoldOutcome) or outcome.transaction is None:
-                return []
-            return [_set(row.id, "pending", status="approved",
-                         transaction_id=outcome.transaction.id, decided_by=admin.user_id),
-                    _audit(admin, "withdrawal.approve", row.id,
-                           {"amount": row.amount, "currency": row.currency,
-                            "user_id": row.user_id,
-                            "transaction_id": outcome.transaction.id}, ip)]
-
-        result = await w.ledger.submit(
-            [CaptureHold(hold_id=row.hold_id, service=HOLD_SERVICE)], render=_no_answer,
-            side_writes=side_writes, prepare=prepare)
-        assert result.outcomes is not None
-        if refusal:
-            raise refusal[0]
-        if not isinstance(result.outcomes[0], HoldOutcome):
-            row = await _lost(w, row)
-            raise WithdrawalNotPending(f"the withdrawal is {row.status}",
-                                       withdrawal_status=row.status)
-        row = await get(w.db, wid)
-    if row.status != "approved":
-        raise WithdrawalNotPending(f"the withdrawal is {row.status}", withdrawal_status=row.status)
-    return await _pay_out(w, row)
+    found = await get(w.db, wid)
+    if found.status == "pending":
+        found = await _capture(w, admin, found, ip)
+    if found.status != "approved":
+        raise _not_pending(found)
+    return await _pay_out(w, found)
 
 
-async def _pay_out(w: Withdrawals, row: Row[Any]) -> Row[Any]:
+async def _capture(w: Withdrawals, admin: Principal, found: Withdrawal,
+                   ip: str | None) -> Withdrawal:
+    """The capture and its audit entry, in one commit; refused while the user owes a debt."""
+    capture = CaptureHold(hold_id=found.hold_id, service=HOLD_SERVICE)
+
+    async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
+                      pending: Sequence[RowInserts]) -> list[Operation] | Rejection:
+        if await payments_service.total_debt(conn, found.user_id, pending) > 0:
+            return Rejection.of(DebtOutstanding(
+                "the user owes a debt from a refunded top-up; reject the withdrawal or "
+                "wait until the debt is repaid"))
+        return [capture]
+
+    def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
+        outcome = outcomes[0]
+        if not isinstance(outcome, HoldOutcome) or outcome.transaction is None:
+            return []
+        tx_id = outcome.transaction.id
+        return [repo.change(found.id, "pending", status="approved", transaction_id=tx_id,
+                            decided_by=admin.user_id),
+                _audit(admin, "withdrawal.approve", found, ip, transaction_id=tx_id)]
+
+    result = await w.ledger.submit([capture], render=_no_answer, side_writes=side_writes,
+                                   prepare=prepare)
+    assert result.outcomes is not None
+    outcome = result.outcomes[0]
+    if isinstance(outcome, Rejection) and outcome.error is not None:
+        raise outcome.error
+    if not isinstance(outcome, HoldOutcome):
+        raise _not_pending(await _lost(w, found))
+    return await get(w.db, found.id)
+
+
+async def _pay_out(w: Withdrawals, found: Withdrawal) -> Withdrawal:
     provider = PAYOUT_PROVIDERS["mock"]
-    payout = Payout(row.id, row.user_id, row.currency, row.amount,
-                    orjson.loads(row.destination_json))
+    payout = Payout(found.id, found.user_id, found.currency, found.amount, found.destination)
     values: dict[str, Any]
     try:
         reference = await provider.send(payout)
@@ -317,14 +292,5 @@ async def _pay_out(w: Withdrawals, row: Row[Any]) -> Row[Any]:
     except PayoutError as exc:
         values = {"payout_error": str(exc)[:500]}
     async with w.db.begin() as conn:
-        await _set(row.id, "approved", payout_provider=provider.name, **values)(conn)
-    return await get(w.db, row.id)
-
-
-async def list_withdrawals(db: AsyncEngine, *, user_id: str | None = None,
-                           status: str | None = None, before: str | None = None,
-                           limit: int = 50) -> tuple[list[Row[Any]], str | None]:
-    rows, next_id = await newest_first(db, withdrawals,
-                                       equal={"user_id": user_id, "status": status},
-                                       before=before, limit=limit)
-    return rows, next_id
+        await repo.change(found.id, "approved", payout_provider=provider.name, **values)(conn)
+    return await get(w.db, found.id)

@@ -1,0 +1,30 @@
+"""A withdrawal as the rest of the code sees it (no rows, no HTTP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# What counts towards the daily and monthly limits: every request not given back.
+COUNTED = ("pending", "approved", "paid")
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    id: str
+    user_id: str
+    currency: str
+    amount: int
+    hold_id: str  # the hold that reserves the amount while an operator decides
+    destination: dict[str, Any]  # opaque details for the payout provider
+    # pending, cancelled, rejected, expired, approved (captured, payout not confirmed), paid
+    status: str
+    reason: str | None
+    decided_by: str | None
+    transaction_id: str | None  # the capture's
+    payout_provider: str | None
+    payout_reference: str | None
+    payout_error: str | None
+    created_at: datetime
+    updated_at: datetime
