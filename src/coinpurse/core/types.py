@@ -67,8 +67,9 @@ def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"must be nested at most {METADATA_MAX_DEPTH} levels deep")
     try:
         size = len(orjson.dumps(value))
-    except orjson.JSONEncodeError as exc:
-        raise ValueError(f"must be plain JSON ({exc})") from None
+    except orjson.JSONEncodeError:  # the codec's own words are not for API users
+        raise ValueError("must be plain JSON: strings of valid Unicode, integers within "
+                         "64 bits, objects with string keys") from None
     if size > METADATA_MAX_BYTES:
         raise ValueError(f"must be at most {METADATA_MAX_BYTES} bytes as JSON, not {size}")
     return value
