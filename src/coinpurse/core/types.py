@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictInt,
+    StringConstraints,
+)
+
+from coinpurse.core.clock import iso
 
 AMOUNT_MAX = 2**63 - 1  # BIGINT
 
@@ -124,5 +134,8 @@ UtcDateTime = Annotated[
     Field(description="ISO 8601 with a time zone, e.g. 2026-01-01T00:00:00Z."),
 ]
 """A filter's time: naive and out-of-range times used to fail in the database as a 500."""
+
+Timestamp = Annotated[datetime, PlainSerializer(lambda v: iso(v), return_type=str)]
+"""An answer's time: an aware UTC datetime, written the one way every API does ("...Z")."""
 
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
