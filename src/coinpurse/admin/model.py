@@ -12,8 +12,6 @@ from typing import Any, Literal
 
 from coinpurse.ledger.model import Posting
 
-Direction = Literal["credit", "debit"]
-
 
 @dataclass(frozen=True, slots=True)
 class Adjustment:

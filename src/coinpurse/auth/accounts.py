@@ -6,7 +6,7 @@ one of its copies must have been stolen. Unknown e-mails and wrong passwords tak
 path and the same time (a dummy argon2 verification), so sign-in reveals no accounts.
 
 These are the rules inside one unit of work: each function takes the caller's connection
-(``service.Accounts`` opens the transactions, the CLI its own); the SQL is in
+(``service.AuthService`` opens the transactions, the CLI its own); the SQL is in
 ``repository``.
 """
 

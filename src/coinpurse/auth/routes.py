@@ -13,7 +13,7 @@ from coinpurse.auth.errors import (
     MfaRequired,
     RefreshTokenReused,
 )
-from coinpurse.auth.service import Accounts
+from coinpurse.auth.service import AuthService
 from coinpurse.core.errors import RateLimited, Unauthorized, ValidationFailed
 from coinpurse.http.deps import CurrentPrincipal, State, client_ip
 from coinpurse.http.responses import json_response, problems
@@ -24,8 +24,8 @@ _LOGIN_ERRORS = (ValidationFailed, InvalidCredentials, MfaRequired, InvalidMfaCo
                  RateLimited)
 
 
-def _accounts(state: State) -> Accounts:
-    return Accounts(state.db, state.settings)
+def _accounts(state: State) -> AuthService:
+    return AuthService(state.db, state.settings)
 
 
 def _answer(model: BaseModel, status: int = 200, *, exclude_none: bool = False) -> Response:

@@ -26,7 +26,7 @@ from coinpurse.core.errors import NotFound, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
-class Accounts:
+class AuthService:
     """What the sign-in flows need; built by the routes from the app's state."""
 
     db: AsyncEngine

@@ -135,7 +135,7 @@ UtcDateTime = Annotated[
 ]
 """A filter's time: naive and out-of-range times used to fail in the database as a 500."""
 
-Timestamp = Annotated[datetime, PlainSerializer(lambda v: iso(v), return_type=str)]
+Timestamp = Annotated[datetime, PlainSerializer(iso, return_type=str)]
 """An answer's time: an aware UTC datetime, written the one way every API does ("...Z")."""
 
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
