@@ -418,3 +418,56 @@ async def test_flow_transactions_are_not_reversed_by_hand(
     assert r.status_code == 409 and r.json()["code"] == "conflict"
     balance = await aclient.get("/admin/v1/accounts/user:u1", headers=ADMIN)
     assert balance.json()["balances"]["points"]["balance"] == 100
+
+
+async def test_answers_keep_their_formats(aclient: httpx.AsyncClient, make_key: MakeKey) -> None:
+    """The answers come from the schemas now (they were hand-built dicts): ids of BIGINT rows
+    are strings, times end in Z (service keys keep the +00:00 they always had), and a gift
+    total has only the field it is grouped by."""
+    key = await make_key()
+    await _credit(aclient, key, "fan", 100)
+    gift = await aclient.post("/api/v1/gifts", json={"to_user_id": "host", "gift_type": "rose"},
+                              headers={**auth(user_token("fan")), **_idem()})
+    assert gift.status_code == 201, gift.text
+    adj = (await aclient.post("/admin/v1/adjustments", headers={**ADMIN, **_idem()}, json={
+        "user_id": "fan", "currency": "points", "amount": 5, "direction": "credit",
+        "reason": "goodwill"})).json()
+    assert adj["created_at"].endswith("Z") and adj["decided_at"].endswith("Z")
+    assert adj["status"] == "applied" and adj["decision_note"] is None
+    listed = (await aclient.get("/admin/v1/adjustments", headers=AUDITOR)).json()["data"]
+    assert listed == [adj]
+
+    created = (await aclient.post("/admin/v1/keys", headers=ADMIN,
+                                  json={"service": "shop", "scopes": ["wallet:read"]})).json()
+    assert created["created_at"].endswith("+00:00") and created["revoked_at"] is None
+    assert set(created) == {"id", "service", "scopes", "key_prefix", "created_at",
+                            "revoked_at", "expires_at", "key"}
+
+    ledger = (await aclient.get("/admin/v1/users/fan/ledger", headers=AUDITOR,
+                                params={"limit": 1})).json()
+    line = ledger["data"][0]
+    assert isinstance(line["id"], str) and line["id"].isdigit()
+    assert line["created_at"].endswith("Z") and ledger["next_cursor"]
+    assert {t["kind"] for t in ledger["totals"]} == {"credit", "gift", "adjustment"}
+    assert all(set(t) == {"kind", "currency", "in", "out", "entries"} for t in ledger["totals"])
+
+    log = (await aclient.get("/admin/v1/audit-log", headers=AUDITOR)).json()
+    assert log["data"][0]["id"].isdigit() and log["data"][0]["at"].endswith("Z")
+    assert log["data"][0]["action"] == "admin.key_create"
+
+    report = (await aclient.get("/admin/v1/gifts", headers=AUDITOR)).json()
+    assert report["data"][0]["created_at"] == gift.json()["created_at"]
+    for name, field in (("totals_by_gift_type", "gift_type"),
+                        ("totals_by_receiver", "to_user_id"),
+                        ("totals_by_agency", "agency_id")):
+        (total,) = report[name]
+        assert set(total) == {field, "currency", "count", "amount", "receiver_amount",
+                              "agency_commission", "platform_fee"}, name
+    stats = (await aclient.get("/admin/v1/stats", headers=AUDITOR)).json()
+    assert stats["generated_at"].endswith("Z")
+    search = (await aclient.get("/admin/v1/transactions", headers=AUDITOR,
+                                params={"kind": "gift"})).json()
+    assert search["data"][0]["created_at"].endswith("Z")
+    posting = search["data"][0]["postings"][0]
+    assert set(posting) == {"source", "destination", "amount", "currency"}
+    assert (posting["source"], posting["destination"]) == ("user:fan", "user:host")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pyotp
 import pytest
 from asgi_lifespan import LifespanManager
 
 from coinpurse.app import create_app
+from coinpurse.auth.tokens import issue_hs256
 from coinpurse.config import Settings
 from tests.conftest import TEST_JWT_SECRET, MakeKey, auth
 
@@ -205,3 +209,61 @@ async def test_gifts_to_unknown_users_are_refused_with_builtin_accounts(
     ok = await bclient.post("/api/v1/gifts", headers={**h, "Idempotency-Key": "g2"},
                             json={"to_user_id": host["user"]["id"], "gift_type": "rose"})
     assert ok.status_code == 201 and ok.json()["giver_wallet"]["balance"] == 90
+
+
+def _foreign_tokens() -> dict[str, str]:
+    """Tokens the verifier refuses, each for another of PyJWT's reasons."""
+    now = datetime.now(UTC)
+    claims = {"sub": "u1", "exp": now + timedelta(minutes=5)}
+    return {
+        "three bad segments": "abc.def.ghi",
+        "one segment": "not-a-jwt",
+        "another secret": jwt.encode(claims, "another-secret-not-ours-0123456789abcdef",
+                                     algorithm="HS256"),
+        "alg none": jwt.encode(claims, None, algorithm="none"),
+        "no sub": jwt.encode({"exp": claims["exp"]}, TEST_JWT_SECRET, algorithm="HS256"),
+        "exp not a time": jwt.encode({"sub": "u1", "exp": "soon"}, TEST_JWT_SECRET,
+                                     algorithm="HS256"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_foreign_tokens()))
+async def test_token_problems_are_in_coinpurse_words(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """The problem detail used to carry PyJWT's message ("invalid token: Not enough
+    segments"): the codec's words, not ours. They go to the debug log instead."""
+    token = _foreign_tokens()[name]
+    with pytest.raises(jwt.InvalidTokenError) as refused:
+        jwt.decode(token, TEST_JWT_SECRET, algorithms=["HS256"],
+                   options={"require": ["exp", "sub"]})
+    codec_words = str(refused.value)
+    assert codec_words
+    caplog.set_level(logging.DEBUG, logger="coinpurse.auth")
+    r = await client.get("/api/v1/me", headers=auth(token))
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["code"] == "unauthorized"
+    assert problem["detail"] == "the token is not valid"
+    assert codec_words not in r.text
+    assert any(codec_words in rec.getMessage() for rec in caplog.records
+               if rec.name == "coinpurse.auth" and rec.levelno == logging.DEBUG)
+
+
+async def test_an_expired_token_says_so(client: httpx.AsyncClient) -> None:
+    token = issue_hs256(TEST_JWT_SECRET, "u1", ttl_s=-3600)
+    r = await client.get("/api/v1/me", headers=auth(token))
+    assert r.status_code == 401 and r.json()["detail"] == "the token has expired"
+
+
+async def test_me_answers_only_what_applies(client: httpx.AsyncClient,
+                                            bclient: httpx.AsyncClient) -> None:
+    """An outside system's token: its claims only, no account fields set to null."""
+    external = await client.get("/api/v1/me", headers=auth(issue_hs256(
+        TEST_JWT_SECRET, "u1", role="merchant", mfa=True)))
+    assert external.status_code == 200
+    assert external.json() == {"id": "u1", "role": "merchant", "mfa": True}
+    session = await register_and_login(bclient, "eve@example.com")
+    me = (await bclient.get("/api/v1/me", headers=auth(session["access_token"]))).json()
+    assert set(me) == {"id", "role", "mfa", "email", "totp_enabled", "created_at"}
+    assert me["created_at"].endswith("Z") and me["created_at"] == session["user"]["created_at"]

@@ -63,7 +63,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "RejectIn": {"reason": "because"},
     "KycIn": {"tier": 1, "full_name": "A", "date_of_birth": "1990-01-01", "country": "GB"},
     "coinpurse__kyc__schemas__DecisionIn": {"reason": "ok"},
-    "coinpurse__admin__routes__DecisionIn": {"note": "ok"},
+    "DecisionIn": {"reason": "ok"},  # KYC's, once no other model has its name
+    "AdjustmentDecisionIn": {"note": "ok"},
     "RegisterIn": {"email": "a@example.com", "password": "correct horse battery"},
     "LoginIn": {"email": "a@example.com", "password": "correct horse battery"},
     "RefreshIn": {"refresh_token": "x"},

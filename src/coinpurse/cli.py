@@ -242,7 +242,10 @@ def admin_create(email: str, role: str, password: str | None, as_json: bool) -> 
         click.echo(f"coinpurse: {exc.detail}", err=True)
         sys.exit(2)
     if as_json:
-        click.echo(json.dumps({**user.as_dict(), "created": created}))
+        from coinpurse.auth.schemas import UserOut
+
+        shown = UserOut.model_validate(user).model_dump(mode="json")
+        click.echo(json.dumps({**shown, "created": created}))
     else:
         click.echo(f"{'created' if created else 'updated'} {user.email} ({user.id}) as {role}")
     if settings.auth != "builtin":
@@ -273,7 +276,10 @@ def keys_create(service: str, scopes: str, as_json: bool) -> None:
         raise click.BadParameter(str(exc)) from None
     key, secret = _run(settings, lambda c: keys_mod.create_key(c, service, scopes), write=True)
     if as_json:
-        click.echo(json.dumps({**key.as_dict(), "key": secret}))
+        from coinpurse.admin.schemas import KeyCreatedOut
+        from coinpurse.auth.model import NewKey
+
+        click.echo(json.dumps(KeyCreatedOut.of(NewKey(key, secret)).answer()))
     else:
         click.echo(f"id:      {key.id}\nservice: {key.service}\n"
                    f"scopes:  {' '.join(key.scopes)}\nkey:     {secret}\n"
@@ -288,7 +294,9 @@ def keys_list(as_json: bool) -> None:
 
     found = _run(_settings(), keys_mod.list_keys, write=False)
     if as_json:
-        click.echo(json.dumps([k.as_dict() for k in found]))
+        from coinpurse.admin.schemas import KeyOut
+
+        click.echo(json.dumps([KeyOut.from_domain(k).answer() for k in found]))
         return
     for k in found:
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"

@@ -1,12 +1,12 @@
-"""Operators' rules: which adjustments need a second admin."""
+"""Operators' rules: which adjustments need a second admin (in the configured currencies)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from coinpurse.core.settings import CoreSettings
+from coinpurse.ledger.settings import LedgerSettings
 
 
-class AdminSettings(CoreSettings):
+class AdminSettings(LedgerSettings):
     # Adjustments above this amount (minor units) wait for a second admin's approval.
     adjustment_approval_above: int = Field(default=100_000, ge=0)

@@ -1,0 +1,95 @@
+"""Request and response shapes of sign-in and ``/api/v1/me``: validation, the OpenAPI
+document and the answers all come from these models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from coinpurse.auth.accounts import PASSWORD_MIN
+from coinpurse.core.types import StrictModel, Timestamp, clean_text
+
+Email = Annotated[str, StringConstraints(min_length=3, max_length=254), clean_text]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Code = Annotated[str, StringConstraints(min_length=6, max_length=10, pattern=r"^[0-9]+$")]
+Recovery = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+RawToken = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class RegisterIn(StrictModel):
+    email: Email
+    password: Password = Field(description=f"At least {PASSWORD_MIN} characters.")
+
+
+class LoginIn(StrictModel):
+    email: Email
+    password: Password
+    totp_code: Code | None = Field(default=None, description="When 2FA is on.")
+    recovery_code: Recovery | None = Field(default=None, description="Instead of totp_code.")
+
+
+class RefreshIn(StrictModel):
+    refresh_token: RawToken
+
+
+class CodeIn(StrictModel):
+    code: Code
+
+
+class DisableIn(StrictModel):
+    totp_code: Code | None = None
+    recovery_code: Recovery | None = None
+
+
+class Out(BaseModel):
+    """An answer, read from the domain's objects (``model_validate(obj)``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class UserOut(Out):
+    id: str
+    email: str
+    role: str
+    totp_enabled: bool
+    created_at: Timestamp
+
+
+class MeOut(Out):
+    """Fields that do not apply (an external auth system's token) are left out."""
+
+    id: str
+    role: str
+    mfa: bool = Field(description="Whether this token's session passed two-factor sign-in.")
+    email: str | None = Field(default=None, description="Built-in accounts only.")
+    totp_enabled: bool | None = None
+    created_at: Timestamp | None = None
+
+
+class EnrollOut(Out):
+    secret: str = Field(description="Base32 TOTP secret for an authenticator app.")
+    otpauth_uri: str
+
+
+class ConfirmOut(Out):
+    totp_enabled: bool
+    recovery_codes: list[str] = Field(description="Single-use; shown this once.")
+
+
+class DisableOut(Out):
+    totp_enabled: bool
+
+
+class AcceptedOut(Out):
+    status: str
+    detail: str
+
+
+class SessionOut(Out):
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+    mfa: bool = Field(description="Whether this session passed two-factor authentication.")
+    user: UserOut
