@@ -206,19 +206,20 @@ def check(as_json: bool) -> None:
 
 @main.group()
 def admin() -> None:
-    """Built-in accounts with the admin or auditor role."""
+    """Built-in accounts with the admin, auditor or merchant role."""
 
 
 @admin.command("create")
 @click.option("--email", required=True)
-@click.option("--role", type=click.Choice(["admin", "auditor"]), default="admin",
+@click.option("--role", type=click.Choice(["admin", "auditor", "merchant"]), default="admin",
               show_default=True)
 @click.option("--password", envvar="COINPURSE_ADMIN_PASSWORD",
               help="Default: read from standard input, or prompted on a terminal.")
 @click.option("--json", "as_json", is_flag=True)
 def admin_create(email: str, role: str, password: str | None, as_json: bool) -> None:
     """Create an admin (or give an existing account the role). The admin must then sign in,
-    enrol two-factor authentication and sign in again with a code before any admin call."""
+    enrol two-factor authentication and sign in again with a code before any admin call.
+    ``--role merchant`` makes a merchant account (it sells products; no admin rights)."""
     from coinpurse.auth import accounts
     from coinpurse.core.errors import ValidationFailed
 
@@ -325,7 +326,10 @@ def keys_revoke(key_id: str) -> None:
 @click.option("--user", "user_id", required=True, help="The user id (the token's sub).")
 @click.option("--ttl", "ttl_s", default=3600, show_default=True,
               type=click.IntRange(1, 30 * 86_400))
-def token(user_id: str, ttl_s: int) -> None:
+@click.option("--role", type=click.Choice(["user", "merchant", "admin", "auditor"]),
+              default="user", show_default=True,
+              help="The token's role claim (admin and auditor tokens also claim mfa).")
+def token(user_id: str, ttl_s: int, role: str) -> None:
     """Print a user token signed with COINPURSE_JWT_SECRET (for development)."""
     from coinpurse.auth.tokens import USER_ID_RE, issue_hs256
 
@@ -336,4 +340,6 @@ def token(user_id: str, ttl_s: int) -> None:
     if not USER_ID_RE.match(user_id):
         raise click.BadParameter("user ids are 1-128 of letters, digits, . _ @ + -")
     click.echo(issue_hs256(settings.jwt_secret.get_secret_value(), user_id, ttl_s=ttl_s,
-                           iss=settings.jwt_issuer, aud=settings.jwt_audience))
+                           iss=settings.jwt_issuer, aud=settings.jwt_audience,
+                           role=None if role == "user" else role,
+                           mfa=True if role in ("admin", "auditor") else None))

@@ -48,7 +48,8 @@ async def register(body: s.RegisterIn, request: Request, state: State) -> Respon
     svc = _accounts(state)
     svc.require_builtin()
     await state.rate_limits.hit(state.rate_limits.login_ip, "register-ip", client_ip(request))
-    await svc.register(body.email, body.password, ip=client_ip(request))
+    await svc.register(body.email, body.password, role=body.account_type,
+                       ip=client_ip(request))
     return _answer(s.AcceptedOut(
         status="accepted", detail="if this e-mail is new, the account exists now; sign in"),
         status=202)

@@ -3,7 +3,7 @@ document and the answers all come from these models."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -20,6 +20,8 @@ RawToken = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 class RegisterIn(StrictModel):
     email: Email
     password: Password = Field(description=f"At least {PASSWORD_MIN} characters.")
+    account_type: Literal["user", "merchant"] = Field(
+        default="user", description="`merchant` accounts can also sell products (the shop).")
 
 
 class LoginIn(StrictModel):

@@ -40,13 +40,16 @@ class AuthService:
         if not self.builtin:
             raise NotFound("built-in accounts are off (COINPURSE_AUTH=external)")
 
-    async def register(self, email: str, password: str, *, ip: str) -> None:
-        """Nothing tells the caller whether the e-mail was new (no account enumeration)."""
+    async def register(self, email: str, password: str, *, ip: str,
+                       role: str = "user") -> None:
+        """Nothing tells the caller whether the e-mail was new (no account enumeration).
+        ``role``: ``user`` or ``merchant``; never more (the routes' schema says so)."""
+        assert role in ("user", "merchant")
         async with self.db.begin() as conn:
-            user = await accounts.create_user(conn, email, password)
+            user = await accounts.create_user(conn, email, password, role=role)
             await audit.record(conn, actor=user.id if user else "anonymous",
                                action="auth.register", target=accounts.normalize_email(email),
-                               details={"created": user is not None}, ip=ip)
+                               details={"created": user is not None, "role": role}, ip=ip)
 
     async def login(self, email: str, password: str, totp_code: str | None,
                     recovery_code: str | None, *, ip: str) -> Session:
