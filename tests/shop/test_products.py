@@ -80,11 +80,12 @@ async def test_product_bounds(client: httpx.AsyncClient, settings: Settings, fie
 async def test_the_owner_changes_a_product(client: httpx.AsyncClient) -> None:
     p = await product(client, "m1", price=100, stock=5)
     r = await client.patch(f"/api/v1/products/{p['id']}", headers=as_merchant("m1"),
-                           json={"price": 120, "stock": 8, "description": "new"})
+                           json={"price": 120, "stock": 8, "description": "new",
+                                 "metadata": {"sku": "x-2"}})
     assert r.status_code == 200, r.text
     changed = r.json()
-    assert (changed["price"], changed["stock"], changed["description"], changed["version"]) \
-        == (120, 8, "new", 2)
+    assert (changed["price"], changed["stock"], changed["description"], changed["version"],
+            changed["metadata"]) == (120, 8, "new", 2, {"sku": "x-2"})
     assert changed["name"] == p["name"] and r.headers["ETag"] == '"v2"'
     sold_out = await client.patch(f"/api/v1/products/{p['id']}", headers=as_merchant("m1"),
                                   json={"stock": 0})

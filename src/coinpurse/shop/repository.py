@@ -73,8 +73,9 @@ async def get_product(conn: AsyncConnection, product_id: str, *,
 async def change_product(conn: AsyncConnection, product_id: str, values: dict[str, Any],
                          at: datetime) -> None:
     """Change a product (locked by the caller) and bump its version."""
+    values = dict(values)
     if "metadata" in values:
-        values = {**values, "metadata_json": orjson.dumps(values.pop("metadata")).decode()}
+        values["metadata_json"] = orjson.dumps(values.pop("metadata")).decode()
     await conn.execute(update(products).where(p.id == product_id)
                        .values(**values, version=p.version + 1, updated_at=at))
 
