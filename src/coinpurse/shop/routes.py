@@ -95,8 +95,9 @@ def _cacheable(state: State, body: dict[str, Any], etag: str | None,
     return Response(raw, media_type="application/json", headers=headers)
 
 
-def _orders(page: DomainPage[Order]) -> s.OrderPage:
-    return s.OrderPage(data=[s.OrderOut.of(x) for x in page.data], next_cursor=_next(page))
+def _orders(page: DomainPage[Order]) -> s.ShopOrderPage:
+    return s.ShopOrderPage(data=[s.ShopOrderOut.of(x) for x in page.data],
+                           next_cursor=_next(page))
 
 
 # ---------------------------------------------------------------- products
@@ -203,7 +204,7 @@ async def my_products(
 # ---------------------------------------------------------------- orders
 
 
-@router.post("/api/v1/orders", status_code=201, response_model=s.OrderCreatedOut,
+@router.post("/api/v1/orders", status_code=201, response_model=s.ShopOrderCreatedOut,
              responses=problems(*_ORDER_REFUSALS),
              summary="Buy a product with the wallet's money")
 async def place_order(body: s.OrderIn, user_id: UserId, state: State,
@@ -223,7 +224,7 @@ async def place_order(body: s.OrderIn, user_id: UserId, state: State,
         expected_unit_price=body.expected_unit_price))
 
 
-@router.get("/api/v1/orders", response_model=s.OrderPage,
+@router.get("/api/v1/orders", response_model=s.ShopOrderPage,
             responses=problems(ValidationFailed, Unauthorized),
             summary="The caller's purchases, newest first")
 async def my_orders(user_id: UserId, state: State, status: Status | None = None,
@@ -233,14 +234,14 @@ async def my_orders(user_id: UserId, state: State, status: Status | None = None,
     return json_response(_orders(page).answer())
 
 
-@router.get("/api/v1/orders/{order_id}", response_model=s.OrderDetailOut,
+@router.get("/api/v1/orders/{order_id}", response_model=s.ShopOrderDetailOut,
             responses=problems(ValidationFailed, Unauthorized, NotFound),
             summary="One order, with its refunds (its buyer, its merchant, admins)")
 async def get_order(order_id: OrderPath, principal: CurrentPrincipal,
                     state: State) -> Response:
     """Anyone else gets 404, as for an order that does not exist."""
     order, refunds = await svc.order_for(state.db, _actor(state, principal), order_id)
-    return json_response(s.OrderDetailOut.detailed(order, refunds).answer())
+    return json_response(s.ShopOrderDetailOut.detailed(order, refunds).answer())
 
 
 @router.post("/api/v1/orders/{order_id}/refund", status_code=201,
@@ -285,11 +286,11 @@ async def my_sales(
     page, totals = await svc.sales(state.db, user_id, f, before=cursor.decode_text(cursor_),
                                    limit=limit)
     return json_response(s.SalesOut(
-        data=[s.OrderOut.of(x) for x in page.data], next_cursor=_next(page),
+        data=[s.ShopOrderOut.of(x) for x in page.data], next_cursor=_next(page),
         totals=[s.SalesTotalOut.of(t) for t in totals]).answer())
 
 
-@router.get("/admin/v1/orders", response_model=s.OrderPage, tags=["admin"],
+@router.get("/admin/v1/orders", response_model=s.ShopOrderPage, tags=["admin"],
             responses=problems(ValidationFailed, Unauthorized, Forbidden),
             summary="Every order, newest first, with filters (admins and auditors)")
 async def admin_orders(

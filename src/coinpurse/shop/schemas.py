@@ -150,7 +150,7 @@ class ProductPage(Out):
     next_cursor: str | None
 
 
-class OrderOut(Out):
+class ShopOrderOut(Out):
     id: str
     status: str = Field(description="paid, partially_refunded or refunded")
     buyer_id: str
@@ -171,16 +171,16 @@ class OrderOut(Out):
     updated_at: Timestamp
 
     @classmethod
-    def of(cls, order: Order) -> OrderOut:
+    def of(cls, order: Order) -> ShopOrderOut:
         return cls.model_validate(order)
 
 
-class OrderCreatedOut(OrderOut):
+class ShopOrderCreatedOut(ShopOrderOut):
     buyer_wallet: BalanceOut = Field(description="The buyer's wallet after the purchase.")
 
     @classmethod
-    def created(cls, order: Order, wallet: Balance) -> OrderCreatedOut:
-        return cls(**OrderOut.of(order).model_dump(),
+    def created(cls, order: Order, wallet: Balance) -> ShopOrderCreatedOut:
+        return cls(**ShopOrderOut.of(order).model_dump(),
                    buyer_wallet=BalanceOut(**wallet.as_dict()))
 
 
@@ -201,25 +201,25 @@ class RefundOut(Out):
         return cls.model_validate(refund)
 
 
-class OrderDetailOut(OrderOut):
+class ShopOrderDetailOut(ShopOrderOut):
     refunds: list[RefundOut]
 
     @classmethod
-    def detailed(cls, order: Order, refunds: list[Refund]) -> OrderDetailOut:
-        return cls(**OrderOut.of(order).model_dump(),
+    def detailed(cls, order: Order, refunds: list[Refund]) -> ShopOrderDetailOut:
+        return cls(**ShopOrderOut.of(order).model_dump(),
                    refunds=[RefundOut.of(x) for x in refunds])
 
 
 class RefundCreatedOut(RefundOut):
-    order: OrderOut = Field(description="The order after the refund.")
+    order: ShopOrderOut = Field(description="The order after the refund.")
 
     @classmethod
     def created(cls, refund: Refund, order: Order) -> RefundCreatedOut:
-        return cls(**RefundOut.of(refund).model_dump(), order=OrderOut.of(order))
+        return cls(**RefundOut.of(refund).model_dump(), order=ShopOrderOut.of(order))
 
 
-class OrderPage(Out):
-    data: list[OrderOut]
+class ShopOrderPage(Out):
+    data: list[ShopOrderOut]
     next_cursor: str | None
 
 
@@ -243,7 +243,7 @@ class SalesTotalOut(Out):
 
 
 class SalesOut(Out):
-    data: list[OrderOut]
+    data: list[ShopOrderOut]
     next_cursor: str | None
     totals: list[SalesTotalOut] = Field(description=(
         "Per product and currency, over every order of the filter, not only this page."))

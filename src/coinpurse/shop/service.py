@@ -71,7 +71,7 @@ from coinpurse.shop.model import (
     order_fee,
     refund_share,
 )
-from coinpurse.shop.schemas import OrderCreatedOut, OrderOut, RefundCreatedOut
+from coinpurse.shop.schemas import RefundCreatedOut, ShopOrderCreatedOut, ShopOrderOut
 from coinpurse.shop.settings import ShopSettings
 
 SERVICE = "shop"  # the transactions' service, for operators' filters
@@ -297,7 +297,8 @@ class _Purchase:
             return rejection_problem(refusal)
         order, tx = done
         wallet = tx.balances_after[(f"user:{self.buyer_id}", order.currency)]
-        return StoredResponse(201, orjson.dumps(OrderCreatedOut.created(order, wallet).answer()))
+        body = ShopOrderCreatedOut.created(order, wallet).answer()
+        return StoredResponse(201, orjson.dumps(body))
 
     def side_writes(self, outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
         done = self._order(outcomes)
@@ -306,7 +307,7 @@ class _Purchase:
         order, tx = done
         return [repo.new_order(order),
                 repo.take_stock(order.product_id, order.quantity, tx.created_at),
-                event_write("order.paid", OrderOut.of(order).answer())]
+                event_write("order.paid", ShopOrderOut.of(order).answer())]
 
 
 async def place_order(shop: Shop, buyer_id: str, idem: str, *, product_id: str,

@@ -227,6 +227,34 @@ class KycSubmissionNotPending(CoinpurseError):
     default_code = "kyc_submission_not_pending"
 
 
+class OutOfStock(CoinpurseError):
+    default_code = "out_of_stock"
+
+
+class PriceChanged(CoinpurseError):
+    default_code = "price_changed"
+
+
+class ProductInactive(CoinpurseError):
+    default_code = "product_inactive"
+
+
+class OwnProduct(CoinpurseError):
+    default_code = "own_product"
+
+
+class OrderRefunded(CoinpurseError):
+    default_code = "order_refunded"
+
+
+class RefundExceedsPaid(CoinpurseError):
+    default_code = "refund_exceeds_paid"
+
+
+class PreconditionFailed(CoinpurseError):
+    default_code = "precondition_failed"
+
+
 ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
     cls.default_code: cls
     for cls in (
@@ -239,6 +267,8 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,
         WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
+        OutOfStock, PriceChanged, ProductInactive, OwnProduct, OrderRefunded,
+        RefundExceedsPaid, PreconditionFailed,
     )
 }
 

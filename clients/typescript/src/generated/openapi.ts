@@ -1224,6 +1224,199 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/products": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The catalog: products for sale, newest first (public)
+         * @description No token needed. Active products only. Answers carry an `ETag` and
+         *     `Cache-Control: public, max-age=COINPURSE_SHOP_CACHE_MAX_AGE_S`; send the ETag back in
+         *     `If-None-Match` to get 304 Not Modified while the page is unchanged.
+         */
+        get: operations["list_products_api_v1_products_get"];
+        put?: never;
+        /**
+         * Put a product up for sale (merchants)
+         * @description Merchant accounts only (403 `forbidden` with `reason: merchant_required`): built-in
+         *     accounts registered with `"account_type": "merchant"`, or tokens with `"role":
+         *     "merchant"`. The answer carries the product's `ETag`.
+         */
+        post: operations["create_product_api_v1_products_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{product_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One product of the catalog (public)
+         * @description 404 if it is not for sale (inactive or deleted). The `ETag` is `"v<version>"`.
+         */
+        get: operations["get_product_api_v1_products__product_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Withdraw a product for good (its merchant or an admin)
+         * @description Soft: it leaves the catalog and cannot be bought; its orders still show it.
+         */
+        delete: operations["delete_product_api_v1_products__product_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a product (its merchant or an admin)
+         * @description Only the fields sent change. `stock` is absolute: the units for sale from now on.
+         *     A sale being paid at that moment finishes first (it holds the product's row); to be
+         *     sure the stock you replace is the one you read, send its ETag in `If-Match` (412
+         *     `precondition_failed` if a sale or an edit came between). Anyone else than the
+         *     product's merchant or an admin gets 403 (404 for a product not in the catalog).
+         */
+        patch: operations["update_product_api_v1_products__product_id__patch"];
+        trace?: never;
+    };
+    "/api/v1/merchant/products": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's own products, inactive ones included */
+        get: operations["my_products_api_v1_merchant_products_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's purchases, newest first */
+        get: operations["my_orders_api_v1_orders_get"];
+        put?: never;
+        /**
+         * Buy a product with the wallet's money
+         * @description One database transaction, or nothing: the stock goes down (never below zero), one
+         *     ledger transaction (`kind: purchase`) moves `unit_price x quantity` from the buyer to
+         *     the merchant and the platform's fee (`COINPURSE_SHOP_FEE_BP` of it, rounded down) from
+         *     the merchant to `COINPURSE_SHOP_FEE_ADDRESS`, and the order is written `paid`.
+         *
+         *     Refusals, in this order: 404 `not_found` (no such product, or deleted), 422
+         *     `own_product`, 409 `product_inactive`, 409 `price_changed` (`expected_unit_price`
+         *     differs; `unit_price` is the current one), 409 `out_of_stock` (`stock` left), 422
+         *     `insufficient_funds`. The `Idempotency-Key` is scoped to the buyer: a retry replays the
+         *     first answer, refusals included (use a new key to try again).
+         */
+        post: operations["place_order_api_v1_orders_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{order_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One order, with its refunds (its buyer, its merchant, admins)
+         * @description Anyone else gets 404, as for an order that does not exist.
+         */
+        get: operations["get_order_api_v1_orders__order_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{order_id}/refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Refund an order, in full or in part (its merchant or an admin)
+         * @description One transaction (`kind: refund`) pays the buyer back: the merchant its share and
+         *     the fee account the fee, pro rata (on running totals, rounded down, so refunds that
+         *     add up to the order return exactly its fee). `amount` defaults to what is left; all
+         *     refunds together are at most what was paid (422 `refund_exceeds_paid`, 409
+         *     `order_refunded` once nothing is left). 422 `insufficient_funds` if the merchant's
+         *     available balance cannot cover its share: nothing changes, and the same
+         *     `Idempotency-Key` works again once it can. `restock: true` puts the units this refund
+         *     pays back (whole units, pro rata) back in stock. The order becomes
+         *     `partially_refunded` or `refunded`. The buyer gets 403; anyone else 404.
+         */
+        post: operations["refund_order_api_v1_orders__order_id__refund_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/merchant/sales": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's sales, newest first, with totals per product and currency
+         * @description `totals` cover every order of the filter, not only this page: units and amounts
+         *     sold, fees, refunds, and `net_amount`, what the merchant kept.
+         */
+        get: operations["my_sales_api_v1_merchant_sales_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every order, newest first, with filters (admins and auditors) */
+        get: operations["admin_orders_admin_v1_orders_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1273,6 +1466,11 @@ export interface components {
             balances: {
                 [key: string]: components["schemas"]["BalanceOut"];
             };
+        };
+        /** AdjustmentDecisionIn */
+        AdjustmentDecisionIn: {
+            /** Note */
+            note?: string | null;
         };
         /** AdjustmentIn */
         AdjustmentIn: {
@@ -1330,6 +1528,43 @@ export interface components {
             created_at: string;
             /** Decided At */
             decided_at: string | null;
+        };
+        /**
+         * AdminGiftOut
+         * @description A gift as the report lists it (the gifts API's shape).
+         */
+        AdminGiftOut: {
+            /** Id */
+            id: string;
+            /** Transaction Id */
+            transaction_id: string;
+            /** From User Id */
+            from_user_id: string;
+            /** To User Id */
+            to_user_id: string;
+            /** Gift Type */
+            gift_type: string | null;
+            /** Currency */
+            currency: string;
+            /** Amount */
+            amount: number;
+            /**
+             * Receiver Amount
+             * @description What the receiver earned.
+             */
+            receiver_amount: number;
+            /** Agency Id */
+            agency_id: string | null;
+            /** Agency Commission */
+            agency_commission: number;
+            /** Platform Fee */
+            platform_fee: number;
+            /** Message */
+            message: string | null;
+            /** Context Id */
+            context_id: string | null;
+            /** Created At */
+            created_at: string;
         };
         /** AdminOrderOut */
         AdminOrderOut: {
@@ -1484,8 +1719,6 @@ export interface components {
             created_at: string;
             /** Updated At */
             updated_at: string;
-            /** @description The balance after the request (create). */
-            wallet?: components["schemas"]["BalanceOut"] | null;
             /** User Id */
             user_id: string;
             /** Hold Id */
@@ -1705,6 +1938,11 @@ export interface components {
                 [key: string]: number;
             };
         };
+        /** DecisionIn */
+        DecisionIn: {
+            /** Reason */
+            reason?: string | null;
+        };
         /** DisableIn */
         DisableIn: {
             /** Totp Code */
@@ -1741,6 +1979,39 @@ export interface components {
             amount: number;
             /** Balance After */
             balance_after: number;
+        };
+        /** EventDetailOut */
+        EventDetailOut: {
+            /** Id */
+            id: number;
+            /** Provider */
+            provider: string;
+            /** Event Id */
+            event_id: string;
+            /** Event Type */
+            event_type: string;
+            /**
+             * Status
+             * @description received (waiting or retrying), processed, ignored, failed (gave up; an operator looks)
+             */
+            status: string;
+            /** Attempts */
+            attempts: number;
+            /** Next Attempt At */
+            next_attempt_at: string | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Order Id */
+            order_id: string | null;
+            /** Received At */
+            received_at: string | null;
+            /** Processed At */
+            processed_at: string | null;
+            /**
+             * Body
+             * @description The event as the provider sent it: JSON, or text when it is not JSON.
+             */
+            body: unknown;
         };
         /**
          * GiftIn
@@ -1822,7 +2093,7 @@ export interface components {
         /** GiftReportOut */
         GiftReportOut: {
             /** Data */
-            data: components["schemas"]["GiftOut"][];
+            data: components["schemas"]["AdminGiftOut"][];
             /** Totals By Gift Type */
             totals_by_gift_type: components["schemas"]["GiftTotalsOut"][];
             /** Totals By Receiver */
@@ -1832,7 +2103,10 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
-        /** GiftTotalsOut */
+        /**
+         * GiftTotalsOut
+         * @description Only the field the totals are grouped by is present of the last three.
+         */
         GiftTotalsOut: {
             /** Currency */
             currency: string;
@@ -2207,7 +2481,10 @@ export interface components {
              */
             recovery_code?: string | null;
         };
-        /** MeOut */
+        /**
+         * MeOut
+         * @description Fields that do not apply (an external auth system's token) are left out.
+         */
         MeOut: {
             /** Id */
             id: string;
@@ -2227,6 +2504,32 @@ export interface components {
             totp_enabled?: boolean | null;
             /** Created At */
             created_at?: string | null;
+        };
+        /**
+         * OrderIn
+         * @example {
+         *       "expected_unit_price": 250,
+         *       "product_id": "0190a0b0-0000-7000-8000-000000000001",
+         *       "quantity": 1
+         *     }
+         */
+        OrderIn: {
+            /**
+             * Product Id
+             * @example 0190a0b0-0000-7000-8000-000000000001
+             */
+            product_id: string;
+            /**
+             * Quantity
+             * @description Units to buy: 1 to COINPURSE_SHOP_QUANTITY_MAX (default 100).
+             * @default 1
+             */
+            quantity?: number;
+            /**
+             * Expected Unit Price
+             * @description The unit price the buyer saw; if the product now costs something else the order is refused (409 `price_changed`) and nothing is charged.
+             */
+            expected_unit_price?: number | null;
         };
         /** OrderOut */
         OrderOut: {
@@ -2361,6 +2664,137 @@ export interface components {
              */
             currency: string;
         };
+        /**
+         * ProductIn
+         * @example {
+         *       "active": true,
+         *       "currency": "points",
+         *       "description": "Deals double damage",
+         *       "metadata": {
+         *         "sku": "sw-gold"
+         *       },
+         *       "name": "Golden sword",
+         *       "price": 250,
+         *       "stock": 10
+         *     }
+         */
+        ProductIn: {
+            /**
+             * Name
+             * @description 1 to 120 characters.
+             * @example Golden sword
+             */
+            name: string;
+            /**
+             * Description
+             * @description At most 2000 characters.
+             * @default
+             */
+            description?: string;
+            /**
+             * Price
+             * @description Per unit, in minor units, 1 to 2^63-1.
+             * @example 250
+             */
+            price: number;
+            /**
+             * Currency
+             * @description A configured currency code.
+             * @example points
+             */
+            currency: string;
+            /**
+             * Stock
+             * @description Units for sale, 0 to 2^63-1 (absolute).
+             * @example 10
+             */
+            stock: number;
+            /**
+             * Active
+             * @description Listed in the catalog and for sale.
+             * @default true
+             */
+            active?: boolean;
+            /**
+             * Metadata
+             * @description Free JSON object, at most 4096 bytes.
+             * @example {
+             *       "campaign": "spring"
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+        };
+        /** ProductOut */
+        ProductOut: {
+            /** Id */
+            id: string;
+            /** Merchant Id */
+            merchant_id: string;
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /** Price */
+            price: number;
+            /** Currency */
+            currency: string;
+            /** Stock */
+            stock: number;
+            /** In Stock */
+            in_stock: boolean;
+            /** Active */
+            active: boolean;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+            /**
+             * Version
+             * @description Counts the changes; the ETag is `"v<version>"`.
+             */
+            version: number;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+        };
+        /** ProductPage */
+        ProductPage: {
+            /** Data */
+            data: components["schemas"]["ProductOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /**
+         * ProductPatchIn
+         * @description Only the fields sent change; `stock` is the new absolute number of units. The
+         *     currency and the merchant of a product never change.
+         * @example {
+         *       "price": 300
+         *     }
+         * @example {
+         *       "active": true,
+         *       "stock": 25
+         *     }
+         */
+        ProductPatchIn: {
+            /** Name */
+            name?: string | null;
+            /** Description */
+            description?: string | null;
+            /** Price */
+            price?: number | null;
+            /** Stock */
+            stock?: number | null;
+            /** Active */
+            active?: boolean | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            } | null;
+        };
         /** RateOut */
         RateOut: {
             /** Currency */
@@ -2374,6 +2808,102 @@ export interface components {
             /** Refresh Token */
             refresh_token: string;
         };
+        /** RefundCreatedOut */
+        RefundCreatedOut: {
+            /** Id */
+            id: string;
+            /** Order Id */
+            order_id: string;
+            /**
+             * Amount
+             * @description Paid back to the buyer in all.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description Of it, the platform's fee returned (pro rata).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description Of it, taken from the merchant's wallet.
+             */
+            merchant_amount: number;
+            /** Restock Quantity */
+            restock_quantity: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Refunded By
+             * @description user:<merchant id> or admin:<id>
+             */
+            refunded_by: string;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** @description The order after the refund. */
+            order: components["schemas"]["ShopOrderOut"];
+        };
+        /**
+         * RefundIn
+         * @example {
+         *       "reason": "Item not delivered",
+         *       "restock": true
+         *     }
+         * @example {
+         *       "amount": 100,
+         *       "reason": "Partial refund: damaged",
+         *       "restock": false
+         *     }
+         */
+        RefundIn: {
+            /** Amount */
+            amount?: number | null;
+            /**
+             * Restock
+             * @description Put the units this refund pays back (in whole units, pro rata) back in stock.
+             * @default false
+             */
+            restock?: boolean;
+            /** Reason */
+            reason: string;
+        };
+        /** RefundOut */
+        RefundOut: {
+            /** Id */
+            id: string;
+            /** Order Id */
+            order_id: string;
+            /**
+             * Amount
+             * @description Paid back to the buyer in all.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description Of it, the platform's fee returned (pro rata).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description Of it, taken from the merchant's wallet.
+             */
+            merchant_amount: number;
+            /** Restock Quantity */
+            restock_quantity: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Refunded By
+             * @description user:<merchant id> or admin:<id>
+             */
+            refunded_by: string;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+        };
         /** RegisterIn */
         RegisterIn: {
             /** Email */
@@ -2383,6 +2913,13 @@ export interface components {
              * @description At least 10 characters.
              */
             password: string;
+            /**
+             * Account Type
+             * @description `merchant` accounts can also sell products (the shop).
+             * @default user
+             * @enum {string}
+             */
+            account_type?: "user" | "merchant";
         };
         /** RejectIn */
         RejectIn: {
@@ -2401,6 +2938,49 @@ export interface components {
              * @description How long the old key keeps working; default COINPURSE_KEY_ROTATION_GRACE_S.
              */
             grace_s?: number | null;
+        };
+        /** SalesOut */
+        SalesOut: {
+            /** Data */
+            data: components["schemas"]["ShopOrderOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+            /**
+             * Totals
+             * @description Per product and currency, over every order of the filter, not only this page.
+             */
+            totals: components["schemas"]["SalesTotalOut"][];
+        };
+        /** SalesTotalOut */
+        SalesTotalOut: {
+            /** Product Id */
+            product_id: string;
+            /**
+             * Product Name
+             * @description The product's current name.
+             */
+            product_name: string;
+            /** Currency */
+            currency: string;
+            /** Orders */
+            orders: number;
+            /** Quantity */
+            quantity: number;
+            /** Amount */
+            amount: number;
+            /** Fee */
+            fee: number;
+            /** Refunded Amount */
+            refunded_amount: number;
+            /** Refunded Fee */
+            refunded_fee: number;
+            /** Restocked Quantity */
+            restocked_quantity: number;
+            /**
+             * Net Amount
+             * @description What the merchant kept: amount - fee - (refunded_amount - refunded_fee).
+             */
+            net_amount: number;
         };
         /** SentGiftOut */
         SentGiftOut: {
@@ -2469,6 +3049,188 @@ export interface components {
              */
             mfa: boolean;
             user: components["schemas"]["UserOut"];
+        };
+        /** ShopOrderCreatedOut */
+        ShopOrderCreatedOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description paid, partially_refunded or refunded
+             */
+            status: string;
+            /** Buyer Id */
+            buyer_id: string;
+            /** Merchant Id */
+            merchant_id: string;
+            /** Product Id */
+            product_id: string;
+            /**
+             * Product Name
+             * @description The product's name when it was bought.
+             */
+            product_name: string;
+            /** Quantity */
+            quantity: number;
+            /** Unit Price */
+            unit_price: number;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description What the buyer paid: unit_price x quantity.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description What the merchant received: amount - fee.
+             */
+            merchant_amount: number;
+            /** Refunded Amount */
+            refunded_amount: number;
+            /**
+             * Refunded Fee
+             * @description Of the refunds, what the platform returned.
+             */
+            refunded_fee: number;
+            /** Restocked Quantity */
+            restocked_quantity: number;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /** @description The buyer's wallet after the purchase. */
+            buyer_wallet: components["schemas"]["BalanceOut"];
+        };
+        /** ShopOrderDetailOut */
+        ShopOrderDetailOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description paid, partially_refunded or refunded
+             */
+            status: string;
+            /** Buyer Id */
+            buyer_id: string;
+            /** Merchant Id */
+            merchant_id: string;
+            /** Product Id */
+            product_id: string;
+            /**
+             * Product Name
+             * @description The product's name when it was bought.
+             */
+            product_name: string;
+            /** Quantity */
+            quantity: number;
+            /** Unit Price */
+            unit_price: number;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description What the buyer paid: unit_price x quantity.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description What the merchant received: amount - fee.
+             */
+            merchant_amount: number;
+            /** Refunded Amount */
+            refunded_amount: number;
+            /**
+             * Refunded Fee
+             * @description Of the refunds, what the platform returned.
+             */
+            refunded_fee: number;
+            /** Restocked Quantity */
+            restocked_quantity: number;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /** Refunds */
+            refunds: components["schemas"]["RefundOut"][];
+        };
+        /** ShopOrderOut */
+        ShopOrderOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description paid, partially_refunded or refunded
+             */
+            status: string;
+            /** Buyer Id */
+            buyer_id: string;
+            /** Merchant Id */
+            merchant_id: string;
+            /** Product Id */
+            product_id: string;
+            /**
+             * Product Name
+             * @description The product's name when it was bought.
+             */
+            product_name: string;
+            /** Quantity */
+            quantity: number;
+            /** Unit Price */
+            unit_price: number;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description What the buyer paid: unit_price x quantity.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description What the merchant received: amount - fee.
+             */
+            merchant_amount: number;
+            /** Refunded Amount */
+            refunded_amount: number;
+            /**
+             * Refunded Fee
+             * @description Of the refunds, what the platform returned.
+             */
+            refunded_fee: number;
+            /** Restocked Quantity */
+            restocked_quantity: number;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+        };
+        /** ShopOrderPage */
+        ShopOrderPage: {
+            /** Data */
+            data: components["schemas"]["ShopOrderOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** StatsOut */
         StatsOut: {
@@ -2860,6 +3622,38 @@ export interface components {
             /** Id */
             id: number;
         };
+        /** WithdrawalCreatedOut */
+        WithdrawalCreatedOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description pending, cancelled, rejected, expired, approved (captured; payout not confirmed yet), paid
+             */
+            status: string;
+            /** Currency */
+            currency: string;
+            /** Amount */
+            amount: number;
+            /** Destination */
+            destination: {
+                [key: string]: unknown;
+            };
+            /** Reason */
+            reason: string | null;
+            /** Transaction Id */
+            transaction_id: string | null;
+            /** Payout Reference */
+            payout_reference: string | null;
+            /** Payout Error */
+            payout_error: string | null;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /** @description The balance after the request. */
+            wallet: components["schemas"]["BalanceOut"];
+        };
         /**
          * WithdrawalIn
          * @example {
@@ -2921,8 +3715,6 @@ export interface components {
             created_at: string;
             /** Updated At */
             updated_at: string;
-            /** @description The balance after the request (create). */
-            wallet?: components["schemas"]["BalanceOut"] | null;
         };
         /** WithdrawalPage */
         WithdrawalPage: {
@@ -2930,11 +3722,6 @@ export interface components {
             data: components["schemas"]["WithdrawalOut"][];
             /** Next Cursor */
             next_cursor: string | null;
-        };
-        /** DecisionIn */
-        coinpurse__admin__routes__DecisionIn: {
-            /** Note */
-            note?: string | null;
         };
         /** EventOut */
         coinpurse__events__schemas__EventOut: {
@@ -2965,11 +3752,6 @@ export interface components {
              */
             next_cursor: string;
         };
-        /** DecisionIn */
-        coinpurse__kyc__schemas__DecisionIn: {
-            /** Reason */
-            reason?: string | null;
-        };
         /** EventOut */
         coinpurse__payments__schemas__EventOut: {
             /** Id */
@@ -2997,8 +3779,6 @@ export interface components {
             received_at: string | null;
             /** Processed At */
             processed_at: string | null;
-            /** Body */
-            body?: unknown;
         };
         /** EventPage */
         coinpurse__payments__schemas__EventPage: {
@@ -3014,7 +3794,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "overloaded" | "payload_too_large" | "payment_not_completed" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
             /** @description Field errors, for validation_error. */
             errors?: Record<string, never>[];
         };
@@ -4735,7 +5515,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["coinpurse__payments__schemas__EventOut"];
+                    "application/json": components["schemas"]["EventDetailOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -4897,7 +5677,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WithdrawalOut"];
+                    "application/json": components["schemas"]["WithdrawalCreatedOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -5427,7 +6207,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__kyc__schemas__DecisionIn"] | null;
+                "application/json": components["schemas"]["DecisionIn"] | null;
             };
         };
         responses: {
@@ -6543,7 +7323,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__admin__routes__DecisionIn"] | null;
+                "application/json": components["schemas"]["AdjustmentDecisionIn"] | null;
             };
         };
         responses: {
@@ -6614,7 +7394,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__admin__routes__DecisionIn"] | null;
+                "application/json": components["schemas"]["AdjustmentDecisionIn"] | null;
             };
         };
         responses: {
@@ -6769,6 +7549,675 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["coinpurse__events__schemas__EventPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_products_api_v1_products_get: {
+        parameters: {
+            query?: {
+                merchant_id?: string | null;
+                /** @description Part of the name, any case. */
+                q?: string | null;
+                min_price?: number | null;
+                max_price?: number | null;
+                currency?: string | null;
+                in_stock?: boolean | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: {
+                /** @description An ETag from an earlier answer: 304 Not Modified if it still holds. */
+                "if-none-match"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductPage"];
+                };
+            };
+            /** @description Not modified: the `If-None-Match` ETag still holds. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_product_api_v1_products_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProductIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_product_api_v1_products__product_id__get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 Not Modified if it still holds. */
+                "if-none-match"?: string | null;
+            };
+            path: {
+                product_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductOut"];
+                };
+            };
+            /** @description Not modified: the `If-None-Match` ETag still holds. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_product_api_v1_products__product_id__delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The product's ETag (`"v<version>"`) you based the change on: 412 `precondition_failed` if it changed since. */
+                "if-match"?: string | null;
+            };
+            path: {
+                product_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `precondition_failed`: The resource changed since the version named in If-Match */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    update_product_api_v1_products__product_id__patch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The product's ETag (`"v<version>"`) you based the change on: 412 `precondition_failed` if it changed since. */
+                "if-match"?: string | null;
+            };
+            path: {
+                product_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProductPatchIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `precondition_failed`: The resource changed since the version named in If-Match */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_products_api_v1_merchant_products_get: {
+        parameters: {
+            query?: {
+                active?: boolean | null;
+                /** @description Part of the name, any case. */
+                q?: string | null;
+                currency?: string | null;
+                in_stock?: boolean | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_orders_api_v1_orders_get: {
+        parameters: {
+            query?: {
+                status?: ("paid" | "partially_refunded" | "refunded") | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShopOrderPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    place_order_api_v1_orders_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Required. A unique key per operation, at most 255 printable ASCII characters; a retry with the same key replays the first answer. */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OrderIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShopOrderCreatedOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `product_inactive`: The product is not for sale / `price_changed`: The price changed since you saw it / `out_of_stock`: Not enough stock left / `idempotency_key_in_use`: A request with this idempotency key is still running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `own_product`: A merchant cannot buy its own product / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_order_api_v1_orders__order_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShopOrderDetailOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    refund_order_api_v1_orders__order_id__refund_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Required. A unique key per operation, at most 255 printable ASCII characters; a retry with the same key replays the first answer. */
+                "idempotency-key"?: string | null;
+            };
+            path: {
+                order_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefundIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RefundCreatedOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `order_refunded`: The order is already fully refunded / `idempotency_key_in_use`: A request with this idempotency key is still running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `refund_exceeds_paid`: The refund is more than what is left of the order's payment / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_sales_api_v1_merchant_sales_get: {
+        parameters: {
+            query?: {
+                product_id?: string | null;
+                status?: ("paid" | "partially_refunded" | "refunded") | null;
+                currency?: string | null;
+                created_from?: string | null;
+                created_to?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SalesOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    admin_orders_admin_v1_orders_get: {
+        parameters: {
+            query?: {
+                buyer_id?: string | null;
+                merchant_id?: string | null;
+                product_id?: string | null;
+                status?: ("paid" | "partially_refunded" | "refunded") | null;
+                currency?: string | null;
+                created_from?: string | null;
+                created_to?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShopOrderPage"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
