@@ -138,6 +138,7 @@ async def test_a_user_editing_someone_elses_product(client: httpx.AsyncClient) -
                                json={"active": True})
         assert r.status_code == 404 and r.json()["code"] == "not_found"
     assert (await client.get(f"/api/v1/products/{p['id']}")).json() == p
+    assert (await client.get(f"/api/v1/products/{hidden['id']}")).status_code == 404
     mine = await client.get("/api/v1/merchant/products", headers=as_merchant("m1"))
     assert {x["id"]: x["version"] for x in mine.json()["data"]} == {p["id"]: 1,
                                                                    hidden["id"]: 1}

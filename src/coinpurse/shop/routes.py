@@ -173,7 +173,8 @@ async def update_product(product_id: ProductPath, body: s.ProductPatchIn,
 
 
 @router.delete("/api/v1/products/{product_id}", status_code=204,
-               responses=problems(Unauthorized, Forbidden, NotFound, PreconditionFailed),
+               responses=problems(ValidationFailed, Unauthorized, Forbidden, NotFound,
+                                  PreconditionFailed),
                summary="Withdraw a product for good (its merchant or an admin)")
 async def delete_product(product_id: ProductPath, principal: CurrentPrincipal, state: State,
                          if_match: IfMatch = None) -> Response:
