@@ -1,11 +1,16 @@
-"""Request and response models of the internal service API."""
+"""The wallet API's requests and answers: each shape is defined once, here, and serves the
+validation, the OpenAPI document and the answer itself (``of`` builds it from the ledger's
+types; routes and renderers serialize it once with ``model_dump_json``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from coinpurse.core.clock import iso
+from coinpurse.core.pages import Page
 from coinpurse.core.types import (
     Address,
     Amount,
@@ -18,7 +23,8 @@ from coinpurse.core.types import (
     StrictModel,
     UserId,
 )
-from coinpurse.ledger.model import POSTINGS_MAX
+from coinpurse.ledger.model import POSTINGS_MAX, Balance, Outcome, Posting, Rejection, Transaction
+from coinpurse.ledger.queries import EntryLine, HistoryEntry, TransactionRecord
 
 
 class WalletChangeIn(StrictModel):
@@ -96,6 +102,8 @@ class BatchIn(StrictModel):
 
 
 class BatchResultOut(BaseModel):
+    """A posted transfer has an `id`; a refused one a `code` and a `detail` instead."""
+
     index: int
     status: str = Field(description="`posted` or `rejected`.")
     reference_id: str
@@ -110,21 +118,58 @@ class BatchOut(BaseModel):
     rejected: int
     results: list[BatchResultOut]
 
+    @classmethod
+    def of(cls, body: BatchIn, outcomes: Sequence[Outcome]) -> BatchOut:
+        results: list[BatchResultOut] = []
+        for i, (transfer, outcome) in enumerate(zip(body.transfers, outcomes, strict=True)):
+            if isinstance(outcome, Rejection):
+                results.append(BatchResultOut(index=i, status="rejected",
+                                              reference_id=transfer.reference_id,
+                                              code=outcome.code, detail=outcome.detail))
+            else:
+                assert isinstance(outcome, Transaction)
+                results.append(BatchResultOut(index=i, status="posted",
+                                              reference_id=transfer.reference_id, id=outcome.id))
+        posted = sum(r.status == "posted" for r in results)
+        return cls(atomic=body.atomic, posted=posted, rejected=len(results) - posted,
+                   results=results)
+
+    def answer(self) -> bytes:
+        """Slim on purpose (a full view of 1,000 transactions would be megabytes): the
+        fields a result does not have are left out, not null."""
+        return self.model_dump_json(exclude_none=True).encode()
+
 
 class BalanceOut(BaseModel):
     balance: int
     held: int
     available: int
 
+    @classmethod
+    def of(cls, b: Balance) -> BalanceOut:
+        return cls(balance=b.balance, held=b.held, available=b.available)
+
+
+def _balances(found: Mapping[str, Balance]) -> dict[str, BalanceOut]:
+    return {currency: BalanceOut.of(b) for currency, b in found.items()}
+
 
 class WalletsOut(BaseModel):
     user_id: str
     wallets: dict[str, BalanceOut]
 
+    @classmethod
+    def of(cls, user_id: str, found: Mapping[str, Balance]) -> WalletsOut:
+        return cls(user_id=user_id, wallets=_balances(found))
+
 
 class AccountOut(BaseModel):
     address: str
     balances: dict[str, BalanceOut]
+
+    @classmethod
+    def of(cls, address: str, found: Mapping[str, Balance]) -> AccountOut:
+        return cls(address=address, balances=_balances(found))
 
 
 class PostingOut(BaseModel):
@@ -133,10 +178,18 @@ class PostingOut(BaseModel):
     amount: int
     currency: str
 
+    @classmethod
+    def of(cls, p: Posting) -> PostingOut:
+        return cls(source=p.source, destination=p.destination, amount=p.amount,
+                   currency=p.currency)
 
-class AccountBalanceOut(BalanceOut):
+
+class AccountBalanceOut(BaseModel):
     address: str
     currency: str
+    balance: int
+    held: int
+    available: int
 
 
 class TransactionOut(BaseModel):
@@ -155,6 +208,28 @@ class TransactionOut(BaseModel):
         description="Every account the transaction touched, after it."
     )
 
+    @staticmethod
+    def fields_of(tx: Transaction) -> dict[str, Any]:
+        """The fields every view of a posted transaction shares."""
+        spec = tx.spec
+        return {
+            "id": tx.id, "kind": spec.kind, "description": spec.description,
+            "reference_id": spec.reference_id, "metadata": spec.metadata,
+            "postings": [PostingOut.of(p) for p in spec.postings],
+            "service": spec.service, "initiator": spec.initiator,
+            "internal_notes": spec.internal_notes, "idempotency_key": tx.idempotency_key,
+            "created_at": iso(tx.created_at),
+            "balances": [
+                AccountBalanceOut(address=a, currency=c, balance=b.balance, held=b.held,
+                                  available=b.available)
+                for (a, c), b in sorted(tx.balances_after.items())
+            ],
+        }
+
+    @classmethod
+    def of(cls, tx: Transaction) -> TransactionOut:
+        return cls(**cls.fields_of(tx))
+
 
 class WalletTransactionOut(TransactionOut):
     user_id: str
@@ -162,6 +237,14 @@ class WalletTransactionOut(TransactionOut):
     amount: int
     balance_after: int = Field(description="The user's balance in this currency after it.")
     wallet: BalanceOut
+
+    @classmethod
+    def of_change(cls, tx: Transaction, user_id: str, currency: str) -> WalletTransactionOut:
+        """A credit or a debit: the transaction plus the user's wallet after it."""
+        wallet = tx.balances_after[(f"user:{user_id}", currency)]
+        return cls(**cls.fields_of(tx), user_id=user_id, currency=currency,
+                   amount=tx.spec.postings[0].amount, balance_after=wallet.balance,
+                   wallet=BalanceOut.of(wallet))
 
 
 class EntryOut(BaseModel):
@@ -171,6 +254,11 @@ class EntryOut(BaseModel):
     currency: str
     amount: int
     balance_after: int
+
+    @classmethod
+    def of(cls, e: EntryLine) -> EntryOut:
+        return cls(id=str(e.id), posting_index=e.posting_index, address=e.address,
+                   currency=e.currency, amount=e.amount, balance_after=e.balance_after)
 
 
 class TransactionAuditOut(BaseModel):
@@ -187,6 +275,16 @@ class TransactionAuditOut(BaseModel):
     created_at: str
     entries: list[EntryOut]
 
+    @classmethod
+    def of(cls, t: TransactionRecord) -> TransactionAuditOut:
+        return cls(
+            id=t.id, kind=t.kind, description=t.description, reference_id=t.reference_id,
+            metadata=t.metadata, postings=[PostingOut.of(p) for p in t.postings],
+            service=t.service, initiator=t.initiator, internal_notes=t.internal_notes,
+            idempotency_key=t.idempotency_key, created_at=iso(t.created_at),
+            entries=[EntryOut.of(e) for e in t.entries],
+        )
+
 
 class HistoryEntryOut(BaseModel):
     id: str
@@ -199,19 +297,50 @@ class HistoryEntryOut(BaseModel):
     balance_after: int
     created_at: str
 
+    @staticmethod
+    def fields_of(e: HistoryEntry) -> dict[str, Any]:
+        return {
+            "id": str(e.id), "transaction_id": e.transaction_id, "currency": e.currency,
+            "amount": e.amount, "kind": e.kind, "description": e.description,
+            "reference_id": e.reference_id, "balance_after": e.balance_after,
+            "created_at": iso(e.created_at),
+        }
+
+    @classmethod
+    def of(cls, e: HistoryEntry) -> HistoryEntryOut:
+        return cls(**cls.fields_of(e))
+
 
 class AuditHistoryEntryOut(HistoryEntryOut):
+    """A history line as auditors see it: with what users never see (the service and
+    initiator of its transaction, the operators' notes, the metadata)."""
+
     service: str | None
     initiator: str
     internal_notes: str | None
     metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: HistoryEntry) -> AuditHistoryEntryOut:
+        return cls(**cls.fields_of(e), service=e.service, initiator=e.initiator,
+                   internal_notes=e.internal_notes, metadata=e.metadata)
 
 
 class HistoryPage(BaseModel):
     data: list[HistoryEntryOut]
     next_cursor: str | None
 
+    @classmethod
+    def of(cls, page: Page[HistoryEntry]) -> HistoryPage:
+        return cls(data=[HistoryEntryOut.of(e) for e in page.items],
+                   next_cursor=page.next_cursor)
+
 
 class AuditHistoryPage(BaseModel):
     data: list[AuditHistoryEntryOut]
     next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: Page[HistoryEntry]) -> AuditHistoryPage:
+        return cls(data=[AuditHistoryEntryOut.of(e) for e in page.items],
+                   next_cursor=page.next_cursor)
