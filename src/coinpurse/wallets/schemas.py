@@ -120,19 +120,21 @@ class BatchOut(BaseModel):
 
     @classmethod
     def of(cls, body: BatchIn, outcomes: Sequence[Outcome]) -> BatchOut:
-        results: list[BatchResultOut] = []
+        # The results go in as plain values, validated in one call: a thousand
+        # BatchResultOut(...) constructions cost twice as much.
+        results: list[dict[str, Any]] = []
         for i, (transfer, outcome) in enumerate(zip(body.transfers, outcomes, strict=True)):
             if isinstance(outcome, Rejection):
-                results.append(BatchResultOut(index=i, status="rejected",
-                                              reference_id=transfer.reference_id,
-                                              code=outcome.code, detail=outcome.detail))
+                results.append({"index": i, "status": "rejected",
+                                "reference_id": transfer.reference_id, "code": outcome.code,
+                                "detail": outcome.detail})
             else:
                 assert isinstance(outcome, Transaction)
-                results.append(BatchResultOut(index=i, status="posted",
-                                              reference_id=transfer.reference_id, id=outcome.id))
-        posted = sum(r.status == "posted" for r in results)
-        return cls(atomic=body.atomic, posted=posted, rejected=len(results) - posted,
-                   results=results)
+                results.append({"index": i, "status": "posted",
+                                "reference_id": transfer.reference_id, "id": outcome.id})
+        posted = sum(r["status"] == "posted" for r in results)
+        return cls.model_validate({"atomic": body.atomic, "posted": posted,
+                                   "rejected": len(results) - posted, "results": results})
 
     def answer(self) -> bytes:
         """Slim on purpose (a full view of 1,000 transactions would be megabytes): the
