@@ -33,7 +33,7 @@ class HistoryEntry:
     service: str | None
     initiator: str
     internal_notes: str | None
-    metadata_json: str  # parsed only by the views that show it
+    metadata_json: str  # parsed only where it is shown (the audit view)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -155,6 +155,7 @@ async def transaction(conn: AsyncConnection, tx_id: str) -> TransactionRecord | 
 
 
 async def hold(conn: AsyncConnection, hold_id: str) -> HoldState | None:
+    """A hold as it stands, read without a lock (the ledger locks it to change it)."""
     row = (await conn.execute(select(holds).where(holds.c.id == hold_id))).first()
     if row is None:
         return None
