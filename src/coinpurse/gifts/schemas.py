@@ -32,8 +32,8 @@ class CatalogOut(BaseModel):
 
     @classmethod
     def of(cls, types: Iterable[GiftType]) -> CatalogOut:
-        return cls(data=[GiftTypeOut(gift_type=g.code, price=g.price, currency=g.currency)
-                         for g in types])
+        return cls.model_validate({"data": [
+            {"gift_type": g.code, "price": g.price, "currency": g.currency} for g in types]})
 
 
 class GiftIn(StrictModel):
@@ -62,6 +62,16 @@ class GiftIn(StrictModel):
         return self
 
 
+def _gift_fields(g: Gift) -> dict[str, Any]:
+    return {
+        "id": g.id, "transaction_id": g.transaction_id, "from_user_id": g.from_user_id,
+        "to_user_id": g.to_user_id, "gift_type": g.gift_type, "currency": g.currency,
+        "amount": g.amount, "receiver_amount": g.receiver_amount, "agency_id": g.agency_id,
+        "agency_commission": g.agency_amount, "platform_fee": g.platform_fee,
+        "message": g.message, "context_id": g.context_id, "created_at": iso(g.created_at),
+    }
+
+
 class GiftOut(BaseModel):
     id: str
     transaction_id: str
@@ -78,20 +88,9 @@ class GiftOut(BaseModel):
     context_id: str | None
     created_at: str
 
-    @staticmethod
-    def fields_of(g: Gift) -> dict[str, Any]:
-        return {
-            "id": g.id, "transaction_id": g.transaction_id, "from_user_id": g.from_user_id,
-            "to_user_id": g.to_user_id, "gift_type": g.gift_type, "currency": g.currency,
-            "amount": g.amount, "receiver_amount": g.receiver_amount,
-            "agency_id": g.agency_id, "agency_commission": g.agency_amount,
-            "platform_fee": g.platform_fee, "message": g.message,
-            "context_id": g.context_id, "created_at": iso(g.created_at),
-        }
-
     @classmethod
     def of(cls, g: Gift) -> GiftOut:
-        return cls(**cls.fields_of(g))
+        return cls.model_validate(_gift_fields(g))
 
 
 class SentGiftOut(GiftOut):
@@ -99,7 +98,7 @@ class SentGiftOut(GiftOut):
 
     @classmethod
     def of_sent(cls, g: Gift, giver_wallet: Balance) -> SentGiftOut:
-        return cls(**cls.fields_of(g), giver_wallet=BalanceOut.of(giver_wallet))
+        return cls.model_validate({**_gift_fields(g), "giver_wallet": giver_wallet.as_dict()})
 
 
 class GiftPage(BaseModel):
@@ -108,7 +107,8 @@ class GiftPage(BaseModel):
 
     @classmethod
     def of(cls, page: Page[Gift]) -> GiftPage:
-        return cls(data=[GiftOut.of(g) for g in page.items], next_cursor=page.next_cursor)
+        return cls.model_validate({"data": [_gift_fields(g) for g in page.items],
+                                   "next_cursor": page.next_cursor})
 
 
 class AgencyIn(StrictModel):

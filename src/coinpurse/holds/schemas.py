@@ -88,16 +88,17 @@ class HoldOut(BaseModel):
     @classmethod
     def of(cls, hold: HoldState, wallet: Balance | None = None) -> HoldOut:
         released = hold.amount - hold.captured_amount if hold.status != "held" else 0
-        return cls(
-            id=hold.id, status=hold.status, user_id=hold.address.removeprefix("user:"),
-            currency=hold.currency, amount=hold.amount, captured_amount=hold.captured_amount,
-            released_amount=released, destination=hold.destination, kind=hold.kind,
-            description=hold.description, reference_id=hold.reference_id,
-            metadata=hold.metadata, service=hold.service, transaction_id=hold.transaction_id,
-            created_at=iso(hold.created_at), expires_at=iso(hold.expires_at),
-            closed_at=iso(hold.closed_at),
-            wallet=BalanceOut.of(wallet) if wallet is not None else None,
-        )
+        return cls.model_validate({
+            "id": hold.id, "status": hold.status, "user_id": hold.address.removeprefix("user:"),
+            "currency": hold.currency, "amount": hold.amount,
+            "captured_amount": hold.captured_amount, "released_amount": released,
+            "destination": hold.destination, "kind": hold.kind,
+            "description": hold.description, "reference_id": hold.reference_id,
+            "metadata": hold.metadata, "service": hold.service,
+            "transaction_id": hold.transaction_id, "created_at": iso(hold.created_at),
+            "expires_at": iso(hold.expires_at), "closed_at": iso(hold.closed_at),
+            "wallet": wallet.as_dict() if wallet is not None else None,
+        })
 
     def answer(self) -> bytes:
         """A read has no ``wallet``: the key is left out, not null."""
