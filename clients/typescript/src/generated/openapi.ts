@@ -1447,16 +1447,16 @@ export interface components {
         };
         /** AccountBalanceOut */
         AccountBalanceOut: {
+            /** Address */
+            address: string;
+            /** Currency */
+            currency: string;
             /** Balance */
             balance: number;
             /** Held */
             held: number;
             /** Available */
             available: number;
-            /** Address */
-            address: string;
-            /** Currency */
-            currency: string;
         };
         /** AccountOut */
         AccountOut: {
@@ -1771,7 +1771,11 @@ export interface components {
             /** Ip */
             ip: string | null;
         };
-        /** AuditHistoryEntryOut */
+        /**
+         * AuditHistoryEntryOut
+         * @description A history line as auditors see it: with what users never see (the service and
+         *     initiator of its transaction, the operators' notes, the metadata).
+         */
         AuditHistoryEntryOut: {
             /** Id */
             id: string;
@@ -1853,7 +1857,10 @@ export interface components {
             /** Results */
             results: components["schemas"]["BatchResultOut"][];
         };
-        /** BatchResultOut */
+        /**
+         * BatchResultOut
+         * @description A posted transfer has an `id`; a refused one a `code` and a `detail` instead.
+         */
         BatchResultOut: {
             /** Index */
             index: number;
