@@ -14,6 +14,8 @@ from starlette.responses import Response
 from coinpurse import __version__
 from coinpurse.admin import routes as admin_routes
 from coinpurse.auth import routes as auth_routes
+from coinpurse.bonuses import jobs as bonuses_jobs
+from coinpurse.bonuses import routes as bonuses_routes
 from coinpurse.config import Settings, load_settings, unknown_settings
 from coinpurse.core.jobs import Job, JobRunner
 from coinpurse.events import jobs as events_jobs
@@ -56,6 +58,8 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("admin", (admin_routes.router,)),
     Domain("events", (events_routes.router,), events_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
+    Domain("bonuses", (bonuses_routes.user_router, bonuses_routes.router,
+                       bonuses_routes.admin_router), bonuses_jobs.jobs),
 )
 
 

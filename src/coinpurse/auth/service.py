@@ -21,6 +21,7 @@ from coinpurse.auth.errors import (
 from coinpurse.auth.model import Me, Session, TotpEnrolment, TwoFactor, User
 from coinpurse.auth.settings import AuthSettings
 from coinpurse.auth.tokens import Principal
+from coinpurse.bonuses import service as bonuses
 from coinpurse.core import audit
 from coinpurse.core.errors import NotFound, Unauthorized
 
@@ -47,6 +48,8 @@ class AuthService:
         assert role in ("user", "merchant")
         async with self.db.begin() as conn:
             user = await accounts.create_user(conn, email, password, role=role)
+            if user is not None:  # its sign-up bonuses, granted by the bonus worker
+                await bonuses.enqueue_signup(conn, user.id)
             await audit.record(conn, actor=user.id if user else "anonymous",
                                action="auth.register", target=accounts.normalize_email(email),
                                details={"created": user is not None, "role": role}, ip=ip)
