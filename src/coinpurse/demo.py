@@ -13,8 +13,17 @@ from coinpurse.core.db import create_engine
 from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import Outcome, Posting, TransactionSpec
 from coinpurse.ledger.service import Ledger
+from coinpurse.shop import service as shop
+from coinpurse.shop.model import Actor, ProductFilter
 
 DEMO_CREDITS = (("alice", 1000, "Welcome bonus"), ("bob", 250, "Welcome bonus"))
+DEMO_MERCHANT = "shop"
+# name, description, price, stock: what the demo merchant sells (in the first currency).
+DEMO_PRODUCTS = (
+    ("Silver shield", "Blocks one hit in three.", 250, 10),
+    ("Health potion", "Restores all health at once.", 40, 100),
+    ("Dragon egg", "Only one exists. Hatches in 7 days.", 900, 1),
+)
 
 
 async def seed(settings: Settings) -> None:
@@ -40,9 +49,23 @@ async def seed(settings: Settings) -> None:
             )
             await ledger.submit([spec], render=render,
                                 claim=claim("service:demo", f"demo-seed-{user}", "seed", user))
+        await _seed_products(shop.Shop(db, ledger, settings), currency)
     finally:
         await ledger.stop()
         await db.dispose()
+
+
+async def _seed_products(found: shop.Shop, currency: str) -> None:
+    """The demo merchant's products, unless it already has some (a restart adds none)."""
+    mine = await shop.own_products(found.db, DEMO_MERCHANT, ProductFilter(), before=None,
+                                   limit=1)
+    if mine.data or currency not in found.settings.sellable:
+        return
+    merchant = Actor(DEMO_MERCHANT, "merchant")
+    for name, description, price, stock in DEMO_PRODUCTS:
+        await shop.create_product(found, merchant, name=name, description=description,
+                                  price=price, currency=currency, stock=stock, active=True,
+                                  metadata={})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +82,7 @@ class DemoAccount:
 DEMO_ACCOUNTS = (
     DemoAccount("alice", "alice@example.com", "alice-demo-pass", "user", "has money"),
     DemoAccount("bob", "bob@example.com", "bob-demo-pass", "user", "send each other gifts"),
-    DemoAccount("shop", "merchant@example.com", "merchant-demo-pass", "merchant",
+    DemoAccount(DEMO_MERCHANT, "merchant@example.com", "merchant-demo-pass", "merchant",
                 "role merchant"),
     DemoAccount("admin", "admin@example.com", "admin-demo-pass", "admin",
                 "console, with 2FA", totp=True),

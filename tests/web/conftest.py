@@ -50,10 +50,10 @@ class Site:
     def base(self) -> str:
         return self.server.base_url
 
-    def user(self, points: int = 0, prefix: str = "u") -> str:
+    def user(self, points: int = 0, prefix: str = "u", role: str = "user") -> str:
         """A new built-in account (id = e-mail's local part), credited with points."""
         user_id = f"{prefix}{next(_ids)}"
-        run(_create(self.db_url, user_id, "user"))
+        run(_create(self.db_url, user_id, role))
         if points:
             self.credit(user_id, points)
         return user_id

@@ -47,6 +47,9 @@ WALLET_VIEWS = {
     "Withdraw": lambda p: p.get_by_role("heading", name="What you can withdraw"),
 }
 WALLET_LINKS = {
+    "Shop": lambda p: p.get_by_text("No product matches.").or_(p.locator("article.product")),
+    "My orders": lambda p: p.get_by_text(re.compile("No orders yet")).or_(
+        p.get_by_role("group", name="Your orders")),
     "Verify identity": lambda p: p.get_by_text(re.compile(r"^Your tier: \d")),
     "Security": lambda p: p.get_by_role("button", name="Set up two-factor authentication"),
 }
@@ -57,6 +60,8 @@ CONSOLE_LINKS = {
     "Approvals": lambda p: p.get_by_role("heading", name="Recent adjustments"),
     "Keys": lambda p: p.get_by_role("group", name="Keys issued"),
     "Payments": lambda p: p.get_by_role("group", name="Payment orders").or_(
+        p.get_by_text("No order matches.")),
+    "Orders": lambda p: p.get_by_role("group", name="Orders", exact=True).or_(
         p.get_by_text("No order matches.")),
     "Audit log": lambda p: p.get_by_role("group", name="Audit log"),
 }

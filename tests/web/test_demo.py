@@ -66,6 +66,11 @@ def test_demo_prints_working_sign_ins(tmp_path: Path) -> None:
                 "email": "merchant@example.com",
                 "password": accounts["merchant@example.com"]})
             assert r.json()["user"]["role"] == "merchant"
+            mine = merchant.get("/api/v1/merchant/products").json()["data"]
+            assert sorted(p["name"] for p in mine) == ["Dragon egg", "Health potion",
+                                                       "Silver shield"]
+            catalog = httpx.get(base + "/api/v1/products", params={"merchant_id": "shop"})
+            assert {p["id"] for p in catalog.json()["data"]} == {p["id"] for p in mine}
 
         with httpx.Client(base_url=base) as admin:
             r = admin.post("/api/v1/auth/session", json={

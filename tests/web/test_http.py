@@ -432,6 +432,8 @@ async def test_withdrawal_limits_explain_the_tier(app: Any, settings: Settings,
                                       "daily": {"limit": None, "used": 0},
                                       "monthly": {"limit": None, "used": 0}}]
         cur = (await c.get("/api/v1/currencies")).json()["data"]
-        assert {c_["code"]: c_["scale"] for c_ in cur} == {"points": 0, "usdt": 2,
-                                                            "diamonds": 0}
+        assert cur == [
+            {"code": "points", "scale": 0, "giftable": True, "sellable": True},
+            {"code": "usdt", "scale": 2, "giftable": True, "sellable": True},
+            {"code": "diamonds", "scale": 0, "giftable": True, "sellable": True}]
     assert (await client.get("/api/v1/withdrawals/limits")).status_code == 401

@@ -177,7 +177,8 @@ async def currencies(user_id: UserId, state: State) -> Response:
     """So a client can show `150` of a scale-2 currency as `1.50` without knowing the
     server's configuration."""
     return model_response(s.CurrencyList.of(_wallets(state).currencies(),
-                                            state.settings.giftable))
+                                            giftable=state.settings.giftable,
+                                            sellable=state.settings.sellable))
 
 
 @user_router.get("/wallet/balance", response_model=s.WalletsOut,

@@ -166,15 +166,18 @@ class CurrencyOut(BaseModel):
     code: str
     scale: int = Field(description="Digits after the point: amounts are in 10^-scale units.")
     giftable: bool = Field(description="Whether gifts may be paid in it.")
+    sellable: bool = Field(description="Whether shop products may be priced in it.")
 
 
 class CurrencyList(BaseModel):
     data: list[CurrencyOut]
 
     @classmethod
-    def of(cls, found: Iterable[Currency], giftable: frozenset[str]) -> CurrencyList:
+    def of(cls, found: Iterable[Currency], *, giftable: frozenset[str],
+           sellable: frozenset[str]) -> CurrencyList:
         return cls.model_validate({"data": [
-            {"code": c.code, "scale": c.scale, "giftable": c.code in giftable} for c in found]})
+            {"code": c.code, "scale": c.scale, "giftable": c.code in giftable,
+             "sellable": c.code in sellable} for c in found]})
 
 
 class AccountOut(BaseModel):

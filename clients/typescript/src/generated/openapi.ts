@@ -2158,6 +2158,11 @@ export interface components {
              * @description Whether gifts may be paid in it.
              */
             giftable: boolean;
+            /**
+             * Sellable
+             * @description Whether shop products may be priced in it.
+             */
+            sellable: boolean;
         };
         /** CurrencyStatsOut */
         CurrencyStatsOut: {

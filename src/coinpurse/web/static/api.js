@@ -52,7 +52,8 @@ export function refreshSession() {
 }
 
 export async function api(method, path, body, options = {}) {
-  const headers = options.idempotencyKey ? { 'Idempotency-Key': options.idempotencyKey } : {};
+  const headers = { ...options.headers };
+  if (options.idempotencyKey) headers['Idempotency-Key'] = options.idempotencyKey;
   let res = await send(method, path, body, headers);
   if (res.status === 401 && options.retry !== false) {
     if (csrfToken() && await refreshSession()) {

@@ -1,11 +1,12 @@
 // The admin console: dashboard, transactions, a user's ledger, approvals, service keys,
-// payments and the audit log. Admins act; auditors see everything and get no controls
+// payments, shop orders and the audit log. Admins act; auditors see everything and get no controls
 // (and the API refuses them anyway). Every action is a call to /admin/v1.
 
 import { api, ApiError, get, newKey, onSignedOut, problemText, query, signOut } from './api.js';
 import { dailyChart } from './chart.js';
 import { clear, h } from './dom.js';
 import { formatAmount, formatDate, formatPrice, parseAmount } from './format.js';
+import { refundForm } from './shop.js';
 import {
   busy, button, dl, field, heading, input, message, pagedTable, select, signInForm, table,
 } from './ui.js';
@@ -14,10 +15,12 @@ const root = document.getElementById('app');
 const s = { me: null, scales: {}, currencies: [] };
 const VIEWS = {
   '': viewDashboard, transactions: viewTransactions, users: viewUsers,
-  approvals: viewApprovals, keys: viewKeys, payments: viewPayments, audit: viewAudit,
+  approvals: viewApprovals, keys: viewKeys, payments: viewPayments, orders: viewOrders,
+  audit: viewAudit,
 };
 const NAV = [['Dashboard', ''], ['Transactions', 'transactions'], ['Users', 'users'],
-  ['Approvals', 'approvals'], ['Keys', 'keys'], ['Payments', 'payments'], ['Audit log', 'audit']];
+  ['Approvals', 'approvals'], ['Keys', 'keys'], ['Payments', 'payments'], ['Orders', 'orders'],
+  ['Audit log', 'audit']];
 
 const canWrite = () => s.me && s.me.role === 'admin';
 const money = (amount, currency) => `${formatAmount(amount, s.scales[currency] ?? 0)} ${currency}`;
@@ -153,7 +156,7 @@ function viewDashboard(el) {
     const index = Object.fromEntries(daily.days.map((d, i) => [d, i]));
     const zero = () => daily.days.map(() => 0);
     const perCurrency = {};
-    const of = (c) => (perCurrency[c] ||= { volume: zero(), topup: zero(), withdrawal: zero(), gift: zero(), fees: zero() });
+    const of = (c) => (perCurrency[c] ||= { volume: zero(), topup: zero(), withdrawal: zero(), gift: zero(), purchase: zero(), fees: zero() });
     for (const r of daily.volume) {
       const i = index[r.date];
       if (i === undefined) continue;
@@ -177,6 +180,7 @@ function viewDashboard(el) {
           lines: [{ name: 'Top-ups', values: series.topup, cls: 's-topup' },
             { name: 'Withdrawals', values: series.withdrawal, cls: 's-withdrawal' },
             { name: 'Gifts', values: series.gift, cls: 's-gift' },
+            { name: 'Shop sales', values: series.purchase, cls: 's-purchase' },
             { name: 'Fees', values: series.fees, cls: 's-fees' }],
         }),
         t ? h('div', { class: 'card' }, h('h3', {}, `${c.code} now`), dl([
@@ -672,6 +676,52 @@ function viewPayments(el) {
     } catch (err) {
       msg.error(err);
     }
+  }
+}
+
+// ---------------------------------------------------------------- shop orders
+
+function viewOrders(el) {
+  const buyer = input({ name: 'buyer_id', maxlength: '128' });
+  const merchant = input({ name: 'merchant_id', maxlength: '128' });
+  const status = select('status', [['', 'Any status'], ['paid', 'paid'],
+    ['partially_refunded', 'partially refunded'], ['refunded', 'refunded']]);
+  const currency = select('currency', currencyOptions());
+  const form = h('form', { class: 'filters' }, field('Buyer', buyer), field('Merchant', merchant),
+    field('Status', status), field('Currency', currency), h('button', { type: 'submit' }, 'Filter'));
+  const msg = message();
+  const refund = h('div', {});
+  const list = h('div', {});
+  el.append(heading('Shop orders'), form, msg, refund, list);
+  form.addEventListener('submit', (e) => { e.preventDefault(); draw(); });
+  draw();
+
+  function draw() {
+    clear(list, pagedTable({
+      caption: 'Orders', empty: 'No order matches.',
+      load: (cursor) => get('/admin/v1/orders', {
+        buyer_id: buyer.value.trim(), merchant_id: merchant.value.trim(), status: status.value,
+        currency: currency.value, limit: 25, cursor,
+      }),
+      columns: [
+        { label: 'When', cell: (o) => formatDate(o.created_at) },
+        { label: 'Buyer', cell: (o) => userLink(o.buyer_id) },
+        { label: 'Merchant', cell: (o) => userLink(o.merchant_id) },
+        { label: 'Product', cell: (o) => `${o.quantity} × ${o.product_name}` },
+        { label: 'Paid', class: 'num', cell: (o) => money(o.amount, o.currency) },
+        { label: 'Fee', class: 'num', cell: (o) => money(o.fee, o.currency) },
+        { label: 'Status', cell: (o) => h('span', {}, badge(o.status),
+          o.refunded_amount ? h('small', { class: 'block muted' }, `refunded ${money(o.refunded_amount, o.currency)}`) : null) },
+        { label: 'Id', cell: (o) => h('code', {}, o.id) },
+        { label: '', cell: (o) => (canWrite() && o.status !== 'refunded' ? button('Refund', () => {
+          clear(refund, refundForm(o, {
+            money, scale: (c) => s.scales[c] ?? 0, msg,
+            onDone: () => { clear(refund); draw(); },
+            onCancel: () => clear(refund),
+          }));
+        }, { class: 'secondary', 'aria-label': `Refund ${o.product_name} bought by ${o.buyer_id}` }) : '') },
+      ],
+    }));
   }
 }
 

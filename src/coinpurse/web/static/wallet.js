@@ -1,25 +1,40 @@
-// The web wallet: balances (live), history, buy coins, gifts, withdrawals, KYC, 2FA.
+// The web wallet: balances (live), history, buy coins, gifts, withdrawals, KYC, 2FA, the
+// shop and my orders, and for merchants their products and sales (shop.js).
 // Every action is a call to the public user API (/api/v1), nothing more.
 
 import { api, ApiError, get, newKey, onSignedOut, problemText, signOut } from './api.js';
 import { clear, h } from './dom.js';
 import { formatAmount, formatDate, formatPrice, parseAmount } from './format.js';
 import { startLive } from './live.js';
+import { viewOrders, viewProducts, viewSales, viewShop } from './shop.js';
 import {
   busy, button, dl, field, heading, input, message, pagedTable, select, signInForm, table,
 } from './ui.js';
 
 const root = document.getElementById('app');
 const s = { me: null, scales: {}, currencies: [], wallets: {}, live: null };
+const money = (amount, currency) => `${formatAmount(amount, s.scales[currency] ?? 0)} ${currency}`;
+// What the shop's views need of the wallet.
+const ctx = {
+  money,
+  scale: (currency) => s.scales[currency] ?? 0,
+  currencies: () => s.currencies,
+  me: () => s.me,
+  available: (currency) => (s.wallets[currency] ? s.wallets[currency].available : null),
+  refresh: () => s.live && s.live.now(),
+};
 const VIEWS = {
   '': viewHistory, buy: viewBuy, gift: viewGift, withdraw: viewWithdraw,
   verify: viewVerify, security: viewSecurity, 'topup-return': viewTopupReturn,
+  shop: (el) => viewShop(el, ctx), orders: (el) => viewOrders(el, ctx),
+  products: (el) => viewProducts(el, ctx), sales: (el) => viewSales(el, ctx),
 };
-
-const money = (amount, currency) => `${formatAmount(amount, s.scales[currency] ?? 0)} ${currency}`;
+const MERCHANT_VIEWS = new Set(['products', 'sales']);
+const isMerchant = () => s.me && s.me.role === 'merchant';
 
 function route() {
   const rest = location.pathname.replace(/^\/wallet\/?/, '').split('/')[0];
+  if (MERCHANT_VIEWS.has(rest) && !isMerchant()) return '';
   return rest in VIEWS ? rest : '';
 }
 
@@ -64,8 +79,9 @@ function layout() {
   viewEl = h('section', { id: 'view', class: 'view' });
   announceEl = h('p', { class: 'sr-only', 'aria-live': 'polite', id: 'announce' });
   const nav = h('nav', { 'aria-label': 'Wallet' },
-    navLink('Wallet', ''), navLink('Verify identity', 'verify'),
-    navLink('Security', 'security'));
+    navLink('Wallet', ''), navLink('Shop', 'shop'), navLink('My orders', 'orders'),
+    isMerchant() ? [navLink('My products', 'products'), navLink('Sales', 'sales')] : null,
+    navLink('Verify identity', 'verify'), navLink('Security', 'security'));
   clear(root,
     h('header', { class: 'bar' },
       h('a', { class: 'brand', href: '/wallet' }, 'Coinpurse'),
