@@ -32,6 +32,7 @@ from coinpurse.payments import routes as payments_routes
 from coinpurse.shop import routes as shop_routes
 from coinpurse.state import AppState, close_state, open_state
 from coinpurse.wallets import routes as wallets_routes
+from coinpurse.web import routes as web_routes
 from coinpurse.withdrawals import routes as withdrawals_routes
 
 log = logging.getLogger("coinpurse")
@@ -56,6 +57,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("admin", (admin_routes.router,)),
     Domain("events", (events_routes.router,), events_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
+    Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static
 )
 
 

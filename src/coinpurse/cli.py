@@ -142,14 +142,19 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
     """Seed demo data once (fixed idempotency keys), then print a key and a token."""
     from coinpurse.auth import keys
     from coinpurse.auth.tokens import issue_hs256
-    from coinpurse.demo import seed
+    from coinpurse.demo import DEMO_ACCOUNTS, seed, seed_accounts
 
+    # The demo signs in with built-in accounts (the web wallet and console), pays at the
+    # mock checkout of this very server, and lets alice withdraw once she is verified.
+    os.environ.setdefault("COINPURSE_AUTH", "builtin")
+    os.environ.setdefault("COINPURSE_WITHDRAWAL_CURRENCIES",
+                          f"{next(iter(settings.currencies))}:10")
     if settings.jwt_secret is None and settings.jwt_public_key is None:
         if not DEMO_SECRET_FILE.exists():
             DEMO_SECRET_FILE.write_text(secrets.token_urlsafe(32))
             DEMO_SECRET_FILE.chmod(0o600)
         os.environ["COINPURSE_JWT_SECRET"] = DEMO_SECRET_FILE.read_text().strip()
-        settings = _settings()
+    settings = _settings()
     if settings.jwt_secret is None:
         click.echo("coinpurse: --demo signs tokens with COINPURSE_JWT_SECRET; it is unset, "
                    "and a public key cannot sign", err=True)
@@ -157,12 +162,23 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
 
     _, key = _run(settings, lambda c: keys.create_key(c, "demo", "*"), write=True)
     asyncio.run(seed(settings))
+    totp = asyncio.run(seed_accounts(settings)) if settings.auth == "builtin" else {}
     token = issue_hs256(settings.jwt_secret.get_secret_value(), "alice", ttl_s=7 * 86_400,
                         iss=settings.jwt_issuer, aud=settings.jwt_audience)
     base = f"http://{host}:{port}"
     DEMO_ENV_FILE.write_text(f"export KEY={key}\nexport TOKEN={token}\nexport BASE={base}\n")
+    lines = []
+    if settings.auth == "builtin":
+        lines.append(f"Web wallet {base}/wallet and console {base}/console; sign in as:")
+        for acc in DEMO_ACCOUNTS:
+            extra = f"; 2FA secret {totp[acc.user_id]}" if acc.user_id in totp else ""
+            lines.append(f"  {acc.email:<22} {acc.password:<20} {acc.note}{extra}")
+        if totp:
+            lines.append("A current 2FA code (or use an authenticator app): .venv/bin/python "
+                         "-c 'import pyotp; print(pyotp.TOTP(\"SECRET\").now())'")
+        lines.append("")
     click.echo(
-        "\n=== Coinpurse demo ===\n"
+        "\n=== Coinpurse demo ===\n" + "\n".join(lines) +
         f"Service key (service 'demo', all scopes): {key}\n"
         f"Token of user 'alice' (7 days):           {token}\n\n"
         f"In another terminal:  source {DEMO_ENV_FILE}   (sets KEY, TOKEN and BASE)\n"

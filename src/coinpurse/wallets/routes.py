@@ -171,6 +171,16 @@ async def user_history(
     return model_response(s.AuditHistoryPage.of(page))
 
 
+@user_router.get("/currencies", response_model=s.CurrencyList, responses=problems(Unauthorized),
+                 summary="Currencies and their scales")
+async def currencies(user_id: UserId, state: State) -> Response:
+    """So a client can show `150` of a scale-2 currency as `1.50` without knowing the
+    server's configuration."""
+    return model_response(s.CurrencyList.of(_wallets(state).currencies(),
+                                            giftable=state.settings.giftable,
+                                            sellable=state.settings.sellable))
+
+
 @user_router.get("/wallet/balance", response_model=s.WalletsOut,
                  responses=problems(Unauthorized), summary="The caller's balances")
 async def my_balance(user_id: UserId, state: State) -> Response:

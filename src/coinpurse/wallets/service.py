@@ -21,6 +21,7 @@ from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import Balance, Outcome, Posting, TransactionSpec
 from coinpurse.ledger.queries import HistoryEntry, TransactionRecord
 from coinpurse.ledger.service import JobResult, Ledger
+from coinpurse.ledger.settings import Currency
 from coinpurse.ledger.views import render_one
 from coinpurse.wallets import schemas as s
 from coinpurse.wallets.errors import CurrencyNotTransferable
@@ -108,6 +109,10 @@ class Wallets:
         return await self.ledger.submit(
             specs, atomic=body.atomic, render=render,
             claim=claim(f"service:{service}", idem, "batch", body.model_dump(mode="json")))
+
+    def currencies(self) -> list[Currency]:
+        """The configured currencies and their scales, in their configured order."""
+        return list(self.settings.currencies.values())
 
     async def balances(self, address: str) -> dict[str, Balance]:
         """Every configured currency, zero where the account has never been used."""
