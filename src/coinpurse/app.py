@@ -19,6 +19,7 @@ from coinpurse.auth.keycache import KeyCache
 from coinpurse.auth.routes import router as auth_router
 from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.background import start_background, stop_background
+from coinpurse.cluster.http import install_fault_handlers
 from coinpurse.config import Settings, load_settings
 from coinpurse.db import create_engine
 from coinpurse.errors import (
@@ -204,13 +205,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        db = create_engine(settings.database_url, pool_size=settings.db_pool_size,
+                           options=settings.db_options)
         ledger = Ledger(
             db,
             may_go_negative=settings.may_go_negative,
             idempotency_ttl_s=settings.idempotency_ttl_s,
             batch_max=settings.batch_max,
             committers=settings.committer_count,
+            retry_s=settings.db_retry_s,
         )
         verifier = TokenVerifier(
             secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
@@ -225,7 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.coinpurse = AppState(settings=settings, db=db, ledger=ledger,
                                        verifier=verifier, rate_limits=RateLimits(settings),
                                        key_cache=key_cache)
-        key_cache.start(settings.database_url)
+        key_cache.start(*settings.direct_db)
         await ledger.start()
         background = start_background(db, ledger, settings)
         try:
@@ -243,6 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_fault_handlers(app)
     app.add_middleware(RefuseNul)
     app.add_middleware(AddressRateLimit)
     app.add_middleware(BodyLimit, limit=settings.body_max_bytes,

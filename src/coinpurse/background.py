@@ -77,10 +77,11 @@ async def stop_background(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def run_worker(settings: Settings) -> None:
-    db = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    db = create_engine(settings.database_url, pool_size=settings.db_pool_size,
+                       options=settings.db_options)
     ledger = Ledger(db, may_go_negative=settings.may_go_negative,
                     idempotency_ttl_s=settings.idempotency_ttl_s,
-                    batch_max=settings.batch_max, committers=1)
+                    batch_max=settings.batch_max, committers=1, retry_s=settings.db_retry_s)
     await ledger.start()
     tasks = start_background(db, ledger, settings)
     stop = asyncio.Event()

@@ -33,7 +33,7 @@ def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, write: bool) 
     from coinpurse.db import create_engine
 
     async def main() -> T:
-        engine = create_engine(settings.database_url, pool_size=1)
+        engine = create_engine(settings.database_url, pool_size=1, options=settings.db_options)
         try:
             if write:
                 async with engine.begin() as conn:
@@ -50,19 +50,16 @@ def _migrate(settings: Settings) -> None:
     from coinpurse.db import migrate_sync
 
     try:
-        migrate_sync(settings.database_url)
+        migrate_sync(*settings.direct_db)  # the direct URL if set: DDL bypasses PgBouncer
     except Exception as exc:  # a clear line, not a traceback, for a wrong URL or a down server
         click.echo(f"coinpurse: could not migrate {_safe_url(settings)}: {exc}", err=True)
         sys.exit(1)
 
 
 def _safe_url(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
+    from coinpurse.cluster.urls import safe
 
-    try:
-        return make_url(settings.database_url).render_as_string(hide_password=True)
-    except Exception:
-        return "the database"
+    return safe(settings.direct_db[0])
 
 
 @click.group()

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coinpurse.cluster.urls import DbOptions
 
 CURRENCY_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 SCALE_MAX = 18
@@ -117,6 +126,15 @@ class Settings(BaseSettings):
     # do not wait on each other's row locks; more helps only when commits are slow.
     committers: int = Field(default=1, ge=1, le=32)
     db_pool_size: int = Field(default=20, ge=1, le=200)
+    # A PostgreSQL cluster (docs/high-availability.md): bounded waits on a dead server, how
+    # long the ledger retries a batch whose connection failed, PgBouncer in transaction
+    # mode, a direct URL for LISTEN and migrations, and optional reads from a standby.
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    db_command_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    db_retry_s: float = Field(default=20.0, ge=0, le=600)
+    db_pooling: Literal["session", "transaction"] = "session"
+    direct_database_url: str | None = None
+    read_database_url: str | None = None
     log_level: str = "info"
     # external: verify tokens of an existing auth system; builtin: Coinpurse's own accounts.
     auth: Literal["external", "builtin"] = "external"
@@ -256,13 +274,43 @@ class Settings(BaseSettings):
                        next(iter(self.currency_map)))
         return parse_gift_catalog(self.gift_catalog, self.currency_map, default)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "direct_database_url", "read_database_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from coinpurse.cluster import urls
+
+        if (value is None or value.strip() == "") and info.field_name != "database_url":
+            return None
+        assert value is not None
         if not value.startswith(("sqlite://", "sqlite+", "postgresql://", "postgres://",
                                  "postgresql+")):
             raise ValueError("must start with sqlite:/// or postgresql://")
+        if urls.is_multi_host(value):
+            urls.parse(value)  # a ValueError names what is wrong
         return value
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        extra = [n for n in ("direct_database_url", "read_database_url") if getattr(self, n)]
+        if self.is_sqlite and (extra or self.db_pooling != "session"):
+            names = [f"COINPURSE_{n.upper()}" for n in extra]
+            if self.db_pooling != "session":
+                names.append("COINPURSE_DB_POOLING")
+            raise ValueError(", ".join(names) + " need PostgreSQL")
+        return self
+
+    @property
+    def db_options(self) -> DbOptions:
+        """For ``database_url`` (which may go through PgBouncer)."""
+        return DbOptions(connect_timeout_s=self.db_connect_timeout_s,
+                         command_timeout_s=self.db_command_timeout_s, pooling=self.db_pooling)
+
+    @property
+    def direct_db(self) -> tuple[str, DbOptions]:
+        """A session-capable URL for LISTEN and migrations: the direct URL if set."""
+        if self.direct_database_url:
+            return self.direct_database_url, replace(self.db_options, pooling="session")
+        return self.database_url, self.db_options
 
     @field_validator("jwt_public_key")
     @classmethod

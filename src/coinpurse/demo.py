@@ -14,7 +14,7 @@ DEMO_CREDITS = (("alice", 1000, "Welcome bonus"), ("bob", 250, "Welcome bonus"))
 async def seed(settings: Settings) -> None:
     """Credit the demo users once; fixed idempotency keys make a restart replay, not repeat."""
     currency = next(iter(settings.currency_map))
-    db = create_engine(settings.database_url, pool_size=1)
+    db = create_engine(settings.database_url, pool_size=1, options=settings.db_options)
     ledger = Ledger(db, may_go_negative=settings.may_go_negative,
                     idempotency_ttl_s=10 * 365 * 86_400)
     await ledger.start()

@@ -22,6 +22,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse import idempotency
+from coinpurse.cluster import faults
 from coinpurse.errors import (
     CoinpurseError,
     IdempotencyKeyInUse,
@@ -30,7 +31,7 @@ from coinpurse.errors import (
 )
 from coinpurse.idempotency import Claim, StoredResponse
 from coinpurse.ledger import engine as ledger_engine
-from coinpurse.ledger import store
+from coinpurse.ledger import retry, store
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -104,8 +105,11 @@ class Ledger:
         idempotency_ttl_s: int,
         batch_max: int = 500,
         committers: int = 1,
+        retry_s: float = 20.0,
     ) -> None:
+        """``retry_s``: how long a batch whose connection failed is retried (ledger.retry)."""
         self._db = db
+        self._retry_s = retry_s
         self._may_go_negative = may_go_negative
         self._ttl = timedelta(seconds=idempotency_ttl_s)
         self._batch_max = batch_max
@@ -181,9 +185,20 @@ class Ledger:
                 log.exception("committer failed")
 
     async def _run(self, jobs: list[Job]) -> None:
+        attempt = retry.Attempt()
         try:
-            answers = await self._commit(jobs)
+            try:
+                answers = await self._commit(jobs, attempt)
+            except Exception as exc:
+                if not faults.is_transient(exc):
+                    raise
+                # The connection failed (a failover, a restart): wait and re-run what is safe.
+                jobs, answers = await retry.rerun(jobs, attempt, self._commit, exc,
+                                                  budget_s=self._retry_s)
         except Exception as exc:
+            jobs = [job for job in jobs if not job.future.done()]  # a retry answered some
+            if not jobs:
+                return
             if len(jobs) > 1:
                 log.warning("batch of %d failed (%r); retrying one by one", len(jobs), exc)
                 for job in jobs:
@@ -193,12 +208,15 @@ class Ledger:
             _settle(jobs[0], ServiceUnavailable("the transaction could not be committed; "
                                                 "retry with the same idempotency key"))
             return
+        if not jobs:  # a retry gave up and answered them
+            return
         self.batches_committed += 1
         self.jobs_committed += len(jobs)
         for job, answer in zip(jobs, answers, strict=True):
             _settle(job, answer)
 
-    async def _commit(self, jobs: list[Job]) -> list[JobResult | CoinpurseError]:
+    async def _commit(self, jobs: list[Job],
+                      attempt: retry.Attempt) -> list[JobResult | CoinpurseError]:
         """One database transaction for the whole batch; answers are sent after commit."""
         now = datetime.now(UTC)
         answers: list[JobResult | CoinpurseError | None] = [None] * len(jobs)
@@ -286,6 +304,7 @@ class Ledger:
             for statement in statements:
                 await statement(conn)
             await idempotency.store(conn, done, now=now, expires_at=now + self._ttl)
+            attempt.commit_sent = True  # from here on, a lost connection leaves it unknown
         self._known_accounts.add(states)  # committed: every batch can see them now
         assert all(a is not None for a in answers)
         return [a for a in answers if a is not None]
