@@ -51,6 +51,9 @@ def is_transient(exc: BaseException) -> bool:
             return True
         if isinstance(e, asyncpg.InterfaceError) and "closed" in str(e):
             return True
+        # No host of a multi-host URL is the primary yet: a failover is under way.
+        if isinstance(e, asyncpg.exceptions.TargetServerAttributeNotMatched):
+            return True
         # Refused, reset, unreachable, and timeouts (TimeoutError is an OSError).
         if isinstance(e, OSError):
             return True
