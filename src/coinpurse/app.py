@@ -225,9 +225,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("no COINPURSE_JWT_SECRET or COINPURSE_JWT_PUBLIC_KEY: "
                         "the user API will refuse every token")
         key_cache = KeyCache()
+        read_db = create_engine(settings.read_database_url, pool_size=settings.db_pool_size,
+                                options=settings.db_options) \
+            if settings.read_database_url else None
         app.state.coinpurse = AppState(settings=settings, db=db, ledger=ledger,
                                        verifier=verifier, rate_limits=RateLimits(settings),
-                                       key_cache=key_cache)
+                                       key_cache=key_cache, read_db=read_db)
         key_cache.start(*settings.direct_db)
         await ledger.start()
         background = start_background(db, ledger, settings)
@@ -238,6 +241,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ledger.stop()
             await key_cache.stop()
             await db.dispose()
+            if read_db is not None:
+                await read_db.dispose()
 
     app = FastAPI(
         title="Coinpurse",

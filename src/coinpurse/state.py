@@ -22,6 +22,8 @@ class AppState:
     verifier: TokenVerifier
     rate_limits: RateLimits
     key_cache: KeyCache
+    # COINPURSE_READ_DATABASE_URL: histories from a standby (coinpurse.cluster.reads).
+    read_db: AsyncEngine | None = None
 
     def currency(self, code: str) -> str:
         if code not in self.settings.currency_map:

@@ -258,6 +258,7 @@ class Sent:
     answer: int | None = None  # 201 / 422 when decided
     tx_id: str | None = None
     acked_during_load: bool = False
+    before_kill: bool = True
 
 
 @dataclass
@@ -266,6 +267,7 @@ class Report:
     acked_during_load: int = 0
     refused: int = 0
     lost_answers: int = 0
+    lost_in_flight: int = 0  # sent before the kill
     retried_posted: int = 0
     retried_replayed: int = 0
     promotion_s: float = 0.0
@@ -282,7 +284,8 @@ class Report:
             f"  replication before the kill: synchronous_commit={self.sync[0]}, "
             f"synchronous_standby_names={self.sync[1]!r}",
             f"  transfers sent: {self.transfers_sent} ({self.acked_during_load} acknowledged "
-            f"during the load, {self.refused} refused, {self.lost_answers} answers lost)",
+            f"during the load, {self.refused} refused, {self.lost_answers} answers lost: "
+            f"{self.lost_in_flight} in flight at the kill, the rest 503 during the outage)",
             f"  lost answers retried with their keys: {self.retried_posted} posted now, "
             f"{self.retried_replayed} had committed (replayed)",
             f"  standby promoted {self.promotion_s:.1f} s after the kill; the service was "
@@ -381,7 +384,7 @@ async def _load_and_kill(formation: Formation, servers: list[Any], key: str, rep
                 path, body = _transfer(rng)
                 idem = uuid.uuid4().hex
                 api = seed % len(https)
-                item = Sent(path, body, api)
+                item = Sent(path, body, api, before_kill=killed_at is None)
                 sent[idem] = item
                 began = time.monotonic()
                 try:
@@ -427,6 +430,7 @@ async def _load_and_kill(formation: Formation, servers: list[Any], key: str, rep
     report.acked_during_load = sum(s.acked_during_load for s in sent.values())
     report.refused = sum(s.answer == 422 for s in sent.values())
     report.lost_answers = sum(s.answer is None for s in sent.values())
+    report.lost_in_flight = sum(s.answer is None and s.before_kill for s in sent.values())
     return sent
 
 

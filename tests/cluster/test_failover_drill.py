@@ -22,5 +22,5 @@ def test_failover_loses_and_duplicates_nothing() -> None:
     assert report.problems == [], text
     assert report.sync == ("on", "ANY 1 (pgautofailover_standby_2)"), text
     assert report.acked_during_load > 50, text
-    assert 0 < report.promotion_s and report.unavailable_s < 30, text
+    assert report.promotion_s > 0 and report.unavailable_s < 30, text
     assert set(report.sums) == {"points"} and report.sums["points"] == 0, text

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
+from coinpurse.cluster import reads
 from coinpurse.deps import IdempotencyKey, Service, State, problems
 from coinpurse.errors import (
     BalanceOverflow,
@@ -233,7 +234,8 @@ async def history_page(state: State, user_id: str, currency: str | None, limit: 
     if currency is not None:
         state.currency(currency)
     before = cursor.decode(cursor_text)
-    async with state.db.connect() as conn:
+    # From a standby when one is configured and up to date for this wallet.
+    async with reads.for_wallet(state.db, state.read_db, f"user:{user_id}") as conn:
         rows, next_id = await queries.entries_page(
             conn, f"user:{user_id}", currency=currency, before_id=before, limit=limit
         )
