@@ -179,3 +179,33 @@ async def test_restart_midway_through_concurrent_batches(ledger: Ledger, proxy: 
     ids = {orjson.loads(a.body)["id"] for a in answers}
     assert len(ids) == 200
     assert await counts(pg) == (200, 200)
+
+
+async def test_unclaimed_hold_capture_is_rerun_and_refused_the_second_time(
+        ledger: Ledger, proxy: FaultProxy, pg: str) -> None:
+    """Closing a hold needs no key: a hold closes once. The capture's COMMIT applies, its
+    answer is lost, the re-run finds the hold captured (hold_not_open): one capture."""
+    from datetime import UTC, datetime, timedelta
+
+    from coinpurse.ledger.model import CaptureHold, HoldOutcome, PlaceHold, Rejection
+
+    await ledger.submit([credit("a", 100)], render=_render,
+                        claim=claim("service:t", "fund", "credit", 1))
+    hold = PlaceHold(hold_id="h1", address="user:a", currency="points", amount=60,
+                     destination="service:t", description="hold", reference_id="r",
+                     service="t", expires_at=datetime.now(UTC) + timedelta(hours=1))
+
+    def any_answer(_o: list[Outcome]) -> StoredResponse:
+        return StoredResponse(200, b"{}")
+
+    placed = await ledger.submit([hold], render=any_answer,
+                                 claim=claim("service:t", "hold", "hold", 1))
+    assert isinstance(placed.outcomes and placed.outcomes[0], HoldOutcome)
+    proxy.arm(b"COMMIT", after=True)
+    result = await ledger.submit([CaptureHold(hold_id="h1", service="t")], render=any_answer)
+    assert proxy.fired == 1
+    assert result.outcomes is not None
+    (outcome,) = result.outcomes
+    assert isinstance(outcome, Rejection) and outcome.code == "hold_not_open"
+    txs, _ = await counts(pg)
+    assert txs == 2  # the credit and one capture, not two

@@ -154,6 +154,7 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
 
     async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> list[Operation] | Rejection:
+        refusal.clear()  # a batch retried after a dropped connection runs this again
         level = await tier_of(conn, user_id)
         tier = tier_for(w.settings, level)
         if not tier.withdrawals:
@@ -291,6 +292,7 @@ async def approve(w: Withdrawals, admin: Principal, wid: str, ip: str | None) ->
 
         async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                           pending: Sequence[RowInserts]) -> list[Operation] | Rejection:
+            refusal.clear()  # a batch retried after a dropped connection runs this again
             if await total_debt(conn, row.user_id, pending) > 0:
                 err = DebtOutstanding("the user owes a debt from a refunded top-up; reject "
                                       "the withdrawal or wait until the debt is repaid")
