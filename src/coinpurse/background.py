@@ -21,6 +21,7 @@ from coinpurse.config import Settings
 from coinpurse.db import create_engine
 from coinpurse.holds.service import expiry_loop
 from coinpurse.ledger.service import Ledger
+from coinpurse.partitions import maintain_loop
 
 log = logging.getLogger("coinpurse.background")
 PURGE_EVERY_S = 600
@@ -56,7 +57,8 @@ async def purge_loop(db: AsyncEngine, _ledger: Ledger) -> None:
 def start_background(db: AsyncEngine, ledger: Ledger,
                      settings: Settings | None = None) -> list[asyncio.Task[None]]:
     jobs: list[tuple[str, JobFactory]] = [
-        ("idempotency-purge", purge_loop), ("hold-expiry", expiry_loop), *EXTRA_JOBS,
+        ("idempotency-purge", purge_loop), ("hold-expiry", expiry_loop),
+        ("history-partitions", maintain_loop), *EXTRA_JOBS,
     ]
     tasks = [asyncio.create_task(factory(db, ledger), name=name) for name, factory in jobs]
     if settings is not None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from coinpurse.config import ConfigError, Settings, load_settings
+from coinpurse.partitions_cli import partitions
 
 T = TypeVar("T")
 DEMO_SECRET_FILE = Path(".coinpurse-demo-secret")
@@ -66,6 +67,9 @@ def _safe_url(settings: Settings) -> str:
 @click.version_option(package_name="coinpurse")
 def main() -> None:
     """Coinpurse: wallets and a double-entry ledger. Configured by COINPURSE_* variables."""
+
+
+main.add_command(partitions)
 
 
 @main.command()

@@ -413,3 +413,16 @@ kyc_submissions = Table(
     Index(None, "user_id", "id"),
     Index(None, "status", "id"),
 )
+
+# Per account, the total of the entries of a history month detached for archiving
+# (coinpurse.partitions; migration 0100): a balance equals these plus its live entries.
+archived_entry_totals = Table(
+    "archived_entry_totals",
+    metadata,
+    Column("partition_name", String(63), primary_key=True),
+    Column("account_id", BigInteger, primary_key=True),
+    Column("total", BigInteger, nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("archived_at", UTCDateTime, nullable=False),
+    Index("ix_archived_entry_totals_account_id", "account_id"),
+)

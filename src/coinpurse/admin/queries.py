@@ -66,7 +66,8 @@ def _where(f: TxFilter) -> list[Any]:
                             accounts.c.address.like(f"user:{_like(f.user_id)}:%", escape="\\")))
         conds.append(exists(
             select(entries.c.id).join(accounts, accounts.c.id == entries.c.account_id)
-            .where(entries.c.transaction_id == transactions.c.id, and_(*addr))))
+            .where(entries.c.transaction_id == transactions.c.id,
+                   entries.c.created_at == transactions.c.created_at, and_(*addr))))
     return conds
 
 
@@ -149,7 +150,8 @@ async def user_ledger(conn: AsyncConnection, user_id: str, *, currency: str | No
                transactions.c.reference_id, transactions.c.service, transactions.c.initiator,
                transactions.c.internal_notes)
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        .join(transactions, (transactions.c.id == entries.c.transaction_id)
+              & (transactions.c.created_at == entries.c.created_at))
         .where(*conds).order_by(entries.c.id.desc()).limit(limit + 1)
     )
     if before is not None:
@@ -163,7 +165,8 @@ async def user_ledger(conn: AsyncConnection, user_id: str, *, currency: str | No
                func.sum(case((entries.c.amount < 0, -entries.c.amount), else_=0)).label("out"),
                func.count().label("n"))
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        .join(transactions, (transactions.c.id == entries.c.transaction_id)
+              & (transactions.c.created_at == entries.c.created_at))
         .where(*conds).group_by(transactions.c.kind, accounts.c.currency)
         .order_by(transactions.c.kind, accounts.c.currency))).all()
     return {

@@ -62,7 +62,10 @@ async def entries_page(
             transactions.c.internal_notes,
         )
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        # created_at too: equal by construction, and on PostgreSQL it lets each row's
+        # transaction be found in its own monthly partition (coinpurse.partitions).
+        .join(transactions, (transactions.c.id == entries.c.transaction_id)
+              & (transactions.c.created_at == entries.c.created_at))
         .where(accounts.c.address == address)
         .order_by(entries.c.id.desc())
         .limit(limit + 1)
@@ -109,7 +112,8 @@ async def transaction(conn: AsyncConnection, tx_id: str) -> dict[str, Any] | Non
             select(entries.c.id, entries.c.posting_index, entries.c.amount,
                    entries.c.balance_after, accounts.c.address, accounts.c.currency)
             .join(accounts, accounts.c.id == entries.c.account_id)
-            .where(entries.c.transaction_id == tx_id)
+            .where(entries.c.transaction_id == tx_id,
+                   entries.c.created_at == row.created_at)  # its month's partition only
             .order_by(entries.c.id)
         )
     ).all()
