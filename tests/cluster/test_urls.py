@@ -63,3 +63,21 @@ def test_transaction_pooling_uses_no_named_statement() -> None:
     assert url == "postgresql://db1:5432/db" and options.pooling == "session"
     assert "prepared_statement_name_func" not in pg_connect_args(
         Settings(database_url="postgresql://h/db").db_options)
+
+
+def test_transient_faults_are_network_and_failover_errors_only() -> None:
+    import errno
+
+    import asyncpg
+
+    from coinpurse.cluster.faults import is_transient
+
+    assert is_transient(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+    assert is_transient(TimeoutError())
+    assert is_transient(OSError("Multiple exceptions: [Errno 111] Connect call failed"))
+    assert is_transient(asyncpg.ConnectionDoesNotExistError("closed"))
+    assert is_transient(asyncpg.exceptions.ReadOnlySQLTransactionError("read only"))
+    assert is_transient(asyncpg.exceptions.SerializationError("retry"))
+    assert not is_transient(FileNotFoundError(errno.ENOENT, "nope"))
+    assert not is_transient(asyncpg.exceptions.UniqueViolationError("dup"))
+    assert not is_transient(ValueError("bug"))

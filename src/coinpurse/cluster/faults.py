@@ -9,6 +9,8 @@ integrity error for instance, is not cured by waiting.
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Iterator
 
 import asyncpg
@@ -42,6 +44,21 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+_NETWORK_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED,
+                             errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT,
+                             errno.EPIPE, errno.ENETDOWN, errno.EHOSTDOWN})
+
+
+def _network_error(e: BaseException) -> bool:
+    """Refused, reset, unreachable, unresolvable, timed out: not a file or a bug."""
+    if isinstance(e, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if isinstance(e, OSError):
+        # asyncio reports several failed addresses as one plain OSError
+        return e.errno in _NETWORK_ERRNOS or "Connect call failed" in str(e)
+    return False
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when retrying later (on a new connection) may succeed."""
     for e in _chain(exc):
@@ -54,8 +71,7 @@ def is_transient(exc: BaseException) -> bool:
         # No host of a multi-host URL is the primary yet: a failover is under way.
         if isinstance(e, asyncpg.exceptions.TargetServerAttributeNotMatched):
             return True
-        # Refused, reset, unreachable, and timeouts (TimeoutError is an OSError).
-        if isinstance(e, OSError):
+        if _network_error(e):
             return True
     state = sqlstate(exc)
     return state is not None and (state.startswith("08") or state in TRANSIENT_STATES)
@@ -75,6 +91,6 @@ def mark_disconnect(ctx: ExceptionContext) -> None:
     if ctx.is_disconnect or not is_transient(exc):
         return
     state = sqlstate(exc)
-    if isinstance(exc, OSError) or (state is not None and (
+    if _network_error(exc) or (state is not None and (
             state.startswith("08") or state in _DISCARD_STATES)):
         ctx.is_disconnect = True
