@@ -209,3 +209,25 @@ async def test_unclaimed_hold_capture_is_rerun_and_refused_the_second_time(
     assert isinstance(outcome, Rejection) and outcome.code == "hold_not_open"
     txs, _ = await counts(pg)
     assert txs == 2  # the credit and one capture, not two
+
+
+async def test_stopping_while_retrying_answers_the_waiting_jobs(
+        pg: str, proxy: FaultProxy) -> None:
+    db = create_engine(via(proxy, pg), pool_size=1, options=FAST)
+    led = Ledger(db, may_go_negative=lambda a: not a.startswith("user:"),
+                 idempotency_ttl_s=3600, retry_s=60)
+    await led.start()
+    try:
+        await led.submit([credit("warm")], render=_render,
+                         claim=claim("service:t", "warm", "credit", 1))
+        proxy.blackhole()
+        waiting = asyncio.create_task(led.submit(
+            [credit("a")], render=_render, claim=claim("service:t", "k", "credit", 1)))
+        await asyncio.sleep(2.5)  # past the command timeout: the ledger is retrying
+        assert not waiting.done()
+        await led.stop()
+        with pytest.raises(ServiceUnavailable, match="shutting down"):
+            await asyncio.wait_for(waiting, 5)
+    finally:
+        proxy.blackhole(False)
+        await db.dispose()

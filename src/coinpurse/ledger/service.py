@@ -181,6 +181,11 @@ class Ledger:
                 jobs.append(self._queue.get_nowait())
             try:
                 await self._run(jobs)
+            except asyncio.CancelledError:  # stopped, perhaps while retrying: answer them
+                for job in jobs:
+                    _settle(job, ServiceUnavailable("the server is shutting down; retry with "
+                                                    "the same idempotency key"))
+                raise
             except Exception:  # pragma: no cover - _run answers every job itself
                 log.exception("committer failed")
 
