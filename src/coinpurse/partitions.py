@@ -25,7 +25,9 @@ log = logging.getLogger("coinpurse.partitions")
 
 # Partitioned by month of created_at, detached together.
 HISTORY_TABLES: tuple[str, ...] = ("transactions", "entries")
-AHEAD_MONTHS = 3
+# The next month is made ahead (the job runs hourly); every month more is one more partition
+# that each history query plans and opens, empty or not.
+AHEAD_MONTHS = 1
 MAINTAIN_EVERY_S = 3600.0
 LOCK_ID = 7_262_311_905  # one partition manager at a time (transaction-scoped)
 

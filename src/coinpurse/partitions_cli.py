@@ -49,7 +49,7 @@ def list_cmd(as_json: bool) -> None:
 
 
 @partitions.command("ensure")
-@click.option("--ahead", "ahead_months", default=3, show_default=True,
+@click.option("--ahead", "ahead_months", default=1, show_default=True,
               type=click.IntRange(0, 24), help="Months to create after the current one.")
 def ensure_cmd(ahead_months: int) -> None:
     """Create the coming months' partitions now (the worker does it every hour)."""
