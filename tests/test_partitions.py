@@ -9,12 +9,13 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coinpurse.core.db import create_engine, migrate
@@ -404,3 +405,26 @@ async def test_events_are_partitioned_by_month_and_read_in_order(db: AsyncEngine
     assert where == {repo.partition_name("events", p.month_of(now))}
     assert [(e.type, e.data) for e in found] == [("test.one", {"n": 1}),
                                                  ("test.two", {"n": 2})]
+
+
+async def test_the_job_says_when_its_role_may_not_make_partitions(db: AsyncEngine,
+                                                                  fresh_pg: str) -> None:
+    """Least privilege (the service's role owns no table): the job fails with a message
+    that says who must make the months, and makes nothing."""
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    async with db.begin() as conn:
+        await conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        await conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {role}")
+        await conn.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    later = datetime.now(UTC).replace(day=1) + timedelta(days=400)
+    app_url = make_url(fresh_pg).set(username=role, password=None)
+    as_app = create_engine(app_url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        with pytest.raises(p.NotOwner, match="as their owner"):
+            await p.maintain(as_app, now=later)
+    finally:
+        await as_app.dispose()
+        async with db.begin() as conn:
+            await conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            await conn.exec_driver_sql(f"DROP ROLE {role}")
+    assert await p.maintain(db, now=later) != []  # the owner can

@@ -117,13 +117,13 @@ class NotOwner(Exception):
     """The job's role may not create partitions (it does not own the history tables)."""
 
 
-async def maintain(db: AsyncEngine) -> list[str]:
+async def maintain(db: AsyncEngine, *, now: datetime | None = None) -> list[str]:
     """One pass of the job: the coming months' partitions."""
     if db.dialect.name != "postgresql":
         return []
     try:
         async with db.begin() as conn:
-            created = await ensure(conn)
+            created = await ensure(conn, now=now)
     except DBAPIError as exc:
         if sqlstate(exc) != INSUFFICIENT_PRIVILEGE:
             raise
