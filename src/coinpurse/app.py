@@ -27,6 +27,7 @@ from coinpurse.http.openapi import add_problem_schema, description
 from coinpurse.http.responses import json_response
 from coinpurse.kyc import routes as kyc_routes
 from coinpurse.ledger import jobs as ledger_jobs
+from coinpurse.partitions import jobs as partitions_jobs
 from coinpurse.payments import jobs as payments_jobs
 from coinpurse.payments import routes as payments_routes
 from coinpurse.shop import routes as shop_routes
@@ -58,6 +59,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("events", (events_routes.router,), events_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
     Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static
+    Domain("partitions", jobs=partitions_jobs.jobs),
 )
 
 

@@ -29,9 +29,9 @@ DEMO_PRODUCTS = (
 async def seed(settings: Settings) -> None:
     """Credit the demo users once; fixed idempotency keys make a restart replay, not repeat."""
     currency = next(iter(settings.currencies))
-    db = create_engine(settings.database_url, pool_size=1)
+    db = create_engine(settings.database_url, pool_size=1, options=settings.db_options)
     ledger = Ledger(db, may_go_negative=settings.may_go_negative,
-                    idempotency_ttl_s=10 * 365 * 86_400)
+                    idempotency_ttl_s=10 * 365 * 86_400, retry_s=settings.db_retry_s)
     await ledger.start()
 
     def render(_outcomes: list[Outcome]) -> StoredResponse:

@@ -182,7 +182,8 @@ def _where(f: TxFilter) -> list[Any]:
             addr.append(_users_wallets(f.user_id))
         conds.append(exists(
             select(entries.c.id).join(accounts, accounts.c.id == entries.c.account_id)
-            .where(entries.c.transaction_id == transactions.c.id, and_(*addr))))
+            .where(entries.c.transaction_id == transactions.c.id,
+                   entries.c.created_at == transactions.c.created_at, and_(*addr))))
     return conds
 
 
@@ -251,6 +252,12 @@ async def search_transactions(conn: AsyncConnection, f: TxFilter, *, before: str
 
 # --- a user's ledger ------------------------------------------------------------------------
 
+# An entry's transaction. created_at too: equal by construction, and on PostgreSQL it finds
+# the transaction in its own monthly partition (coinpurse.partitions).
+_same_transaction = (transactions.c.id == entries.c.transaction_id) \
+    & (transactions.c.created_at == entries.c.created_at)
+
+
 async def user_ledger(conn: AsyncConnection, user_id: str, *, currency: str | None,
                       before: int | None, limit: int) -> UserLedger:
     """Every entry of the user's wallets (sub-wallets too) and totals in and out per kind."""
@@ -264,7 +271,7 @@ async def user_ledger(conn: AsyncConnection, user_id: str, *, currency: str | No
                transactions.c.reference_id, transactions.c.service, transactions.c.initiator,
                transactions.c.internal_notes)
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        .join(transactions, _same_transaction)
         .where(*conds).order_by(entries.c.id.desc()).limit(limit + 1)
     )
     if before is not None:
@@ -278,7 +285,7 @@ async def user_ledger(conn: AsyncConnection, user_id: str, *, currency: str | No
                func.sum(case((entries.c.amount < 0, -entries.c.amount), else_=0)).label("out"),
                func.count().label("n"))
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        .join(transactions, _same_transaction)
         .where(*conds).group_by(transactions.c.kind, accounts.c.currency)
         .order_by(transactions.c.kind, accounts.c.currency))).all()
     return UserLedger(

@@ -48,7 +48,7 @@ Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 
 
 def _wallets(state: State) -> Wallets:
-    return Wallets(state.db, state.ledger, state.settings)
+    return Wallets(state.db, state.ledger, state.settings, state.reads)
 
 
 async def _change(state: State, body: s.WalletChangeIn, key: Service, idem: str,

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.core import cursor
+from coinpurse.core.cluster.reads import ReadRouter
 from coinpurse.core.pages import Page
 from coinpurse.ledger import queries
 from coinpurse.ledger.idempotency import StoredResponse, claim
@@ -77,11 +78,13 @@ def change_spec(service: str, body: s.WalletChangeIn,
 
 @dataclass(frozen=True, slots=True)
 class Wallets:
-    """What the wallet rules need: the database (reads), the ledger (writes), the settings."""
+    """What the wallet rules need: the database (reads), the ledger (writes), the settings;
+    ``reads``: where histories may be read (a standby, when it is up to date)."""
 
     db: AsyncEngine
     ledger: Ledger
     settings: WalletSettings
+    reads: ReadRouter | None = None
 
     async def change(self, service: str, body: s.WalletChangeIn, idem: str,
                      op: Literal["credit", "debit"]) -> JobResult:
@@ -129,11 +132,19 @@ class Wallets:
 
     async def history(self, user_id: str, *, currency: str | None, limit: int,
                       cursor_text: str | None) -> Page[HistoryEntry]:
-        """A page of the user's entries, newest first."""
+        """A page of the user's entries, newest first: from a standby when one is
+        configured and holds every change of this wallet (so never older than the
+        primary's), else from the primary."""
         if currency is not None:
             self.settings.currency(currency)
         before = cursor.decode(cursor_text)
-        async with self.db.connect() as conn:
+        address = f"user:{user_id}"
+        reads = self.reads or ReadRouter(self.db)
+
+        async def versions(conn: AsyncConnection) -> object:
+            return await queries.account_versions(conn, address)
+
+        async with reads.connect(versions) as conn:
             found, next_id = await queries.entries_page(
-                conn, f"user:{user_id}", currency=currency, before_id=before, limit=limit)
+                conn, address, currency=currency, before_id=before, limit=limit)
         return Page(found, cursor.encode(next_id) if next_id is not None else None)
