@@ -53,6 +53,21 @@ async def send_gift(body: s.GiftIn, user_id: UserId, state: State,
     return replay_response(await _gifts(state).send(user_id, body, idem))
 
 
+@router.post("/api/v1/gifts/quote", response_model=s.GiftQuoteOut,
+             responses=problems(ValidationFailed, Unauthorized, UnknownCurrency),
+             summary="The split of a gift, without sending it")
+async def quote_gift(body: s.GiftIn, user_id: UserId, state: State) -> Response:
+    """Takes the body of `POST /api/v1/gifts` and answers the split it would make now: what
+    the receiver, their agency and the platform would get, so a page can ask the giver to
+    confirm. The same refusals (`validation_error` with a `reason`); nothing is stored or
+    moved, and the balance is checked only when the gift is sent."""
+    plan = await _gifts(state).quote(user_id, body)
+    return model_response(s.GiftQuoteOut(
+        to_user_id=plan.receiver, gift_type=plan.gift_type, currency=plan.currency,
+        amount=plan.amount, receiver_amount=plan.split.receiver,
+        agency_commission=plan.split.agency, platform_fee=plan.split.platform))
+
+
 @router.get("/api/v1/gifts", response_model=s.GiftPage,
             responses=problems(ValidationFailed, Unauthorized),
             summary="The caller's gifts, sent or received, newest first")

@@ -101,6 +101,18 @@ class SentGiftOut(GiftOut):
         return cls.model_validate({**_gift_fields(g), "giver_wallet": giver_wallet.as_dict()})
 
 
+class GiftQuoteOut(BaseModel):
+    """A gift's split before it is sent (``service.GiftPlan``)."""
+
+    to_user_id: str
+    gift_type: str | None
+    currency: str
+    amount: int = Field(description="What the giver pays.")
+    receiver_amount: int
+    agency_commission: int
+    platform_fee: int
+
+
 class GiftPage(BaseModel):
     data: list[GiftOut]
     next_cursor: str | None

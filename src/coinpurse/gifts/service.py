@@ -124,15 +124,20 @@ class Gifts:
     def catalog(self) -> Sequence[GiftType]:
         return list(self.settings.gift_types.values())
 
-    async def send(self, giver: str, body: s.GiftIn, idem: str) -> JobResult:
-        """The ``Idempotency-Key`` is scoped to the giver."""
+    async def quote(self, giver: str, body: s.GiftIn) -> GiftPlan:
+        """The gift as it would be sent now, with the same refusals; nothing is stored or
+        moved. The balance is checked only when it is sent."""
         if body.currency is not None:
             self.settings.currency(body.currency)
         async with self.db.connect() as conn:
             agency = await repository.agency_of(conn, body.to_user_id)
             if self.builtin_accounts and await accounts.get_user(conn, body.to_user_id) is None:
                 raise GiftRefused("unknown_recipient", f"there is no user {body.to_user_id!r}")
-        plan = plan_gift(self.settings, giver, body, agency)
+        return plan_gift(self.settings, giver, body, agency)
+
+    async def send(self, giver: str, body: s.GiftIn, idem: str) -> JobResult:
+        """The ``Idempotency-Key`` is scoped to the giver."""
+        plan = await self.quote(giver, body)
         return await self.ledger.submit(
             [plan.spec(self.settings.platform_fee_address)], render=render_one(plan.answer),
             claim=claim(f"user:{giver}", idem, "gift", body.model_dump(mode="json")),

@@ -96,6 +96,16 @@ async def account_balances(conn: AsyncConnection, address: str) -> dict[str, Bal
     return {r.currency: Balance(r.balance, r.held) for r in rows}
 
 
+async def account_versions(conn: AsyncConnection, address: str) -> list[tuple[str, int]]:
+    """Each currency's change count of ``address`` (``accounts.version``): equal on a
+    standby and on the primary exactly when the standby holds every entry of the address
+    (read routing, ``core.cluster.reads``)."""
+    rows = (await conn.execute(
+        select(accounts.c.currency, accounts.c.version)
+        .where(accounts.c.address == address).order_by(accounts.c.currency))).all()
+    return [(r.currency, int(r.version)) for r in rows]
+
+
 async def entries_page(
     conn: AsyncConnection,
     address: str,
@@ -115,7 +125,10 @@ async def entries_page(
             transactions.c.metadata_json,
         )
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        # created_at too: equal by construction, and on PostgreSQL it lets each row's
+        # transaction be found in its own monthly partition (coinpurse.partitions).
+        .join(transactions, (transactions.c.id == entries.c.transaction_id)
+              & (transactions.c.created_at == entries.c.created_at))
         .where(accounts.c.address == address)
         .order_by(entries.c.id.desc())
         .limit(limit + 1)
@@ -139,7 +152,8 @@ async def transaction(conn: AsyncConnection, tx_id: str) -> TransactionRecord | 
             select(entries.c.id, entries.c.posting_index, accounts.c.address,
                    accounts.c.currency, entries.c.amount, entries.c.balance_after)
             .join(accounts, accounts.c.id == entries.c.account_id)
-            .where(entries.c.transaction_id == tx_id)
+            .where(entries.c.transaction_id == tx_id,
+                   entries.c.created_at == row.created_at)  # its month's partition only
             .order_by(entries.c.id)
         )
     ).all()

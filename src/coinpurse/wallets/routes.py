@@ -49,7 +49,7 @@ Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 
 
 def _wallets(state: State) -> Wallets:
-    return Wallets(state.db, state.ledger, state.settings, state.settings)
+    return Wallets(state.db, state.ledger, state.settings, state.settings, state.reads)
 
 
 async def _change(state: State, body: s.WalletChangeIn, key: Service, idem: str,
@@ -175,6 +175,16 @@ async def user_history(
     page = await _wallets(state).history(user_id, currency=currency, limit=limit,
                                          cursor_text=cursor_)
     return model_response(s.AuditHistoryPage.of(page))
+
+
+@user_router.get("/currencies", response_model=s.CurrencyList, responses=problems(Unauthorized),
+                 summary="Currencies and their scales")
+async def currencies(user_id: UserId, state: State) -> Response:
+    """So a client can show `150` of a scale-2 currency as `1.50` without knowing the
+    server's configuration."""
+    return model_response(s.CurrencyList.of(_wallets(state).currencies(),
+                                            giftable=state.settings.giftable,
+                                            sellable=state.settings.sellable))
 
 
 @user_router.get("/wallet/balance", response_model=s.WalletsOut,

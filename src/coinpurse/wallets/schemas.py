@@ -26,6 +26,7 @@ from coinpurse.core.types import (
 )
 from coinpurse.ledger.model import POSTINGS_MAX, Balance, Outcome, Posting, Rejection, Transaction
 from coinpurse.ledger.queries import HistoryEntry, TransactionRecord
+from coinpurse.ledger.settings import Currency
 
 
 class WalletChangeIn(StrictModel):
@@ -197,6 +198,24 @@ class WalletsOut(BaseModel):
         return cls.model_validate(
             {"user_id": user_id, "wallets": {c: {**b.as_dict(), "bonus": bonus.get(c, 0)}
                                              for c, b in found.items()}})
+
+
+class CurrencyOut(BaseModel):
+    code: str
+    scale: int = Field(description="Digits after the point: amounts are in 10^-scale units.")
+    giftable: bool = Field(description="Whether gifts may be paid in it.")
+    sellable: bool = Field(description="Whether shop products may be priced in it.")
+
+
+class CurrencyList(BaseModel):
+    data: list[CurrencyOut]
+
+    @classmethod
+    def of(cls, found: Iterable[Currency], *, giftable: frozenset[str],
+           sellable: frozenset[str]) -> CurrencyList:
+        return cls.model_validate({"data": [
+            {"code": c.code, "scale": c.scale, "giftable": c.code in giftable,
+             "sellable": c.code in sellable} for c in found]})
 
 
 class AccountOut(BaseModel):

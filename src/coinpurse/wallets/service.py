@@ -13,11 +13,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.bonuses import service as bonuses
 from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core import cursor
+from coinpurse.core.cluster.reads import ReadRouter
 from coinpurse.core.pages import Page
 from coinpurse.ledger import queries
 from coinpurse.ledger.idempotency import StoredResponse, claim
@@ -31,6 +32,7 @@ from coinpurse.ledger.model import (
 )
 from coinpurse.ledger.queries import HistoryEntry, TransactionRecord
 from coinpurse.ledger.service import JobResult, Ledger
+from coinpurse.ledger.settings import Currency
 from coinpurse.ledger.views import rejection_problem, render_one
 from coinpurse.wallets import schemas as s
 from coinpurse.wallets.errors import CurrencyNotTransferable
@@ -88,12 +90,14 @@ def change_spec(service: str, body: s.WalletChangeIn,
 
 @dataclass(frozen=True, slots=True)
 class Wallets:
-    """What the wallet rules need: the database (reads), the ledger (writes), the settings."""
+    """What the wallet rules need: the database (reads), the ledger (writes), the settings;
+    ``reads``: where histories may be read (a standby, when it is up to date)."""
 
     db: AsyncEngine
     ledger: Ledger
     settings: WalletSettings
     bonus: BonusSettings  # the spend order of debits
+    reads: ReadRouter | None = None
 
     async def change(self, service: str, body: s.WalletChangeIn, idem: str,
                      op: Literal["credit", "debit"]) -> JobResult:
@@ -158,6 +162,10 @@ class Wallets:
             specs, atomic=body.atomic, render=render,
             claim=claim(f"service:{service}", idem, "batch", body.model_dump(mode="json")))
 
+    def currencies(self) -> list[Currency]:
+        """The configured currencies and their scales, in their configured order."""
+        return list(self.settings.currencies.values())
+
     async def balances(self, address: str) -> dict[str, Balance]:
         """Every configured currency, zero where the account has never been used."""
         async with self.db.connect() as conn:
@@ -176,11 +184,19 @@ class Wallets:
 
     async def history(self, user_id: str, *, currency: str | None, limit: int,
                       cursor_text: str | None) -> Page[HistoryEntry]:
-        """A page of the user's entries, newest first."""
+        """A page of the user's entries, newest first: from a standby when one is
+        configured and holds every change of this wallet (so never older than the
+        primary's), else from the primary."""
         if currency is not None:
             self.settings.currency(currency)
         before = cursor.decode(cursor_text)
-        async with self.db.connect() as conn:
+        address = f"user:{user_id}"
+        reads = self.reads or ReadRouter(self.db)
+
+        async def versions(conn: AsyncConnection) -> object:
+            return await queries.account_versions(conn, address)
+
+        async with reads.connect(versions) as conn:
             found, next_id = await queries.entries_page(
-                conn, f"user:{user_id}", currency=currency, before_id=before, limit=limit)
+                conn, address, currency=currency, before_id=before, limit=limit)
         return Page(found, cursor.encode(next_id) if next_id is not None else None)

@@ -1,11 +1,16 @@
 """bonuses: promotions, bonuses and their changes, referrals, the sign-up queue (issue 11)
 
 Revision ID: 0101_bonuses
-Revises: 0112_shop
+Revises: 0113_partitions
 Create Date: 2026-12-08
 
 Users who already have a wallet are entered in the sign-up queue as done: a sign-up bonus is
 for users whose first wallet is created from now on.
+
+On PostgreSQL ``transactions`` is partitioned (0113_partitions): its ``id`` alone is not
+unique there, so the ``transaction_id`` columns have no foreign key on PostgreSQL (as for
+the shop's orders); the ledger writes a bonus row in the same database transaction as the
+transaction it names.
 """
 
 from __future__ import annotations
@@ -14,11 +19,18 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0101_bonuses"
-down_revision = "0112_shop"
+down_revision = "0113_partitions"
 branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
+
+
+def _to_transactions(name: str) -> list[sa.ForeignKeyConstraint]:
+    """A foreign key to ``transactions.id``, where that column is unique (not PostgreSQL)."""
+    if op.get_bind().dialect.name == "postgresql":
+        return []
+    return [sa.ForeignKeyConstraint(["transaction_id"], ["transactions.id"], name=op.f(name))]
 
 
 def upgrade() -> None:
@@ -85,8 +97,7 @@ def upgrade() -> None:
                            name=op.f("ck_bonuses_amounts_valid")),
         sa.ForeignKeyConstraint(["promotion_id"], ["promotions.id"],
                                 name=op.f("fk_bonuses_promotion_id_promotions")),
-        sa.ForeignKeyConstraint(["transaction_id"], ["transactions.id"],
-                                name=op.f("fk_bonuses_transaction_id_transactions")),
+        *_to_transactions("fk_bonuses_transaction_id_transactions"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bonuses")),
         sa.UniqueConstraint("promotion_id", "user_id", "source",
                             name=op.f("uq_bonuses_promotion_id_user_id_source")),
@@ -111,8 +122,7 @@ def upgrade() -> None:
                            name=op.f("ck_bonus_changes_amounts_valid")),
         sa.ForeignKeyConstraint(["bonus_id"], ["bonuses.id"],
                                 name=op.f("fk_bonus_changes_bonus_id_bonuses")),
-        sa.ForeignKeyConstraint(["transaction_id"], ["transactions.id"],
-                                name=op.f("fk_bonus_changes_transaction_id_transactions")),
+        *_to_transactions("fk_bonus_changes_transaction_id_transactions"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bonus_changes")),
     )
     for columns in (["bonus_id", "id"], ["transaction_id"], ["reference_id"]):
@@ -136,8 +146,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.ForeignKeyConstraint(["referee_id"], ["referrals.referee_id"],
                                 name=op.f("fk_referral_rewards_referee_id_referrals")),
-        sa.ForeignKeyConstraint(["transaction_id"], ["transactions.id"],
-                                name=op.f("fk_referral_rewards_transaction_id_transactions")),
+        *_to_transactions("fk_referral_rewards_transaction_id_transactions"),
         sa.PrimaryKeyConstraint("referee_id", name=op.f("pk_referral_rewards")),
     )
     op.create_table(
