@@ -392,6 +392,13 @@ async def signup_pending(conn: AsyncConnection, user_id: str) -> bool:
     return row is not None and row.status == "pending"
 
 
+async def signups_done(conn: AsyncConnection, user_ids: Sequence[str], now: datetime) -> None:
+    """Sign-ups with no promotion to grant (none was running when the worker looked)."""
+    await conn.execute(update(bonus_signups).where(
+        bonus_signups.c.user_id.in_(sorted(user_ids)), bonus_signups.c.status == "pending")
+        .values(status="done", done_at=now))
+
+
 def signup_done(user_id: str, now: datetime) -> SqlWrite:
     async def run(conn: AsyncConnection) -> None:
         done = await conn.execute(

@@ -409,6 +409,10 @@ class Bonuses:
             promos = await repo.promotions_of(conn, "signup") if due else []
         if not due:
             return 0
+        if not promos:  # nothing to grant: no ledger job (it would only mark them done)
+            async with self.db.begin() as conn:
+                await repo.signups_done(conn, [u for u, _ in due], now)
+            return len(due)
         await asyncio.gather(*(self._signup(user_id, at, promos) for user_id, at in due))
         return len(due)
 
@@ -638,7 +642,9 @@ class BonusDebit:
 
     @property
     def lock_keys(self) -> frozenset[AccountKey]:
-        return keys(self.settings, self.user_id, self.currency)
+        """The user's cash and bonus wallets, promotions (conversions) and the payee."""
+        return keys(self.settings, self.user_id, self.currency) | {
+            (self.destination, self.currency)}
 
     async def prepare(self, conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> Sequence[Operation] | Rejection:
