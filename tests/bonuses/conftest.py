@@ -96,10 +96,12 @@ async def debit(client: httpx.AsyncClient, key: str, user: str, amount: int,
 
 async def activity(client: httpx.AsyncClient, key: str, user: str, amount: int,
                    category: str = "slots", currency: str = "coins",
-                   idem: str | None = None) -> httpx.Response:
+                   idem: str | None = None, reference_id: str | None = None
+                   ) -> httpx.Response:
     return await client.post("/internal/v1/bonuses/activity", json={
         "user_id": user, "currency": currency, "amount": amount, "category": category,
-        "reference_id": f"round-{uuid.uuid4().hex[:8]}"}, headers=as_service(key, idem))
+        "reference_id": reference_id or f"round-{uuid.uuid4().hex[:8]}"},
+        headers=as_service(key, idem))
 
 
 async def wallet(client: httpx.AsyncClient, user: str, currency: str = "coins"
