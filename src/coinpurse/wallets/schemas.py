@@ -7,7 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
 from coinpurse.bonuses.schemas import CATEGORY_RE, ConversionOut
 from coinpurse.core.clock import iso
@@ -54,7 +61,7 @@ class WalletChangeIn(StrictModel):
 class WalletDebitIn(WalletChangeIn):
     """A debit; it may spend bonus money (see the README's Bonuses) and count as wagering."""
 
-    use_bonus: bool = Field(
+    use_bonus: StrictBool = Field(
         default=True, description="false: only the cash wallet pays, never bonus money.")
     category: Annotated[str, StringConstraints(pattern=CATEGORY_RE)] | None = Field(
         default=None, description="The activity's category (slots, table, ...): its amount "
