@@ -261,6 +261,44 @@ class PreconditionFailed(CoinpurseError):
     default_code = "precondition_failed"
 
 
+class InvalidPromoCode(CoinpurseError):
+    default_code = "invalid_promo_code"
+
+
+class PromotionCodeTaken(CoinpurseError):
+    default_code = "promotion_code_taken"
+
+
+class PromotionBudgetExhausted(CoinpurseError):
+    default_code = "promotion_budget_exhausted"
+
+
+class PromotionLimitReached(CoinpurseError):
+    default_code = "promotion_limit_reached"
+
+
+class WageringIncomplete(CoinpurseError):
+    """A withdrawal while a bonus is being wagered (``left_to_wager`` in ``problem``)."""
+
+    default_code = "wagering_incomplete"
+
+
+class SelfReferral(CoinpurseError):
+    default_code = "self_referral"
+
+
+class AlreadyReferred(CoinpurseError):
+    default_code = "already_referred"
+
+
+class BonusNotActive(CoinpurseError):
+    default_code = "bonus_not_active"
+
+
+class BonusWalletReserved(CoinpurseError):
+    default_code = "bonus_wallet_reserved"
+
+
 ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
     cls.default_code: cls
     for cls in (
@@ -276,6 +314,8 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
         OutOfStock, PriceChanged, ProductInactive, OwnProduct, OrderRefunded,
         RefundExceedsPaid, PreconditionFailed,
+        InvalidPromoCode, PromotionCodeTaken, PromotionBudgetExhausted, PromotionLimitReached,
+        WageringIncomplete, SelfReferral, AlreadyReferred, BonusNotActive, BonusWalletReserved,
     )
 }
 
