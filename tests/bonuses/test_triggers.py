@@ -5,6 +5,7 @@ concurrent credits, sign-up bonuses, manual grants and claimed codes."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -229,4 +230,47 @@ async def test_deactivating_a_promotion_leaves_its_bonuses(
     mine = await client.get(f"/api/v1/bonuses/{bonus['id']}",
                             headers=as_user("d"))
     assert mine.json()["status"] == "active" and mine.json()["remaining"] == 60
+    listed = await client.get("/admin/v1/promotions?kind=manual&active=false", headers=ADMIN)
+    assert [p["code"] for p in listed.json()["data"]] == ["OLD"]
+    assert (await client.get("/admin/v1/promotions?active=true", headers=ADMIN)
+            ).json()["data"] == []
+    # Admins and services see the bonus wallet beside the cash wallet.
+    acct = await client.get("/admin/v1/accounts/user:d", headers=ADMIN)
+    assert acct.json()["balances"]["coins"] == {"balance": 0, "held": 0, "available": 0,
+                                                "bonus": 60}
+    internal = await client.get("/internal/v1/wallet/balance/d", headers=as_service(key))
+    assert internal.json()["wallets"]["coins"]["bonus"] == 60
     await check(settings.database_url)
+
+
+async def test_signup_bonus_at_builtin_registration(db_url: str) -> None:
+    from asgi_lifespan import LifespanManager
+
+    from coinpurse.app import create_app
+    from coinpurse.bonuses.service import Bonuses
+    from tests.bonuses.conftest import TIERS
+    from tests.conftest import TEST_JWT_SECRET
+
+    settings = Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+                        auth="builtin", currencies="coins:0", kyc_tiers=json.dumps(TIERS),
+                        rate_limit_ip="off", rate_limit_user="off")
+    app = create_app(settings)
+    async with LifespanManager(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await promotion(c, code="JOIN", kind="signup", amount=15, wagering_multiplier=2)
+        r = await c.post("/api/v1/auth/register",
+                         json={"email": "new@example.com", "password": "correct horse battery"})
+        assert r.status_code == 202, r.text
+        login = await c.post("/api/v1/auth/login", json={
+            "email": "new@example.com", "password": "correct horse battery"})
+        token = login.json()["access_token"]
+        state = app.state.coinpurse
+        await Bonuses(state.db, state.ledger, state.settings).grant_signups()
+        mine = await c.get("/api/v1/bonuses", headers={"Authorization": f"Bearer {token}"})
+        assert [(b["kind"], b["granted"], b["status"]) for b in mine.json()["data"]] == [
+            ("signup", 15, "active")]
+        # The same user's first wallet later queues nothing new: one sign-up bonus.
+        await Bonuses(state.db, state.ledger, state.settings).grant_signups()
+        again = await c.get("/api/v1/bonuses", headers={"Authorization": f"Bearer {token}"})
+        assert len(again.json()["data"]) == 1
+    await check(db_url)
