@@ -221,12 +221,19 @@ async def test_deactivating_a_promotion_leaves_its_bonuses(
         client: httpx.AsyncClient, make_key: MakeKey, settings: Settings) -> None:
     key = await make_key()
     promo = await promotion(client, code="OLD", amount=60)
-    bonus = await granted(client, key, "d", "OLD")
+    bonus_key = "grant-old-1"
+    first = await grant(client, key, "d", "OLD", idem=bonus_key)
+    assert first.status_code == 201, first.text
+    bonus = first.json()
     r = await client.patch(f"/admin/v1/promotions/{promo['id']}", headers=ADMIN,
                            json={"active": False})
     assert r.status_code == 200 and r.json()["active"] is False
     refused = await grant(client, key, "e", "OLD")
     assert (refused.status_code, refused.json()["code"]) == (422, "invalid_promo_code")
+    assert refused.json()["reason"] == "inactive"
+    # A retry of the grant made before the promotion ended replays its answer.
+    again = await grant(client, key, "d", "OLD", idem=bonus_key)
+    assert again.status_code == 201 and again.json()["id"] == bonus["id"]
     mine = await client.get(f"/api/v1/bonuses/{bonus['id']}",
                             headers=as_user("d"))
     assert mine.json()["status"] == "active" and mine.json()["remaining"] == 60

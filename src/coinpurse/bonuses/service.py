@@ -275,13 +275,14 @@ class Bonuses:
     # ------------------------------------------------------------ manual grants, claims
 
     async def _live_code(self, code: str, *, claimable: bool) -> Promotion:
+        """The manual promotion of a code (which accounts to lock). Whether it is running
+        is decided in the job, so that a retried key replays its first answer even after
+        the promotion ended."""
         async with self.db.connect() as conn:
             promo = await repo.promotion_by_code(conn, code)
         if promo is None or promo.kind != "manual" or (claimable and not promo.claimable):
             raise InvalidPromoCode(f"{code.upper()} is not a code that grants a bonus here",
                                    reason="unknown")
-        if not promo.live(utcnow()):
-            raise InvalidPromoCode(f"{promo.code} is not running", reason="inactive")
         return promo
 
     async def grant(self, *, actor: str, scope: str, body: s.GrantIn, idem: str,
