@@ -20,7 +20,6 @@ from tests.bonuses.conftest import (
     check,
     fund,
     grant,
-    granted,
     my_bonuses,
     pay,
     promotion,
