@@ -71,6 +71,7 @@ async def test_bonus_first_and_use_bonus_false(client: httpx.AsyncClient, make_k
     await _bonus(client, key, "p", 40, "points")
     plain = await debit(client, key, "p", 30, "points", use_bonus=False)
     assert (plain.json()["from_cash"], plain.json()["from_bonus"]) == (30, 0)
+    assert plain.json()["bonus_balance_after"] == 40
     assert (await wallet(client, "p", "points"))["bonus"] == 40
     # No bonus at all: one plain posting, and the answer says so.
     await fund(client, key, "q", 10, "points")

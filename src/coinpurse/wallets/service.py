@@ -116,8 +116,7 @@ class Wallets:
         user_id, currency, amount = body.user_id, body.currency, body.amount
         idem_claim = claim(f"service:{service}", idem, "debit", body.hashed())
         plain = change_spec(service, body, "debit")
-        if (not body.use_bonus and body.category is None) \
-                or not await bonuses.has_active(self.db, user_id, currency):
+        if not await bonuses.has_active(self.db, user_id, currency):  # bonus wallet: 0
             return await self.ledger.submit([plain], claim=idem_claim, render=render_one(
                 lambda tx: s.WalletDebitOut.of_debit(
                     tx, user_id, currency, amount, from_cash=amount, from_bonus=0,
