@@ -81,6 +81,23 @@ BODIES: dict[str, dict[str, Any]] = {
     "OrderIn": {"product_id": "0190a0b0-0000-7000-8000-000000000001", "quantity": 1,
                 "expected_unit_price": 10},
     "RefundIn": {"amount": 5, "restock": True, "reason": "damaged"},
+    "WalletDebitIn": {"user_id": "u1", "currency": "points", "amount": 5, "description": "d",
+                      "reference_id": "r", "metadata": {"a": 1}, "use_bonus": True,
+                      "category": "slots"},
+    "ClaimIn": {"code": "WELCOME"},
+    "GrantIn": {"user_id": "u1", "promotion_code": "WELCOME", "amount": 5, "reason": "r"},
+    "ActivityIn": {"user_id": "u1", "currency": "points", "amount": 5, "category": "slots",
+                   "reference_id": "r"},
+    "ReferralIn": {"referrer_user_id": "u1", "referee_user_id": "u2"},
+    "PromotionIn": {"code": "WELCOME", "kind": "deposit_match", "currency": "points",
+                    "description": "d", "percent_bp": 5000, "max_bonus": 100,
+                    "min_deposit": 10, "wagering_multiplier": 2,
+                    "contributions": {"slots": 10000}, "default_contribution_bp": 0,
+                    "max_conversion": 50, "expires_in_days": 7,
+                    "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2027-01-01T00:00:00Z",
+                    "active": True, "automatic": False, "per_user_limit": 1, "budget": 1000},
+    "PromotionPatchIn": {"description": "e", "max_bonus": 20, "active": False},
+    "ForfeitIn": {"reason": "abuse"},
 }
 
 # JSON fragments, so that lone surrogates and numbers beyond 64 bits reach the server.
