@@ -54,7 +54,8 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("kyc", (kyc_routes.router,)),
     Domain("auth", (auth_routes.router,)),
     Domain("admin", (admin_routes.router,)),
-    Domain("events", (events_routes.router,), events_jobs.jobs),
+    Domain("events", (events_routes.router, events_routes.admin_router,
+                      events_routes.user_router), events_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
 )
 

@@ -15,6 +15,7 @@ from coinpurse.auth.keycache import KeyCache
 from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.config import Settings
 from coinpurse.core.db import create_engine
+from coinpurse.events.live import Hub
 from coinpurse.events.service import Outbox, Wakeup
 from coinpurse.http.ratelimit import RateLimits
 from coinpurse.ledger.service import Ledger
@@ -31,6 +32,7 @@ class AppState:
     rate_limits: RateLimits
     key_cache: KeyCache
     wakeup: Wakeup
+    live: Hub  # this process's live streams (SSE, WebSocket)
 
 
 async def open_state(settings: Settings, *, committers: int | None = None) -> AppState:
@@ -53,7 +55,8 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
     wakeup = Wakeup()
     ledger.add_hook(Outbox(wakeup))  # every batch writes its events in its own commit
     state = AppState(settings=settings, db=db, ledger=ledger, verifier=verifier,
-                     rate_limits=RateLimits(settings), key_cache=key_cache, wakeup=wakeup)
+                     rate_limits=RateLimits(settings), key_cache=key_cache, wakeup=wakeup,
+                     live=Hub(db, settings, wakeup))
     key_cache.start(settings.database_url)
     await ledger.start()
     return state

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from coinpurse.auth import accounts
+from coinpurse.auth import accounts, repository
 from coinpurse.auth.errors import (
     InvalidCredentials,
     InvalidMfaCode,
@@ -127,3 +127,10 @@ class AuthService:
             await audit.record(conn, actor=user.id, actor_role=user.role,
                                action="auth.2fa_disable", ip=ip)
         return TwoFactor(totp_enabled=False)
+
+
+async def email_of(conn: AsyncConnection, user_id: str) -> str | None:
+    """A built-in account's e-mail address (None if unknown or disabled): where
+    notification e-mails go."""
+    found = await repository.credentials_by_id(conn, user_id)
+    return found.user.email if found is not None and not found.disabled else None

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
@@ -59,6 +60,21 @@ async def current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
     principal = state.verifier.principal(credentials.credentials)
+    await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
+    return principal
+
+
+async def connection_principal(state: AppState, connection: HTTPConnection,
+                               token: str | None = None) -> Principal:
+    """Who a connection that is not a plain request speaks for (a WebSocket): the Bearer
+    token of its Authorization header, else ``token`` (one it sent in its first message)."""
+    scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        token = credentials.strip()
+    if not token:
+        raise Unauthorized("send a user token as Authorization: Bearer <jwt>, or as "
+                           '{"token": "<jwt>"} in the first message')
+    principal = state.verifier.principal(token)
     await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
     return principal
 
