@@ -29,7 +29,7 @@ class EventSettings(CoreSettings):
     webhook_timeout_s: float = Field(default=10.0, ge=0.5, le=30.0)
     webhook_retry_for_s: int = Field(default=3 * 86_400, ge=60, le=30 * 86_400)
     webhook_backoff_base_s: float = Field(default=10.0, ge=0.05, le=3600.0)
-    webhook_backoff_max_s: float = Field(default=6 * 3600.0, ge=1.0, le=86_400.0)
+    webhook_backoff_max_s: float = Field(default=6 * 3600.0, ge=0.1, le=86_400.0)
     # A sender's claim on a delivery; after it, another process may send it again.
     webhook_lease_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     webhook_concurrency: int = Field(default=16, ge=1, le=256)  # in flight per process

@@ -51,12 +51,18 @@ def audit_row(entry: dict[str, Any]) -> RowInserts:
     return (audit_log, [entry])
 
 
+async def set_if(conn: AsyncConnection, wid: str, when: str, **values: Any) -> bool:
+    """Set ``values`` if the withdrawal is still ``when``; whether it was."""
+    result = await conn.execute(update(withdrawals).where(c.id == wid, c.status == when)
+                                .values(**values, updated_at=utcnow()))
+    return bool(result.rowcount)
+
+
 def change(wid: str, when: str, **values: Any) -> SqlWrite:
-    """Set ``values`` if the withdrawal is still ``when``: in a ledger batch, or run alone."""
+    """``set_if`` as a side write of a ledger batch."""
 
     async def run(conn: AsyncConnection) -> None:
-        await conn.execute(update(withdrawals).where(c.id == wid, c.status == when)
-                           .values(**values, updated_at=utcnow()))
+        await set_if(conn, wid, when, **values)
 
     return run
 

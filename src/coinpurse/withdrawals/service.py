@@ -23,6 +23,7 @@ from coinpurse.core import audit
 from coinpurse.core.clock import day_start, month_start, utcnow
 from coinpurse.core.errors import NotFound
 from coinpurse.core.ids import new_id
+from coinpurse.events.service import emit, event_write
 from coinpurse.kyc import service as kyc_service
 from coinpurse.kyc.errors import LimitExceeded
 from coinpurse.kyc.settings import KycSettings
@@ -122,7 +123,9 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
                    kind="withdrawal", metadata={"withdrawal_id": new.id})
 
     def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
-        return [repo.new_row(new)] if isinstance(outcomes[0], HoldOutcome) else []
+        if not isinstance(outcomes[0], HoldOutcome):
+            return []
+        return [repo.new_row(new), event_write("withdrawal.requested", new.event_data())]
 
     payload = {"currency": currency, "amount": amount, "destination": destination}
     return await w.ledger.submit(
@@ -197,9 +200,11 @@ async def _lost(w: Withdrawals, found: Withdrawal) -> Withdrawal:
     """The hold was not open: find out why, record an expiry, return the fresh state."""
     async with w.db.begin() as conn:
         hold = (await ledger_store.lock_holds(conn, [found.hold_id])).get(found.hold_id)
-        if hold is not None and hold.status == "expired":
-            await repo.change(found.id, "pending", status="expired",
-                              reason="the hold expired before a decision")(conn)
+        reason = "the hold expired before a decision"
+        if hold is not None and hold.status == "expired" and await repo.set_if(
+                conn, found.id, "pending", status="expired", reason=reason):
+            await emit(conn, "withdrawal.expired",
+                       found.event_data(status="expired", reason=reason))
     return await get(w.db, found.id)
 
 
@@ -221,7 +226,9 @@ async def _release(w: Withdrawals, found: Withdrawal, status: str, reason: str |
                 return []
             writes: list[RowInserts | SqlWrite] = [repo.change(
                 found.id, "pending", status=status, reason=reason,
-                decided_by=admin.user_id if admin else None)]
+                decided_by=admin.user_id if admin else None),
+                event_write(f"withdrawal.{status}", found.event_data(status=status,
+                                                                     reason=reason))]
             if admin is not None:
                 writes.append(_audit(admin, "withdrawal.reject", found, ip, reason=reason))
             return writes
@@ -292,5 +299,9 @@ async def _pay_out(w: Withdrawals, found: Withdrawal) -> Withdrawal:
     except PayoutError as exc:
         values = {"payout_error": str(exc)[:500]}
     async with w.db.begin() as conn:
-        await repo.change(found.id, "approved", payout_provider=provider.name, **values)(conn)
+        paid = await repo.set_if(conn, found.id, "approved", payout_provider=provider.name,
+                                 **values)
+        if paid and values.get("status") == "paid":
+            await emit(conn, "withdrawal.paid", found.event_data(
+                status="paid", payout_reference=values["payout_reference"]))
     return await get(w.db, found.id)
