@@ -29,7 +29,6 @@ log = logging.getLogger("coinpurse.mail")
 BATCH = 20
 LEASE_S = 120
 TIMEOUT_S = 30.0
-BACKOFF_BASE_S = 30.0
 BACKOFF_MAX_S = 3600.0
 PRODUCT = "Coinpurse"
 
@@ -68,8 +67,8 @@ def smtp_options(url: str) -> dict[str, Any]:
     return options
 
 
-def backoff_s(attempts: int) -> float:
-    ceiling = min(BACKOFF_BASE_S * 2 ** min(attempts - 1, 16), BACKOFF_MAX_S)
+def backoff_s(attempts: int, base_s: float) -> float:
+    ceiling = min(base_s * 2 ** min(attempts - 1, 16), BACKOFF_MAX_S)
     return random.uniform(ceiling / 2, ceiling)
 
 
@@ -96,7 +95,7 @@ async def send_due(db: AsyncEngine, settings: EventSettings) -> int:
             values = ({"status": "failed", "last_error": error}
                       if mail.attempts >= settings.email_max_attempts else
                       {"last_error": error, "next_attempt_at": utcnow() + timedelta(
-                          seconds=backoff_s(mail.attempts))})
+                          seconds=backoff_s(mail.attempts, settings.email_backoff_base_s))})
         async with db.begin() as conn:
             await repository.finish_email(conn, mail.id, token, values)
     return len(leased)

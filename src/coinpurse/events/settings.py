@@ -49,6 +49,7 @@ class EventSettings(CoreSettings):
     smtp_url: str | None = None  # smtp://user:pass@host:587?starttls=true, smtps://host:465
     smtp_from: str = "Coinpurse <no-reply@localhost>"
     email_max_attempts: int = Field(default=8, ge=1, le=50)
+    email_backoff_base_s: float = Field(default=30.0, ge=0.05, le=3600.0)
 
     @field_validator("notify_events")
     @classmethod
