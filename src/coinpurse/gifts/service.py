@@ -16,6 +16,7 @@ from coinpurse.config import Settings
 from coinpurse.core.errors import ValidationFailed
 from coinpurse.core.ids import new_id
 from coinpurse.core.pages import newest_first
+from coinpurse.events.service import event_write
 from coinpurse.gifts.split import Split, split_gift
 from coinpurse.gifts.tables import gifts, user_agencies
 from coinpurse.ledger.idempotency import StoredResponse
@@ -133,7 +134,8 @@ def gift_side_writes(plan: GiftPlan) -> SideWrites:
     """The gift's record, written in the same commit as its transaction."""
 
     def writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
-        return [(gifts, [gift_row(plan, o) for o in outcomes if isinstance(o, Transaction)])]
+        rows = [gift_row(plan, o) for o in outcomes if isinstance(o, Transaction)]
+        return [(gifts, rows), *(event_write("gift.sent", gift_view(r)) for r in rows)]
 
     return writes
 
