@@ -44,6 +44,7 @@ class Stream:
         self.comments: list[str] = []
         self.connected = asyncio.Event()
         self.status: int | None = None
+        self.cut = False
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Stream:
@@ -58,6 +59,13 @@ class Stream:
             await self._task
 
     async def _read(self) -> None:
+        try:
+            await self._follow()
+        except httpx.RemoteProtocolError:
+            self.cut = True  # the server ended the stream mid-way (a shutdown)
+        self.connected.set()
+
+    async def _follow(self) -> None:
         async with httpx.AsyncClient(timeout=None) as client, client.stream(
                 "GET", self.url, headers=self.headers) as response:
             self.status = response.status_code
@@ -79,7 +87,6 @@ class Stream:
                 else:
                     name, _, value = line.partition(":")
                     fields[name] = value.removeprefix(" ")
-        self.connected.set()
 
 
 def _key(db_url: str) -> str:
@@ -291,3 +298,25 @@ async def test_a_resume_past_the_window_says_reset(hub: live.Hub) -> None:
     assert sub.backlog[0].id == hub.position
     close = await hub.subscribe("r", hub.position - 5)
     assert [m.event for m in close.backlog] == ["balance.updated"] * 5
+
+
+def test_open_streams_do_not_hold_up_a_shutdown(tmp_path: Any, sqlite_template: Any) -> None:
+    import os
+    import signal
+
+    path = tmp_path / "live.db"
+    shutil.copy(sqlite_template, path)
+    server = Server(f"sqlite:///{path}", extra_env=SLOW_POLL)
+
+    async def run() -> float:
+        async with Stream(server.base_url, "stay") as stream:
+            started = time.monotonic()
+            os.killpg(server.proc.pid, signal.SIGTERM)
+            await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, 20)
+            await eventually(lambda: stream.cut, timeout_s=5, what="the stream cut")
+            return time.monotonic() - started
+
+    try:
+        assert asyncio.run(run()) < 15
+    finally:
+        server.stop()
