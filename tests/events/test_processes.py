@@ -88,6 +88,7 @@ async def _write_and_read(base: str, key: str, writers: int,
         async def reader() -> None:
             after: str | None = None
             while True:
+                done = stop.is_set()  # set before this read began: an empty page is the end
                 params: dict[str, Any] = {"limit": 200, "types": "transaction.posted"}
                 if after:
                     params["after"] = after
@@ -96,7 +97,7 @@ async def _write_and_read(base: str, key: str, writers: int,
                 page = r.json()
                 seen.extend(page["data"])
                 after = page["next_cursor"]
-                if stop.is_set() and not page["data"]:
+                if done and not page["data"]:
                     return
                 await asyncio.sleep(0.02)
 

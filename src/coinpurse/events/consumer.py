@@ -9,6 +9,7 @@ locked and skip their pass (PostgreSQL); SQLite has one writer anyway.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -22,9 +23,37 @@ Handler = Callable[[AsyncConnection, list[StoredEvent]], Awaitable[None]]
 PAGE = 500
 
 
+async def _worth_a_pass(db: AsyncEngine, name: str, types: TypeFilter, wanted: bool) -> bool:
+    """A read (no lock, no transaction id): is anything new for this consumer? When only
+    other types are new (or it wants nothing now), the cursor still moves past them, but
+    at most every few seconds."""
+    async with db.connect() as conn:
+        after = await repository.position(conn, name)
+        head = await repository.head(conn)
+        if head <= after:
+            return False
+        if wanted and await repository.read(conn, after=after, limit=1, types=types.exact,
+                                            prefixes=types.prefixes, upto=head):
+            return True
+    now = time.monotonic()
+    if now - _moved.get(name, 0.0) < SKIP_AHEAD_S:
+        return False
+    _moved[name] = now
+    return True
+
+
+_moved: dict[str, float] = {}
+SKIP_AHEAD_S = 5.0
+
+
 async def consume(db: AsyncEngine, name: str, handle: Handler, *,
-                  types: TypeFilter = TypeFilter(), limit: int = PAGE) -> int:
-    """One pass; returns how many events it handled (0 if another process holds it)."""
+                  types: TypeFilter = TypeFilter(), limit: int = PAGE,
+                  wanted: bool = True) -> int:
+    """One pass; returns how many events it handled (0 if another process holds it, or
+    there was nothing to do). ``wanted=False``: nothing would come of the events now (no
+    webhook endpoint): only move the cursor on, now and then."""
+    if not await _worth_a_pass(db, name, types, wanted):
+        return 0
     async with db.begin() as conn:
         now = utcnow()
         after = await repository.try_cursor(conn, name, now)
@@ -45,10 +74,12 @@ async def consume(db: AsyncEngine, name: str, handle: Handler, *,
 
 
 async def drain(db: AsyncEngine, name: str, handle: Handler, *,
-                types: TypeFilter = TypeFilter(), limit: int = PAGE) -> int:
+                types: TypeFilter = TypeFilter(), limit: int = PAGE,
+                wanted: bool = True) -> int:
     """Passes until caught up."""
     total = 0
-    while (n := await consume(db, name, handle, types=types, limit=limit)) > 0:
+    while (n := await consume(db, name, handle, types=types, limit=limit,
+                              wanted=wanted)) > 0:
         total += n
         if n < limit:
             break

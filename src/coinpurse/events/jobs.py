@@ -22,6 +22,7 @@ from coinpurse.state import AppState
 PURGE_EVERY_S = 3600
 RESTART_S = 1.0  # after a failed pass of a job that waits for work itself
 EMAIL_EVERY_S = 0.5
+CONSUMER_GAP_S = 0.1
 
 
 def _paced(step: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
@@ -57,15 +58,20 @@ def jobs(state: AppState) -> list[Job]:
     sender = webhooks.Sender(db, settings)
     idle_s = min(0.5, max(settings.webhook_backoff_base_s, 0.05))
 
+    # Woken by commits, a consumer still makes at most one pass per CONSUMER_GAP_S: under
+    # load a pass takes many batches' events at once instead of one transaction per commit.
     async def fan_out() -> int:
         seen = wakeup.generation
-        n = await consumer.drain(db, webhooks.FANOUT_CURSOR, fanout)
+        n = await consumer.drain(db, webhooks.FANOUT_CURSOR, fanout,
+                                 wanted=await webhooks.any_enabled(db))
+        await asyncio.sleep(CONSUMER_GAP_S)
         await wakeup.wait(settings.live_poll_s, since=seen)
         return n
 
     async def notify_users() -> int:
         seen = wakeup.generation
         n = await consumer.drain(db, notifications.CURSOR, notify, types=notify_types)
+        await asyncio.sleep(CONSUMER_GAP_S)
         await wakeup.wait(settings.live_poll_s, since=seen)
         return n
 

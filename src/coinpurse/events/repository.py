@@ -143,6 +143,13 @@ async def cursor(conn: AsyncConnection, name: str, at: datetime, *, lock: bool) 
     return int((await conn.execute(stmt)).scalar_one())
 
 
+async def position(conn: AsyncConnection, name: str) -> int:
+    """A consumer's position, read without locking (0 before its first pass)."""
+    found = (await conn.execute(select(event_cursors.c.after_id).where(
+        event_cursors.c.name == name))).scalar()
+    return int(found or 0)
+
+
 async def try_cursor(conn: AsyncConnection, name: str, at: datetime) -> int | None:
     """A consumer's position, locked until the transaction ends; None when another process
     holds it (that one is consuming: this one has nothing to do)."""
@@ -209,6 +216,11 @@ async def delete_endpoint(conn: AsyncConnection, endpoint_id: str) -> None:
     # Explicitly, for SQLite connections opened without foreign keys enforced.
     await conn.execute(delete(webhook_deliveries).where(D.endpoint_id == endpoint_id))
     await conn.execute(delete(webhook_endpoints).where(E.id == endpoint_id))
+
+
+async def any_enabled_endpoint(conn: AsyncConnection) -> bool:
+    return (await conn.execute(select(E.id).where(E.enabled.is_(True)).limit(1))).first() \
+        is not None
 
 
 async def enabled_endpoints(conn: AsyncConnection) -> list[Row[Any]]:

@@ -234,6 +234,11 @@ async def redeliver(db: AsyncEngine, settings: EventSettings, admin: Principal,
 # ------------------------------------------------------------------- fan-out
 
 
+async def any_enabled(db: AsyncEngine) -> bool:
+    async with db.connect() as conn:
+        return await repository.any_enabled_endpoint(conn)
+
+
 def fanout(settings: EventSettings) -> Any:
     """The consumer's handler: delivery rows for the enabled endpoints each event matches."""
 
