@@ -263,3 +263,38 @@ async def test_only_admins_manage_endpoints(client: httpx.AsyncClient,
     r = await client.patch("/admin/v1/webhook-endpoints/nope", headers=ADMIN,
                            json={"enabled": True})
     assert r.status_code == 404
+
+
+async def test_finished_deliveries_go_with_the_retention(
+        client: httpx.AsyncClient, app: Any, make_key: MakeKey, receiver: Receiver) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select, update
+
+    from coinpurse.events.service import purge
+    from coinpurse.events.tables import webhook_deliveries as d
+
+    key = await make_key()
+    await add_endpoint(client, receiver.url)
+    await credit(client, key, "wh6", 1)
+    await eventually(receiver.delivered)
+    db = app.state.coinpurse.db
+
+    async def statuses() -> list[str]:
+        async with db.connect() as conn:
+            return list((await conn.execute(select(d.c.status))).scalars())
+
+    await eventually(lambda: _delivered(db), what="the delivery recorded")
+    async with db.begin() as conn:
+        await conn.execute(update(d).values(created_at=datetime.now(UTC) - timedelta(days=40)))
+    assert await purge(db, retention_days=30) >= 1
+    assert await statuses() == []
+
+
+async def _delivered(db: Any) -> bool:
+    from sqlalchemy import select
+
+    from coinpurse.events.tables import webhook_deliveries as d
+
+    async with db.connect() as conn:
+        return list((await conn.execute(select(d.c.status))).scalars()) == ["delivered"]

@@ -123,6 +123,20 @@ async def delete_before(conn: AsyncConnection, cutoff: datetime, limit: int) -> 
     return len(ids)
 
 
+async def delete_done_before(conn: AsyncConnection, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` finished webhook deliveries and e-mails created before
+    ``cutoff`` (pending ones stay: they are still being tried)."""
+    total = 0
+    for table in (webhook_deliveries, email_outbox):
+        ids = (await conn.execute(select(table.c.id).where(
+            table.c.created_at < cutoff, table.c.status != "pending").limit(limit))
+        ).scalars().all()
+        if ids:
+            await conn.execute(delete(table).where(table.c.id.in_(list(ids))))
+        total += len(ids)
+    return total
+
+
 async def head(conn: AsyncConnection) -> int:
     """The newest event id a reader may see now (0 for an empty log)."""
     stmt = select(func.max(events.c.id))

@@ -214,13 +214,16 @@ async def page(db: AsyncEngine, *, after: int, limit: int,
 
 
 async def purge(db: AsyncEngine, retention_days: int, chunk: int = 5000) -> int:
-    """Delete events past their retention, a bounded chunk per transaction."""
+    """Delete events past their retention, and finished webhook deliveries and e-mails as
+    old; a bounded chunk per transaction."""
     cutoff = utcnow() - timedelta(days=retention_days)
     total = 0
-    while True:
-        async with db.begin() as conn:
-            n = await repository.delete_before(conn, cutoff, chunk)
-        total += n
-        if n < chunk:
-            return total
+    for delete in (repository.delete_before, repository.delete_done_before):
+        while True:
+            async with db.begin() as conn:
+                n = await delete(conn, cutoff, chunk)
+            total += n
+            if n < chunk:
+                break
+    return total
 
