@@ -149,6 +149,10 @@ export class RefreshTokenReused extends CoinpurseError {
   static override readonly defaultCode: string = "refresh_token_reused";
 }
 
+export class CsrfFailed extends CoinpurseError {
+  static override readonly defaultCode: string = "csrf_failed";
+}
+
 export class Conflict extends CoinpurseError {
   static override readonly defaultCode: string = "conflict";
 }
@@ -296,6 +300,7 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   mfa_required: MfaRequired,
   invalid_mfa_code: InvalidMfaCode,
   refresh_token_reused: RefreshTokenReused,
+  csrf_failed: CsrfFailed,
   conflict: Conflict,
   already_reversed: AlreadyReversed,
   service_unavailable: ServiceUnavailable,

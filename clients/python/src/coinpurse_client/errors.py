@@ -131,6 +131,12 @@ class RefreshTokenReused(CoinpurseError):
     default_code = "refresh_token_reused"
 
 
+class CsrfFailed(CoinpurseError):
+    """A browser session's request without its CSRF token (not raised for keys or tokens)."""
+
+    default_code = "csrf_failed"
+
+
 class Conflict(CoinpurseError):
     default_code = "conflict"
 
@@ -269,7 +275,8 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
         UnsupportedMediaType, UnknownCurrency, CurrencyNotTransferable, IdempotencyKeyReused,
         IdempotencyKeyInUse, RateLimited, InvalidCredentials, MfaRequired, InvalidMfaCode,
-        RefreshTokenReused, Conflict, AlreadyReversed, ServiceUnavailable, Overloaded,
+        RefreshTokenReused, CsrfFailed, Conflict, AlreadyReversed, ServiceUnavailable,
+        Overloaded,
         InternalError,
         InsufficientFunds, BalanceOverflow, HoldNotOpen, CaptureExceedsHold, InvalidPosting,
         BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,

@@ -168,6 +168,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/currencies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Currencies and their scales
+         * @description So a client can show `150` of a scale-2 currency as `1.50` without knowing the
+         *     server's configuration.
+         */
+        get: operations["currencies_api_v1_currencies_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/wallet/balance": {
         parameters: {
             query?: never;
@@ -327,6 +348,29 @@ export interface paths {
          *     accounts `unknown_recipient`.
          */
         post: operations["send_gift_api_v1_gifts_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gifts/quote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The split of a gift, without sending it
+         * @description Takes the body of `POST /api/v1/gifts` and answers the split it would make now: what
+         *     the receiver, their agency and the platform would get, so a page can ask the giver to
+         *     confirm. The same refusals (`validation_error` with a `reason`); nothing is stored or
+         *     moved, and the balance is checked only when the gift is sent.
+         */
+        post: operations["quote_gift_api_v1_gifts_quote_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -504,7 +548,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set */
+        /**
+         * Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set
+         * @description Leads to the web wallet's top-up page, which confirms the payment (the verify call)
+         *     and shows the outcome; the query (`order_id`, `status`, the payment's proof) is kept.
+         */
         get: operations["topup_return_topup_return_get"];
         put?: never;
         post?: never;
@@ -617,6 +665,29 @@ export interface paths {
          *     (`limit_exceeded`, with `limit` naming which).
          */
         post: operations["request_withdrawal_api_v1_withdrawals_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/withdrawals/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What the caller may withdraw: bounds, KYC limits and what is used
+         * @description Per withdrawable currency: the bounds of one withdrawal, and the KYC tier's daily and
+         *     monthly totals with what is used of them; whether the tier may withdraw at all and which
+         *     tier may; the debt a refunded top-up left. `POST /api/v1/withdrawals` checks all of it
+         *     again.
+         */
+        get: operations["my_limits_api_v1_withdrawals_limits_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -959,6 +1030,72 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign in a browser: the session goes into httpOnly cookies
+         * @description The same sign-in as `POST /api/v1/auth/login` (2FA, rate limits, audit), but the
+         *     tokens are set as cookies: `cp_session` (access, httpOnly), `cp_refresh` (httpOnly,
+         *     sent only to this path) and `cp_csrf` (readable: echo it in `X-CSRF-Token` on every
+         *     state-changing request). All `SameSite=Strict`, `Secure` over HTTPS. The API then takes
+         *     the session cookie wherever it takes `Authorization: Bearer`.
+         */
+        post: operations["sign_in_browser_api_v1_auth_session_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/session/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew the browser session's access cookie
+         * @description Rotates the refresh cookie (single use, like `POST /api/v1/auth/refresh`). Needs
+         *     `X-CSRF-Token`. A refused refresh also clears the cookies.
+         */
+        post: operations["refresh_browser_api_v1_auth_session_refresh_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/session/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign the browser out: the session ends now, cookies are cleared
+         * @description Revokes the sign-in, so the access cookie is refused at once too (a Bearer access
+         *     token, by contrast, runs until it expires). Needs `X-CSRF-Token`.
+         */
+        post: operations["sign_out_browser_api_v1_auth_session_logout_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/v1/transactions": {
         parameters: {
             query?: never;
@@ -973,6 +1110,29 @@ export interface paths {
          *     it; `amount_min`/`amount_max` and `currency` filter on that.
          */
         get: operations["search_transactions_admin_v1_transactions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/transactions/export.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export a transaction search as CSV
+         * @description The filters of `GET /admin/v1/transactions`. Columns: transaction_id, created_at,
+         *     kind, currency, amount, description, reference_id, service, initiator. Amounts are
+         *     integers in minor units, as everywhere in the API. Text that a spreadsheet would take for
+         *     a formula is prefixed with `'`.
+         */
+        get: operations["export_transactions_admin_v1_transactions_export_csv_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1012,6 +1172,45 @@ export interface paths {
          *     the number of users with a wallet.
          */
         get: operations["stats_admin_v1_stats_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/stats/daily": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Volume per day, currency and kind; fees per day
+         * @description What the console's dashboard draws. A transaction's amount in a currency is the sum
+         *     of its postings in it (as in `GET /admin/v1/transactions`). Fees are what entered
+         *     `COINPURSE_PLATFORM_FEE_ADDRESS`.
+         */
+        get: operations["daily_stats_admin_v1_stats_daily_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/stats/pending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How many withdrawals, KYC submissions and adjustments wait for a decision */
+        get: operations["pending_admin_v1_stats_pending_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1709,16 +1908,16 @@ export interface components {
         };
         /** AccountBalanceOut */
         AccountBalanceOut: {
+            /** Address */
+            address: string;
+            /** Currency */
+            currency: string;
             /** Balance */
             balance: number;
             /** Held */
             held: number;
             /** Available */
             available: number;
-            /** Address */
-            address: string;
-            /** Currency */
-            currency: string;
         };
         /** AccountOut */
         AccountOut: {
@@ -2033,7 +2232,11 @@ export interface components {
             /** Ip */
             ip: string | null;
         };
-        /** AuditHistoryEntryOut */
+        /**
+         * AuditHistoryEntryOut
+         * @description A history line as auditors see it: with what users never see (the service and
+         *     initiator of its transaction, the operators' notes, the metadata).
+         */
         AuditHistoryEntryOut: {
             /** Id */
             id: string;
@@ -2184,7 +2387,10 @@ export interface components {
             /** Results */
             results: components["schemas"]["BatchResultOut"][];
         };
-        /** BatchResultOut */
+        /**
+         * BatchResultOut
+         * @description A posted transfer has an `id`; a refused one a `code` and a `detail` instead.
+         */
         BatchResultOut: {
             /** Index */
             index: number;
@@ -2207,6 +2413,23 @@ export interface components {
             code?: string | null;
             /** Detail */
             detail?: string | null;
+        };
+        /**
+         * BrowserSessionOut
+         * @description A browser's sign-in: the tokens are in httpOnly cookies, never in the answer.
+         */
+        BrowserSessionOut: {
+            user: components["schemas"]["UserOut"];
+            /**
+             * Mfa
+             * @description Whether this sign-in passed two-factor authentication.
+             */
+            mfa: boolean;
+            /**
+             * Expires In
+             * @description Seconds until the access cookie needs a refresh.
+             */
+            expires_in: number;
         };
         /** CaptureIn */
         CaptureIn: {
@@ -2235,6 +2458,42 @@ export interface components {
              * @description Single-use; shown this once.
              */
             recovery_codes: string[];
+        };
+        /** CurrencyLimitsOut */
+        CurrencyLimitsOut: {
+            /** Currency */
+            currency: string;
+            /** Min Amount */
+            min_amount: number;
+            /** Max Amount */
+            max_amount: number | null;
+            daily: components["schemas"]["PeriodOut"];
+            monthly: components["schemas"]["PeriodOut"];
+        };
+        /** CurrencyList */
+        CurrencyList: {
+            /** Data */
+            data: components["schemas"]["CurrencyOut"][];
+        };
+        /** CurrencyOut */
+        CurrencyOut: {
+            /** Code */
+            code: string;
+            /**
+             * Scale
+             * @description Digits after the point: amounts are in 10^-scale units.
+             */
+            scale: number;
+            /**
+             * Giftable
+             * @description Whether gifts may be paid in it.
+             */
+            giftable: boolean;
+            /**
+             * Sellable
+             * @description Whether shop products may be priced in it.
+             */
+            sellable: boolean;
         };
         /** CurrencyStatsOut */
         CurrencyStatsOut: {
@@ -2268,6 +2527,57 @@ export interface components {
             count_7d: {
                 [key: string]: number;
             };
+        };
+        /** DailyFeesOut */
+        DailyFeesOut: {
+            /** Date */
+            date: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description Paid into the platform fee account that day.
+             */
+            amount: number;
+        };
+        /** DailyOut */
+        DailyOut: {
+            /**
+             * Days
+             * @description Every UTC day of the range, oldest first.
+             */
+            days: string[];
+            /**
+             * Volume
+             * @description Only days and kinds with activity.
+             */
+            volume: components["schemas"]["DailyVolumeOut"][];
+            /** Fees */
+            fees: components["schemas"]["DailyFeesOut"][];
+            /** Fee Address */
+            fee_address: string;
+        };
+        /** DailyVolumeOut */
+        DailyVolumeOut: {
+            /**
+             * Date
+             * @description UTC day, YYYY-MM-DD.
+             */
+            date: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Kind
+             * @description Transaction kind: topup, withdrawal, gift, credit, ...
+             */
+            kind: string;
+            /** Count */
+            count: number;
+            /**
+             * Amount
+             * @description Sum of the transactions' amounts, in minor units.
+             */
+            amount: number;
         };
         /** DecisionIn */
         DecisionIn: {
@@ -2338,6 +2648,11 @@ export interface components {
             secret: string;
             /** Otpauth Uri */
             otpauth_uri: string;
+            /**
+             * Qr Code
+             * @description The otpauth URI as a QR code: an SVG `data:` URI, made by Coinpurse itself (the secret never leaves the server).
+             */
+            qr_code: string;
         };
         /** EntryOut */
         EntryOut: {
@@ -2463,6 +2778,29 @@ export interface components {
             data: components["schemas"]["GiftOut"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /**
+         * GiftQuoteOut
+         * @description A gift's split before it is sent (``service.GiftPlan``).
+         */
+        GiftQuoteOut: {
+            /** To User Id */
+            to_user_id: string;
+            /** Gift Type */
+            gift_type: string | null;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description What the giver pays.
+             */
+            amount: number;
+            /** Receiver Amount */
+            receiver_amount: number;
+            /** Agency Commission */
+            agency_commission: number;
+            /** Platform Fee */
+            platform_fee: number;
         };
         /** GiftReportOut */
         GiftReportOut: {
@@ -3023,6 +3361,28 @@ export interface components {
             rates: components["schemas"]["RateOut"][];
             /** Providers */
             providers: string[];
+        };
+        /** PendingOut */
+        PendingOut: {
+            /** Withdrawals */
+            withdrawals: number;
+            /** Kyc Submissions */
+            kyc_submissions: number;
+            /** Adjustments */
+            adjustments: number;
+        };
+        /** PeriodOut */
+        PeriodOut: {
+            /**
+             * Limit
+             * @description Null: no limit at this tier.
+             */
+            limit: number | null;
+            /**
+             * Used
+             * @description Pending, approved and paid withdrawals in the period.
+             */
+            used: number;
         };
         /** PostingIn */
         PostingIn: {
@@ -4223,6 +4583,31 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** WithdrawalLimitsOut */
+        WithdrawalLimitsOut: {
+            /**
+             * Tier
+             * @description The caller's KYC tier.
+             */
+            tier: number;
+            /**
+             * Allowed
+             * @description Whether this tier may withdraw at all.
+             */
+            allowed: boolean;
+            /**
+             * Required Tier
+             * @description The lowest tier that may withdraw.
+             */
+            required_tier: number | null;
+            /**
+             * Debt
+             * @description Left by refunded top-ups; withdrawals wait until repaid.
+             */
+            debt: number;
+            /** Currencies */
+            currencies: components["schemas"]["CurrencyLimitsOut"][];
+        };
         /** WithdrawalOut */
         WithdrawalOut: {
             /** Id */
@@ -4331,7 +4716,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "webhook_url_refused" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "webhook_url_refused" | "withdrawal_not_pending";
             /** @description Field errors, for validation_error. */
             errors?: Record<string, never>[];
         };
@@ -4891,6 +5276,35 @@ export interface operations {
             };
         };
     };
+    currencies_api_v1_currencies_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CurrencyList"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     my_balance_api_v1_wallet_balance_get: {
         parameters: {
             query?: never;
@@ -5350,6 +5764,48 @@ export interface operations {
                 };
             };
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    quote_gift_api_v1_gifts_quote_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GiftIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GiftQuoteOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5842,10 +6298,7 @@ export interface operations {
     };
     topup_return_topup_return_get: {
         parameters: {
-            query?: {
-                status?: string;
-                order_id?: string;
-            };
+            query?: never;
             header?: never;
             path?: never;
             cookie?: never;
@@ -5853,21 +6306,12 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Successful Response */
-            200: {
+            303: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/html": string;
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": unknown;
                 };
             };
         };
@@ -6246,6 +6690,35 @@ export interface operations {
             };
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `currency_not_withdrawable`: This currency cannot be withdrawn / `insufficient_funds`: Insufficient funds / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_limits_api_v1_withdrawals_limits_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WithdrawalLimitsOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7210,6 +7683,149 @@ export interface operations {
             };
         };
     };
+    sign_in_browser_api_v1_auth_session_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrowserSessionOut"];
+                };
+            };
+            /** @description `invalid_credentials`: Wrong e-mail or password / `mfa_required`: A two-factor code is required / `invalid_mfa_code`: The two-factor code is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    refresh_browser_api_v1_auth_session_refresh_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrowserSessionOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required / `refresh_token_reused`: This refresh token was already used; every session of its family is revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf_failed`: Missing or wrong CSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sign_out_browser_api_v1_auth_session_logout_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `csrf_failed`: Missing or wrong CSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     search_transactions_admin_v1_transactions_get: {
         parameters: {
             query?: {
@@ -7260,6 +7876,66 @@ export interface operations {
                 };
             };
             /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_transactions_admin_v1_transactions_export_csv_get: {
+        parameters: {
+            query?: {
+                user_id?: string | null;
+                address?: string | null;
+                currency?: string | null;
+                kind?: string | null;
+                service?: string | null;
+                reference_id?: string | null;
+                created_from?: string | null;
+                created_to?: string | null;
+                amount_min?: number | null;
+                amount_max?: number | null;
+                /** @description Most transactions exported, newest first. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One row per transaction and currency. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7339,6 +8015,104 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StatsOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    daily_stats_admin_v1_stats_daily_get: {
+        parameters: {
+            query?: {
+                /** @description How many UTC days, ending today. */
+                days?: number;
+                currency?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DailyOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pending_admin_v1_stats_pending_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PendingOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */

@@ -2,7 +2,7 @@
 monitors (issue 10)
 
 Revision ID: 0110_events_delivery
-Revises: 0112_shop
+Revises: 0113_partitions
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0110_events_delivery"
-down_revision = "0112_shop"
+down_revision = "0113_partitions"
 branch_labels = None
 depends_on = None
 
