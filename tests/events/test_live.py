@@ -244,6 +244,61 @@ def test_websocket(db_url: str, serve: Callable[..., Server]) -> None:
     asyncio.run(_websocket(server.base_url, key))
 
 
+def _builtin_user(db_url: str, user_id: str) -> None:
+    async def make() -> None:
+        from coinpurse.auth import accounts
+
+        engine = create_engine(db_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await accounts.create_user(conn, f"{user_id}@example.com", "ws-cookie-password",
+                                           "user", user_id=user_id)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(make())
+
+
+async def _websocket_cookie(base: str, key: str) -> None:
+    """The web wallet's session cookie opens the WebSocket from a page of the same origin
+    only (a WebSocket carries no CSRF header); ``?last_event_id=`` resumes."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as browser:
+        signed_in = await browser.post("/api/v1/auth/session", json={
+            "email": "ws-cookie@example.com", "password": "ws-cookie-password"})
+        assert signed_in.status_code == 200, signed_in.text
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    ws_url = base.replace("http://", "ws://") + "/api/v1/ws"
+    own = {"Cookie": cookie, "Origin": base}
+    async with websockets.connect(ws_url, additional_headers=own) as ws:
+        assert json.loads(await ws.recv()) == {"event": "ready",
+                                               "data": {"user_id": "ws-cookie"}}
+        tx = await _credit(base, key, "ws-cookie", 4)
+        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert message["event"] == "balance.updated"
+        assert message["data"]["transaction_id"] == tx["id"]
+    await _credit(base, key, "ws-cookie", 3)
+    async with websockets.connect(f"{ws_url}?last_event_id={message['id']}",
+                                  additional_headers=own) as ws:
+        assert json.loads(await ws.recv())["event"] == "ready"
+        resumed = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert resumed["event"] == "balance.updated" and resumed["data"]["balance"] == 7
+    for origin in ("http://evil.example", None):
+        headers = {"Cookie": cookie, **({"Origin": origin} if origin else {})}
+        async with websockets.connect(ws_url, additional_headers=headers) as ws:
+            refused = json.loads(await ws.recv())
+            assert refused["event"] == "error" and refused["data"]["code"] == "forbidden"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+def test_websocket_with_the_session_cookie(db_url: str, serve: Callable[..., Server]) -> None:
+    key = _key(db_url)
+    _builtin_user(db_url, "ws-cookie")
+    server = serve(**SLOW_POLL, COINPURSE_AUTH="builtin")
+    asyncio.run(_websocket_cookie(server.base_url, key))
+
+
 async def _caps(base: str) -> None:
     async with Stream(base, "capped"):
         async with Stream(base, "capped") as second:

@@ -98,3 +98,43 @@ async def test_withdrawal_and_kyc_events(client: httpx.AsyncClient, settings: Se
     assert kyc["data"] == {"submission_id": sid, "user_id": "ev-kyc", "tier": 1,
                            "reason": None, "decided_at": kyc["data"]["decided_at"]}
     assert "full_name" not in str(kyc["data"])
+
+
+async def test_a_withdrawal_whose_hold_expires_writes_withdrawal_expired(
+        client: httpx.AsyncClient, app: Any, settings: Settings, make_key: MakeKey) -> None:
+    """The expiry job records it (and its event) without anyone looking at the withdrawal;
+    running it again, or an operator's approval after it, writes nothing more."""
+    from datetime import timedelta
+
+    from coinpurse.core.clock import utcnow
+    from coinpurse.holds.service import Holds
+    from coinpurse.withdrawals.service import expire_lapsed
+
+    key = await make_key()
+    await set_tier(settings, "ev-late", 1)
+    r = await client.post("/internal/v1/wallet/credit", headers={
+        "X-API-Key": key, "Idempotency-Key": "fund-late"}, json={
+        "user_id": "ev-late", "currency": "diamonds", "amount": 500, "description": "d",
+        "reference_id": "r"})
+    assert r.status_code == 201
+    w = await client.post("/api/v1/withdrawals", headers=headers("ev-late", "late-1"),
+                          json={"currency": "diamonds", "amount": 200, "destination": DEST})
+    assert w.status_code == 201, w.text
+    wid = w.json()["id"]
+    state = app.state.coinpurse
+    assert await expire_lapsed(state.db) == 0  # its hold is still open
+    later = utcnow() + timedelta(seconds=settings.withdrawal_hold_ttl_s + 60)
+    assert await Holds(state.db, state.ledger).expire_due(now=later) == 1
+    assert await expire_lapsed(state.db) == 1
+    assert await expire_lapsed(state.db) == 0
+    [expired] = [e for e in await log(client, key, "withdrawal.*")
+                 if e["type"] == "withdrawal.expired"]
+    assert expired["data"]["withdrawal_id"] == wid and expired["data"]["status"] == "expired"
+    assert expired["data"]["reason"] == "the hold expired before a decision"
+    me = await client.get(f"/api/v1/withdrawals/{wid}", headers=auth(user_token("ev-late")))
+    assert me.json()["status"] == "expired"
+    late = await client.post(f"/admin/v1/withdrawals/{wid}/approve", headers=ADMIN)
+    assert late.status_code == 409, late.text
+    assert len(await log(client, key, "withdrawal.expired")) == 1
+    balance = await client.get("/api/v1/wallet/balance", headers=auth(user_token("ev-late")))
+    assert balance.json()["wallets"]["diamonds"]["available"] == 500

@@ -46,7 +46,8 @@ def jobs(state: AppState) -> list[Job]:
 
     found = [Job("events-retention", expire, PURGE_EVERY_S),
              Job("events-live", state.live.run, RESTART_S)]
-    bus = Bus(settings.database_url, settings, wakeup)
+    listen_url, listen_options = settings.direct_db
+    bus = Bus(listen_url, settings, wakeup, listen_options)
     if bus.needed:
         found.append(Job("events-listen", bus.run, RESTART_S))
     if not settings.events_jobs:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from coinpurse.core.cluster.urls import DbOptions, connect_kwargs
 from coinpurse.events import repository
 from coinpurse.events.errors import TooManyStreams
 from coinpurse.events.repository import CHANNEL, StoredEvent
@@ -212,8 +212,12 @@ class Bus:
     ``LISTEN`` on PostgreSQL, or Redis pub/sub (then this process also publishes its own
     commits there). SQLite has one process: nothing to hear."""
 
-    def __init__(self, database_url: str, settings: EventSettings, wakeup: Wakeup) -> None:
+    def __init__(self, database_url: str, settings: EventSettings, wakeup: Wakeup,
+                 options: DbOptions | None = None) -> None:
+        """``database_url``, ``options``: ``Settings.direct_db``, where LISTEN works (not
+        through a transaction pooler: there, with no direct URL, readers only poll)."""
         self.database_url = database_url
+        self.options = options or DbOptions()
         self.redis_url = settings.redis_url
         self.wakeup = wakeup
         self._publisher: Any = None
@@ -224,23 +228,28 @@ class Bus:
 
     @property
     def needed(self) -> bool:
-        return bool(self.redis_url) or self.database_url.startswith("postgres")
+        return bool(self.redis_url) or self._listens
+
+    @property
+    def _listens(self) -> bool:
+        return (self.database_url.startswith("postgres")
+                and self.options.pooling != "transaction")
 
     async def run(self) -> None:
         """Listen forever, reconnecting (a job)."""
         if self.redis_url:
             await self._listen_redis()
-        elif self.database_url.startswith("postgres"):
+        elif self._listens:
             await self._listen_pg()
 
     async def _listen_pg(self) -> None:
-        dsn = make_url(self.database_url.replace("postgres://", "postgresql://", 1)).set(
-            drivername="postgresql").render_as_string(hide_password=False)
+        # A multi-host URL finds the primary again after a failover (target_session_attrs).
+        kwargs = connect_kwargs(self.database_url, self.options)
         while True:
             conn = None
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(dsn)
+                conn = await asyncpg.connect(**kwargs)
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(CHANNEL, lambda *_a: self.wakeup.wake())
                 self.wakeup.wake()  # whatever committed while nobody listened

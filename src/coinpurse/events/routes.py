@@ -29,6 +29,7 @@ from coinpurse.core.types import ADDRESS_RE
 from coinpurse.events import live, monitors, notifications, service, webhooks
 from coinpurse.events import schemas as s
 from coinpurse.events.errors import TooManyStreams, WebhookUrlRefused
+from coinpurse.http import cookies
 from coinpurse.http.deps import (
     Admin,
     AdminWriter,
@@ -277,7 +278,8 @@ by itself) to get what was missed. Streams are capped per user and per server (4
 `too_many_streams`); a client that does not keep up is disconnected and resumes the same
 way. The same stream is on a WebSocket at `/api/v1/ws` (JSON messages `{"id", "event",
 "data"}`; a Bearer token in the Authorization header, or `{"token": "<jwt>",
-"last_event_id"?: "..."}` as the first message)."""
+"last_event_id"?: "..."}` as the first message, or the web wallet's session cookie from a
+page of the same origin; `?last_event_id=` resumes)."""
 
 
 def _last_event_id(raw: str | None) -> int | None:
@@ -335,8 +337,10 @@ async def websocket(ws: WebSocket) -> None:
     app_state: AppState = ws.app.state.coinpurse
     await ws.accept()
     try:
-        token, resume = None, ws.headers.get("last-event-id")
-        if "authorization" not in ws.headers:
+        # Browsers cannot set headers on a WebSocket: they resume with ?last_event_id=.
+        token = None
+        resume = ws.headers.get("last-event-id") or ws.query_params.get("last_event_id")
+        if "authorization" not in ws.headers and cookies.access_token(ws) is None:
             first = await asyncio.wait_for(ws.receive_json(), WS_AUTH_TIMEOUT_S)
             if not isinstance(first, dict):
                 raise Unauthorized('the first message must be {"token": "<jwt>"}')

@@ -14,6 +14,7 @@ from coinpurse.core.audit import audit_log
 from coinpurse.core.clock import utcnow
 from coinpurse.core.pages import newest_first
 from coinpurse.ledger.service import RowInserts, SqlWrite
+from coinpurse.ledger.tables import holds
 from coinpurse.withdrawals.model import COUNTED, Withdrawal
 from coinpurse.withdrawals.tables import withdrawals
 
@@ -65,6 +66,15 @@ def change(wid: str, when: str, **values: Any) -> SqlWrite:
         await set_if(conn, wid, when, **values)
 
     return run
+
+
+async def lapsed(conn: AsyncConnection, limit: int) -> list[Withdrawal]:
+    """Pending withdrawals whose hold has expired (the hold expiry job released it)."""
+    rows = (await conn.execute(
+        select(withdrawals).join(holds, holds.c.id == c.hold_id)
+        .where(c.status == "pending", holds.c.status == "expired")
+        .order_by(c.status, c.id).limit(limit))).all()
+    return [_withdrawal(r) for r in rows]
 
 
 async def used_since(conn: AsyncConnection, user_id: str, currency: str, since: datetime,

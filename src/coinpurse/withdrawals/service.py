@@ -223,16 +223,30 @@ def _audit(admin: Principal, action: str, found: Withdrawal, ip: str | None,
             "user_id": found.user_id}))
 
 
-async def _lost(w: Withdrawals, found: Withdrawal) -> Withdrawal:
+async def _lost(db: AsyncEngine, found: Withdrawal) -> Withdrawal:
     """The hold was not open: find out why, record an expiry, return the fresh state."""
-    async with w.db.begin() as conn:
+    async with db.begin() as conn:
         hold = (await ledger_store.lock_holds(conn, [found.hold_id])).get(found.hold_id)
         reason = "the hold expired before a decision"
         if hold is not None and hold.status == "expired" and await repo.set_if(
                 conn, found.id, "pending", status="expired", reason=reason):
             await emit(conn, "withdrawal.expired",
                        found.event_data(status="expired", reason=reason))
-    return await get(w.db, found.id)
+    return await get(db, found.id)
+
+
+LAPSED_BATCH = 100
+
+
+async def expire_lapsed(db: AsyncEngine) -> int:
+    """Record as expired (with ``withdrawal.expired``) the pending withdrawals whose hold
+    expired, so the user and the services hear of it when it happens, not when someone
+    next looks. Safe in several processes: each change is conditional on ``pending``."""
+    async with db.connect() as conn:
+        found = await repo.lapsed(conn, LAPSED_BATCH)
+    for each in found:
+        await _lost(db, each)
+    return len(found)
 
 
 async def cancel(w: Withdrawals, user_id: str, wid: str) -> Withdrawal:
@@ -266,7 +280,7 @@ async def _release(w: Withdrawals, found: Withdrawal, status: str, reason: str |
         assert result.outcomes is not None
         if isinstance(result.outcomes[0], HoldOutcome):
             return await get(w.db, found.id)
-        found = await _lost(w, found)
+        found = await _lost(w.db, found)
     if found.status == status and admin is None:
         return found
     raise _not_pending(found)
@@ -312,7 +326,7 @@ async def _capture(w: Withdrawals, admin: Principal, found: Withdrawal,
     if isinstance(outcome, Rejection) and outcome.error is not None:
         raise outcome.error
     if not isinstance(outcome, HoldOutcome):
-        raise _not_pending(await _lost(w, found))
+        raise _not_pending(await _lost(w.db, found))
     return await get(w.db, found.id)
 
 

@@ -1615,7 +1615,8 @@ export interface paths {
          *     `too_many_streams`); a client that does not keep up is disconnected and resumes the same
          *     way. The same stream is on a WebSocket at `/api/v1/ws` (JSON messages `{"id", "event",
          *     "data"}`; a Bearer token in the Authorization header, or `{"token": "<jwt>",
-         *     "last_event_id"?: "..."}` as the first message).
+         *     "last_event_id"?: "..."}` as the first message, or the web wallet's session cookie from a
+         *     page of the same origin; `?last_event_id=` resumes).
          */
         get: operations["stream_api_v1_events_stream_get"];
         put?: never;
