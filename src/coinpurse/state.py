@@ -17,6 +17,7 @@ from coinpurse.bonuses.service import SignupWatch
 from coinpurse.config import Settings
 from coinpurse.core.cluster.reads import ReadRouter
 from coinpurse.core.db import create_engine
+from coinpurse.events.live import Hub
 from coinpurse.events.service import Outbox, Wakeup
 from coinpurse.http.ratelimit import RateLimits
 from coinpurse.ledger.service import Ledger
@@ -33,6 +34,7 @@ class AppState:
     rate_limits: RateLimits
     key_cache: KeyCache
     wakeup: Wakeup
+    live: Hub  # this process's live streams (SSE, WebSocket)
     # Reads that a standby may serve (COINPURSE_READ_DATABASE_URL; core.cluster.reads).
     reads: ReadRouter
 
@@ -63,7 +65,7 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
     ledger.add_hook(SignupWatch())  # a user's first wallet queues their sign-up bonuses
     state = AppState(settings=settings, db=db, ledger=ledger, verifier=verifier,
                      rate_limits=RateLimits(settings), key_cache=key_cache, wakeup=wakeup,
-                     reads=ReadRouter(db, read_db))
+                     live=Hub(db, settings, wakeup), reads=ReadRouter(db, read_db))
     key_cache.start(*settings.direct_db)
     await ledger.start()
     return state

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.bonuses import service as bonuses
 from coinpurse.core.clock import utcnow
+from coinpurse.events.service import event_write
 from coinpurse.ledger.errors import IdempotencyKeyInUse
 from coinpurse.ledger.idempotency import Claim, StoredResponse, request_hash
 from coinpurse.ledger.model import (
@@ -199,6 +200,8 @@ def _credit_writes(order: PaymentOrder, payment_id: str | None,
                 repo.order_write(order.id, status="succeeded", credit_transaction_id=outcome.id,
                                  provider_payment_id=payment_id or order.provider_payment_id,
                                  paid_at=now, error=None),
+                event_write("topup.succeeded", order.event_data(
+                    status="succeeded", transaction_id=outcome.id)),
                 *bonus.writes(outcomes)]
 
     return writes
@@ -274,6 +277,10 @@ def _reversal_writes(order: PaymentOrder, status: str, promo: str,
                 repo.order_write(order.id, status=status,
                                  reversal_transaction_id=tx.id if tx else None,
                                  reversed_amount=sum(taken.values()),
-                                 debt_amount=sum(owed.values()), reversed_at=now)]
+                                 debt_amount=sum(owed.values()), reversed_at=now),
+                event_write("topup.refunded", order.event_data(
+                    status=status, reason="refund" if status == "refunded" else "dispute_lost",
+                    reversal_transaction_id=tx.id if tx else None,
+                    reversed_amount=sum(taken.values()), debt_amount=sum(owed.values())))]
 
     return writes

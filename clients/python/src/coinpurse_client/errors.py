@@ -297,6 +297,12 @@ class BonusNotActive(CoinpurseError):
 
 class BonusWalletReserved(CoinpurseError):
     default_code = "bonus_wallet_reserved"
+class WebhookUrlRefused(CoinpurseError):
+    default_code = "webhook_url_refused"
+
+
+class TooManyStreams(CoinpurseError):
+    default_code = "too_many_streams"
 
 
 ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
@@ -313,7 +319,7 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,
         WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
         OutOfStock, PriceChanged, ProductInactive, OwnProduct, OrderRefunded,
-        RefundExceedsPaid, PreconditionFailed,
+        RefundExceedsPaid, PreconditionFailed, WebhookUrlRefused, TooManyStreams,
         InvalidPromoCode, PromotionCodeTaken, PromotionBudgetExhausted, PromotionLimitReached,
         WageringIncomplete, SelfReferral, AlreadyReferred, BonusNotActive, BonusWalletReserved,
     )
