@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +38,8 @@ class CoreSettings(BaseSettings):
     database_url: str = "sqlite:///./coinpurse.db"
     db_pool_size: int = Field(default=20, ge=1, le=200)
     log_level: str = "info"
+    # json (one object per line), console (readable), or auto: console on a terminal.
+    log_format: Literal["auto", "json", "console"] = "auto"
 
     @field_validator("database_url")
     @classmethod

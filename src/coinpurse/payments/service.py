@@ -58,6 +58,14 @@ class Payments:
         return registry[name]
 
 
+async def inbox_backlog(db: AsyncEngine) -> tuple[int, float]:
+    """How many provider events wait to be applied, and the oldest one's age in seconds
+    (for the operators' metrics)."""
+    async with db.connect() as conn:
+        count, oldest = await repo.inbox_backlog(conn)
+    return count, (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+
+
 # ---------------------------------------------------------------- orders
 
 

@@ -1,0 +1,258 @@
+"""Structured logs: one JSON object per line (or a readable line on a terminal), for
+``serve``, ``worker`` and every CLI command.
+
+Our own code logs with structlog (``get_logger``); the standard library's loggers (uvicorn,
+alembic, every ``logging.getLogger``) go through the same processors, so every line has the
+same shape. Lines are rendered where they are logged (with the current request's id) and
+written by a thread: a slow or full stderr never blocks the event loop. A redaction step
+drops what must never reach a log: keys, tokens, passwords, TOTP secrets, card numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import sys
+import threading
+from collections.abc import Iterator, MutableMapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+import structlog
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}
+FORMATS = ("auto", "json", "console")
+QUEUE_MAX = 100_000  # lines waiting for the writer; beyond that lines are dropped, counted
+REDACTED = "[redacted]"
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What the HTTP edge learns about one request, filled in as it goes: its id for every
+    log line and problem body, who called (for the access line), the tightest rate limit
+    (for the ``RateLimit-*`` headers)."""
+
+    request_id: str
+    principal: str | None = None
+    # The tightest rate limit passed: limit, remaining, seconds to reset, window seconds.
+    rate_limit: tuple[int, int, int, int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CURRENT_REQUEST: ContextVar[RequestInfo | None] = ContextVar("coinpurse_request", default=None)
+
+
+def current_request() -> RequestInfo | None:
+    return CURRENT_REQUEST.get()
+
+
+def current_request_id() -> str | None:
+    info = CURRENT_REQUEST.get()
+    return info.request_id if info is not None else None
+
+
+# --- redaction ---------------------------------------------------------------------------
+
+# Keys whose values are secrets, whatever they look like.
+_SECRET_KEY = re.compile(
+    r"pass(word|wd)?|secret|token|api[_-]?key|x-api-key|authorization|cookie|totp|otp|"
+    r"recovery|signature|card|cvc|cvv|pan$|private|credential", re.IGNORECASE)
+# Values that are secrets wherever they appear: JWTs, bearer credentials, our service keys,
+# PEM keys, TOTP provisioning URIs, and card numbers (13 to 19 digits, spaces or dashes).
+_SECRET_VALUE = re.compile(
+    r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|cp_[A-Za-z0-9_-]{16,}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)"
+    r"|otpauth://\S+"
+    r"|(?<![\d.])(?:\d[ -]?){12,18}\d(?![\d.])"
+)
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_VALUE.sub(REDACTED, text) if _may_hold_secret(text) else text
+
+
+def _may_hold_secret(text: str) -> bool:
+    # A cheap pre-check: the pattern needs a digit run, "eyJ", "cp_", "earer", "-----" or ":/"
+    return any(c.isdigit() for c in text) or "eyJ" in text or "cp_" in text or \
+        "earer" in text or "-----" in text or "otpauth" in text
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        return {k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else
+                    _redact(v, depth + 1)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v, depth + 1) for v in value]
+    return value
+
+
+def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: secrets out of every key and value of the line."""
+    for key, value in list(event.items()):
+        if _SECRET_KEY.search(key):
+            event[key] = REDACTED
+        elif isinstance(value, str | dict | list | tuple):
+            event[key] = _redact(value)
+    return event
+
+
+def _add_request_id(_logger: Any, _name: str,
+                    event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    info = CURRENT_REQUEST.get()
+    if info is not None and "request_id" not in event:
+        event["request_id"] = info.request_id
+    return event
+
+
+# --- the writer ----------------------------------------------------------------------------
+
+class _Writer:
+    """Writes rendered lines from a queue on its own thread."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.queue: queue.Queue[str | None] = queue.Queue(maxsize=QUEUE_MAX)
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._run, name="coinpurse-log", daemon=True)
+        self.thread.start()
+
+    def put(self, line: str) -> None:
+        try:
+            self.queue.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            line = self.queue.get()
+            if line is None:
+                return
+            try:
+                self.stream.write(line + "\n")
+                if self.dropped:
+                    n, self.dropped = self.dropped, 0
+                    self.stream.write(orjson.dumps({"level": "warning", "event":
+                                                    f"{n} log lines dropped"}).decode() + "\n")
+                if self.queue.empty():
+                    self.stream.flush()
+            except Exception:  # a closed or broken stream must not kill the writer
+                pass
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        with contextlib.suppress(queue.Full):
+            self.queue.put(None, timeout=timeout_s)
+        self.thread.join(timeout_s)
+        with contextlib.suppress(Exception):
+            self.stream.flush()
+
+
+class _QueueLogger:
+    """structlog's output: a rendered line, handed to the writer of the moment."""
+
+    def msg(self, line: str) -> None:
+        if _writer is not None:
+            _writer.put(line)
+
+    info = debug = warning = error = critical = exception = log = msg
+
+
+class _QueueHandler(logging.Handler):
+    """The standard library's records, rendered here (where the request id is known) by
+    the same processors, then handed to the writer."""
+
+    def __init__(self, writer: _Writer, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self._writer = writer
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.put(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+_writer: _Writer | None = None
+
+
+def _json_renderer(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
+    return orjson.dumps(event, default=str).decode()
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: IO[str] | None = None) -> None:
+    """Set up structlog and the standard library's logging for this process (again if
+    called again: the last call wins)."""
+    global _writer
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    renderer: Any = (structlog.dev.ConsoleRenderer(colors=stream.isatty()) if fmt == "console"
+                     else _json_renderer)
+    pre_chain: list[Any] = [
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        _add_request_id,
+    ]
+    tail: list[Any] = [
+        structlog.processors.format_exc_info,
+        redact,
+    ]
+    if _writer is not None:
+        _writer.close()
+    _writer = _Writer(stream)
+    structlog.configure(
+        processors=[*pre_chain, *tail, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=lambda *_a: _QueueLogger(),
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *pre_chain],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail,
+                    renderer],
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_QueueHandler(_writer, formatter))
+    root.setLevel(LEVELS[level])
+    # uvicorn's own access log is off (ours has the route and the principal); its error
+    # log and the libraries' warnings come through the root handler.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+
+
+def flush(timeout_s: float = 2.0) -> None:
+    """Write everything queued (at exit, and in tests)."""
+    global _writer
+    if _writer is not None:
+        _writer.close(timeout_s)
+        stream = _writer.stream
+        _writer = _Writer(stream)
+
+
+def get_logger(name: str = "coinpurse") -> Any:
+    return structlog.get_logger(name)
+
+
+@contextlib.contextmanager
+def request_context(info: RequestInfo) -> Iterator[RequestInfo]:
+    token = CURRENT_REQUEST.set(info)
+    try:
+        yield info
+    finally:
+        CURRENT_REQUEST.reset(token)
