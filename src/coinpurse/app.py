@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.proxies:
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-        app.add_middleware(ProxyHeadersMiddleware,  # type: ignore[arg-type]
+        app.add_middleware(ProxyHeadersMiddleware,
                            trusted_hosts=[str(n) for n in settings.proxies])
     app.add_middleware(Observe)
     tracer = tracing.Tracing(app) if tracing.enabled() else None

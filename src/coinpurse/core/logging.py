@@ -224,7 +224,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: IO[str] | None = N
     )
     root = logging.getLogger()
     for handler in list(root.handlers):
-        root.removeHandler(handler)
+        if isinstance(handler, _QueueHandler):  # ours from an earlier call; others stay
+            root.removeHandler(handler)
     root.addHandler(_QueueHandler(_writer, formatter))
     root.setLevel(LEVELS[level])
     # uvicorn's own access log is off (ours has the route and the principal); its error
@@ -234,6 +235,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: IO[str] | None = N
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # `migrate` reports itself
 
 
 def flush(timeout_s: float = 2.0) -> None:

@@ -11,6 +11,7 @@ from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
 from coinpurse.auth.tokens import Principal
 from coinpurse.core.errors import Forbidden, Unauthorized, ValidationFailed
+from coinpurse.core.logging import current_request
 from coinpurse.core.types import IDEMPOTENCY_KEY_RE
 from coinpurse.state import AppState
 
@@ -46,6 +47,9 @@ async def current_service(
                 state.key_cache.put(key_hash, key, generation)
     if key is None:
         raise Unauthorized("the API key is not valid or has been revoked")
+    info = current_request()
+    if info is not None:
+        info.principal = f"service:{key.service}"
     await state.rate_limits.hit(state.rate_limits.service, "service-key", key.id)
     if x_service_name is not None and x_service_name != key.service:
         raise Forbidden(f"X-Service-Name {x_service_name!r} does not match this key's service")
@@ -59,12 +63,17 @@ async def current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
     principal = state.verifier.principal(credentials.credentials)
+    info = current_request()
+    if info is not None:
+        info.principal = f"{principal.role}:{principal.user_id}"
     await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
     return principal
 
 
 def client_ip(request: Request) -> str:
-    """The peer address. Behind a proxy, run uvicorn with --forwarded-allow-ips."""
+    """The client's address: the peer's, or, when the peer is one of
+    ``COINPURSE_TRUSTED_PROXIES``, the one its X-Forwarded-For names (the proxy middleware
+    has already put it in the scope)."""
     return request.client.host if request.client else "unknown"
 
 

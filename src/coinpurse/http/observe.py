@@ -22,8 +22,9 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coinpurse.core import metrics
-from coinpurse.core.errors import PROBLEM_CONTENT_TYPE
+from coinpurse.core.errors import PROBLEM_CONTENT_TYPE, CoinpurseError
 from coinpurse.core.logging import CURRENT_REQUEST, RequestInfo, get_logger
+from coinpurse.http.responses import problem_response
 
 REQUEST_ID_HEADER = b"x-request-id"
 REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -59,10 +60,12 @@ class Observe:
         token = CURRENT_REQUEST.set(info)
         status = 500
         problem = False
+        started = False
 
         async def send_observed(message: Message) -> None:
-            nonlocal status, problem
+            nonlocal status, problem, started
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 headers = message.setdefault("headers", [])
                 if not isinstance(headers, list):
@@ -84,6 +87,14 @@ class Observe:
 
         try:
             await self.app(scope, receive, send_observed)
+        except Exception as exc:
+            # Answered here, with the request's id, instead of by Starlette's outermost
+            # error middleware once the request's context is gone.
+            self.log.exception("unhandled error", exc_info=exc)
+            if started:
+                raise
+            await problem_response(CoinpurseError("an unexpected error occurred"))(
+                scope, receive, send_observed)
         finally:
             CURRENT_REQUEST.reset(token)
             elapsed = time.perf_counter() - start

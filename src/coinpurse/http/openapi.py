@@ -57,7 +57,7 @@ Amounts are JSON integers in minor units (64-bit signed: never floats), with the
 `currency` beside them. Every answer carries `X-Request-ID`. Limited routes answer with
 `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy`; a 429
 or a 503 carries `Retry-After`. Errors are `application/problem+json` with a stable
-`code`: """ + ", ".join(f"`{e.code}`" for e in registered()) + "."
+`code`: """ + ", ".join(f"`{c}`" for c in sorted({e.code for e in registered()})) + "."
 
 
 def _stem(domain: str) -> str:
