@@ -29,6 +29,8 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 FORMATS = ("auto", "json", "console")
 QUEUE_MAX = 100_000  # lines waiting for the writer; beyond that lines are dropped, counted
 REDACTED = "[redacted]"
+QUIET_LIBRARIES = ("aiosqlite", "asyncpg", "httpcore", "httpx", "hpack", "coredis", "stripe",
+                   "urllib3", "requests", "multipart", "python_multipart", "watchfiles")
 
 
 @dataclass(slots=True)
@@ -63,25 +65,40 @@ _SECRET_KEY = re.compile(
     r"pass(word|wd)?|secret|token|api[_-]?key|x-api-key|authorization|cookie|totp|otp|"
     r"recovery|signature|card|cvc|cvv|pan$|private|credential", re.IGNORECASE)
 # Values that are secrets wherever they appear: JWTs, bearer credentials, our service keys,
-# PEM keys, TOTP provisioning URIs, and card numbers (13 to 19 digits, spaces or dashes).
+# PEM keys, TOTP provisioning URIs.
 _SECRET_VALUE = re.compile(
     r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|cp_[A-Za-z0-9_-]{16,}"
+    r"|cp[a-z]?_[A-Za-z0-9_-]{16,}"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)"
     r"|otpauth://\S+"
-    r"|(?<![\d.])(?:\d[ -]?){12,18}\d(?![\d.])"
 )
+# Card numbers: 13 to 19 digits, bare or in groups of four, that pass the Luhn check.
+_CARD = re.compile(r"(?<![\w-])(?:\d{4}[ -]){3}\d{1,7}(?![\w-])|(?<![\w-])\d{13,19}(?![\w-])")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch)
+        if i % 2:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return REDACTED if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
 
 
 def redact_text(text: str) -> str:
-    return _SECRET_VALUE.sub(REDACTED, text) if _may_hold_secret(text) else text
-
-
-def _may_hold_secret(text: str) -> bool:
-    # A cheap pre-check: the pattern needs a digit run, "eyJ", "cp_", "earer", "-----" or ":/"
-    return any(c.isdigit() for c in text) or "eyJ" in text or "cp_" in text or \
-        "earer" in text or "-----" in text or "otpauth" in text
+    if "eyJ" in text or "cp" in text or "earer" in text or "-----" in text or \
+            "otpauth" in text:
+        text = _SECRET_VALUE.sub(REDACTED, text)
+    if len(text) >= 13 and any(c.isdigit() for c in text):
+        text = _CARD.sub(_card, text)
+    return text
 
 
 def _redact(value: Any, depth: int = 0) -> Any:
@@ -236,6 +253,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: IO[str] | None = N
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # `migrate` reports itself
+    # Drivers and clients whose debug lines carry statements' parameters and request
+    # bodies: never below info, whatever the level.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(LEVELS[level], logging.INFO))
 
 
 def flush(timeout_s: float = 2.0) -> None:

@@ -80,6 +80,11 @@ class Observe:
                 if status >= 400:
                     problem = any(n == b"content-type" and v.startswith(_PROBLEM)
                                   for n, v in headers)
+                else:
+                    for n, _v in headers:
+                        if n == b"idempotent-replayed":
+                            metrics.IDEMPOTENT_REPLAYS.inc()
+                            break
             elif problem and message["type"] == "http.response.body":
                 problem = False  # the first chunk holds the whole problem
                 _count_refusal(message.get("body", b""), status)

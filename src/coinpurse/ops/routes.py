@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 from typing import Annotated
 
 import anyio
@@ -27,7 +28,7 @@ router = APIRouter(tags=["operations"])
             description="Always 200 while the process runs; it touches nothing else. Use "
                         "`/readyz` to decide whether to send traffic.")
 async def healthz() -> Response:
-    return json_response({"status": "ok", "version": __version__})
+    return json_response({"status": "ok", "version": __version__, "pid": os.getpid()})
 
 
 @router.get("/readyz", response_model=ReadyOut, operation_id="ops_ready",

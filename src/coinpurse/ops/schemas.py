@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 class HealthOut(BaseModel):
     status: str = Field(examples=["ok"])
     version: str = Field(examples=["0.1.0"])
+    pid: int = Field(description="The answering server process (one of `--workers`).",
+                     examples=[4242])
 
 
 class ReadyOut(BaseModel):
