@@ -174,6 +174,25 @@ class _Writer:
             self.stream.flush()
 
 
+class _DirectWriter(_Writer):
+    """After ``flush()`` (at shutdown): lines are written at once, on the caller's thread,
+    so the last lines of a process that is about to exit are not lost."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.dropped = 0
+
+    def put(self, line: str) -> None:
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except Exception:
+            pass
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        return None
+
+
 class _QueueLogger:
     """structlog's output: a rendered line, handed to the writer of the moment."""
 
@@ -188,14 +207,14 @@ class _QueueHandler(logging.Handler):
     """The standard library's records, rendered here (where the request id is known) by
     the same processors, then handed to the writer."""
 
-    def __init__(self, writer: _Writer, formatter: logging.Formatter) -> None:
+    def __init__(self, formatter: logging.Formatter) -> None:
         super().__init__()
-        self._writer = writer
         self.setFormatter(formatter)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._writer.put(self.format(record))
+            if _writer is not None:
+                _writer.put(self.format(record))
         except Exception:
             self.handleError(record)
 
@@ -243,7 +262,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: IO[str] | None = N
     for handler in list(root.handlers):
         if isinstance(handler, _QueueHandler):  # ours from an earlier call; others stay
             root.removeHandler(handler)
-    root.addHandler(_QueueHandler(_writer, formatter))
+    root.addHandler(_QueueHandler(formatter))
     root.setLevel(LEVELS[level])
     # uvicorn's own access log is off (ours has the route and the principal); its error
     # log and the libraries' warnings come through the root handler.
@@ -260,12 +279,12 @@ def configure(level: str = "info", fmt: str = "auto", stream: IO[str] | None = N
 
 
 def flush(timeout_s: float = 2.0) -> None:
-    """Write everything queued (at exit, and in tests)."""
+    """Write everything queued, and write later lines at once (at shutdown: the process may
+    end by a re-raised signal, with no chance to drain a queue)."""
     global _writer
     if _writer is not None:
         _writer.close(timeout_s)
-        stream = _writer.stream
-        _writer = _Writer(stream)
+        _writer = _DirectWriter(_writer.stream)
 
 
 def get_logger(name: str = "coinpurse") -> Any:
