@@ -79,6 +79,12 @@ class HttpSettings(CoreSettings):
             check_storage(value.get_secret_value())
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
     @field_validator("metrics_token")
     @classmethod
     def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
