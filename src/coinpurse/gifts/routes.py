@@ -38,6 +38,8 @@ router = APIRouter(tags=["gifts"])
 @router.get("/api/v1/gifts/catalog", response_model=s.CatalogOut,
             responses=problems(Unauthorized), summary="Gift types and their prices")
 async def catalog(user_id: UserId, state: State) -> Response:
+    """The gift types of `COINPURSE_GIFT_CATALOG`, each with its price and currency, as `POST
+    /api/v1/gifts` accepts them in `gift_type`."""
     return json_response({"data": [
         {"gift_type": g.code, "price": g.price, "currency": g.currency}
         for g in state.settings.gift_types.values()
@@ -86,6 +88,8 @@ async def my_gifts(
     limit: Annotated[int, Query(ge=1, le=queries.PAGE_MAX)] = 50,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
 ) -> Response:
+    """Gifts the caller sent (`direction=sent`, the default) or received, newest first, with
+    cursor pages (`limit`, `cursor` -> `next_cursor`)."""
     data, next_id = await list_gifts(state.db, user_id, direction=direction,
                                      before=cursor.decode_text(cursor_), limit=limit)
     return json_response({"data": data,
@@ -111,6 +115,8 @@ async def put_agency(
             summary="A user's agency")
 async def get_agency(user_id: Annotated[str, Path(pattern=USER_ID_RE)], state: State,
                      key: Service) -> Response:
+    """The agency that earns a commission on the gifts this user receives, or `null`. Scope
+    `wallet:read`."""
     key.require("wallet:read")
     async with state.db.connect() as conn:
         agency = await agency_of(conn, user_id)

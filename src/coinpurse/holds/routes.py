@@ -78,6 +78,9 @@ async def capture(hold_id: HoldId, state: State, key: Service, idem: Idempotency
              responses=problems(*_BASE_ERRORS, NotFound, HoldNotOpen),
              summary="Release a hold without moving money")
 async def void(hold_id: HoldId, state: State, key: Service, idem: IdempotencyKey) -> Response:
+    """Releases the whole hold: nothing moves, the amount is available again. Only the service
+    that placed the hold may void it; a captured, voided or expired hold answers 409
+    `hold_not_open`. Needs an `Idempotency-Key`."""
     await _require_hold_scope(state, key, hold_id)
     op = ReleaseHold(hold_id=hold_id, service=key.service, status="voided")
     return await _submit(state, key, idem, op, f"void:{hold_id}", {}, 200)
