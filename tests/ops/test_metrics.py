@@ -56,10 +56,9 @@ async def test_without_a_token_metrics_are_not_served(db_url: str) -> None:
     from coinpurse.app import create_app
 
     app = create_app(Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET))  # type: ignore[arg-type]
-    async with LifespanManager(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://t") as c:
-            r = await c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        r = await c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 404 and r.json()["code"] == "not_found"
 
 

@@ -22,7 +22,7 @@ from tests.pgserver import free_port
 class _Receiver(http.server.BaseHTTPRequestHandler):
     bodies: list[bytes] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         type(self).bodies.append(self.rfile.read(length))
         self.send_response(200)

@@ -23,6 +23,9 @@ TOOL_VARIABLES = frozenset({
     "COINPURSE_ADMIN_PASSWORD",  # coinpurse admin create
     "COINPURSE_PG_BINDIR",  # tests and bench: where PostgreSQL's binaries are
     "COINPURSE_TEST_PG_URL",  # tests: an existing PostgreSQL database
+    "COINPURSE_MIGRATE",  # the container's entrypoint: migrate before serve/worker (1/0)
+    "COINPURSE_DB_WAIT_TRIES",  # ... how often to try the database first
+    "COINPURSE_DB_WAIT_S",  # ... and how long to wait between tries
 })
 
 
