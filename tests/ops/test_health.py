@@ -14,7 +14,6 @@ import httpx
 from sqlalchemy import text
 
 from coinpurse.core.db import create_engine
-from tests.conftest import MakeKey
 
 
 async def test_healthz_touches_nothing(client: httpx.AsyncClient) -> None:
@@ -82,11 +81,11 @@ async def test_not_ready_when_a_background_job_died(app: Any,
     assert body["checks"]["database"] == "ok"
 
 
-async def test_graceful_shutdown_finishes_requests_in_flight(serve: Any,
-                                                             make_key: MakeKey) -> None:
+def test_graceful_shutdown_finishes_requests_in_flight(serve: Any, db_url: str,
+                                                       make_key_sync: Any) -> None:
     """SIGTERM while a request is half sent: the server stops accepting, finishes that
     request (the credit is posted and answered 201), then exits cleanly."""
-    key = await make_key()
+    key = make_key_sync(db_url)
     server = serve()
     body = json.dumps({"user_id": "u1", "currency": "points", "amount": 9,
                        "description": "d", "reference_id": "r"}).encode()

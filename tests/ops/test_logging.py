@@ -15,7 +15,7 @@ import pyotp
 import pytest
 
 from coinpurse.core import logging as coinpurse_logging
-from tests.conftest import MakeKey, auth, user_token
+from tests.conftest import auth, user_token
 
 CREDIT = {"user_id": "u1", "currency": "points", "amount": 5, "description": "d",
           "reference_id": "r1"}
@@ -36,8 +36,8 @@ def _lines(server: Any, wait_for: str, timeout_s: float = 10) -> list[dict[str, 
     return found
 
 
-async def test_access_lines_and_request_ids(serve: Any, make_key: MakeKey) -> None:
-    key = await make_key()
+def test_access_lines_and_request_ids(serve: Any, db_url: str, make_key_sync: Any) -> None:
+    key = make_key_sync(db_url)
     server = serve(COINPURSE_LOG_FORMAT="json", COINPURSE_LOG_LEVEL="debug")
     base = server.base_url
     with httpx.Client(base_url=base) as c:
@@ -81,10 +81,10 @@ async def test_access_lines_and_request_ids(serve: Any, make_key: MakeKey) -> No
     assert refused and refused[0]["request_id"] == "expired-1"
 
 
-async def test_no_secret_reaches_a_log_line(serve: Any, make_key: MakeKey) -> None:
+def test_no_secret_reaches_a_log_line(serve: Any, db_url: str, make_key_sync: Any) -> None:
     """Keys, tokens, passwords, TOTP secrets and card numbers, sent every way a client can,
     at debug level: none appears in the output."""
-    key = await make_key()
+    key = make_key_sync(db_url)
     server = serve(COINPURSE_LOG_FORMAT="json", COINPURSE_LOG_LEVEL="debug",
                    COINPURSE_AUTH="builtin", COINPURSE_RATE_LIMIT_LOGIN="off")
     password = "Correct-horse-battery-42"

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import MakeKey, Server
+from tests.conftest import Server
 from tests.pgserver import free_port
 
 
@@ -63,10 +63,10 @@ def _spans(bodies: list[bytes]) -> list[Any]:
     return found
 
 
-async def test_traces_reach_the_collector(db_url: str, make_key: MakeKey,
+def test_traces_reach_the_collector(db_url: str, make_key_sync: Any,
                                           receiver: tuple[str, list[bytes]]) -> None:
     endpoint, bodies = receiver
-    key = await make_key()
+    key = make_key_sync(db_url)
     server = Server(db_url, extra_env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                                        "OTEL_BSP_SCHEDULE_DELAY": "200"})
     try:
