@@ -19,7 +19,7 @@ export interface paths {
          *     `wallet:credit:<currency>`. A retry with the same `Idempotency-Key` replays the answer
          *     with `Idempotent-Replayed: true`.
          */
-        post: operations["credit_internal_v1_wallet_credit_post"];
+        post: operations["wallet_credit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -41,7 +41,7 @@ export interface paths {
          *     `wallet:debit:<currency>`. Refused with `insufficient_funds` (and nothing changes) when
          *     the amount exceeds the user's available balance.
          */
-        post: operations["debit_internal_v1_wallet_debit_post"];
+        post: operations["wallet_debit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -63,7 +63,7 @@ export interface paths {
          *     `transfers:write:<currency>` for each currency used). Postings apply in order; a user
          *     wallet never goes below zero, `world`, `service:*` and `provider:*` accounts may.
          */
-        post: operations["transfer_internal_v1_transfers_post"];
+        post: operations["wallet_transfer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -87,7 +87,7 @@ export interface paths {
          *     request: a retry with the same `Idempotency-Key` replays every result. Bodies up to
          *     `COINPURSE_BATCH_BODY_MAX_BYTES` (1 MiB).
          */
-        post: operations["transfer_batch_internal_v1_transfers_batch_post"];
+        post: operations["wallet_transfer_batch"];
         delete?: never;
         options?: never;
         head?: never;
@@ -101,8 +101,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A user's balances in every currency */
-        get: operations["balance_internal_v1_wallet_balance__user_id__get"];
+        /**
+         * A user's balances in every currency
+         * @description Every configured currency of `user:<user_id>` (zero where the user has no account yet):
+         *     `balance`, `held` and `available`. Scope `wallet:read`.
+         */
+        get: operations["wallet_balance"];
         put?: never;
         post?: never;
         delete?: never;
@@ -122,7 +126,7 @@ export interface paths {
          * Balances of any address, system accounts included
          * @description Every configured currency, zero where the account has never been used.
          */
-        get: operations["account_internal_v1_accounts__address__get"];
+        get: operations["wallet_account"];
         put?: never;
         post?: never;
         delete?: never;
@@ -138,8 +142,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One transaction, with its postings, entries and internal notes */
-        get: operations["get_transaction_internal_v1_transactions__transaction_id__get"];
+        /**
+         * One transaction, with its postings, entries and internal notes
+         * @description The audit view of one transaction: its postings, one entry per account touched with the
+         *     balance after it, the service that made it and its internal notes. Scope `wallet:read`.
+         */
+        get: operations["wallet_get_transaction"];
         put?: never;
         post?: never;
         delete?: never;
@@ -159,7 +167,7 @@ export interface paths {
          * The audit view of a user's history
          * @description Newest first, with the service that made each transaction and its internal notes.
          */
-        get: operations["user_history_internal_v1_wallet_transactions__user_id__get"];
+        get: operations["wallet_user_history"];
         put?: never;
         post?: never;
         delete?: never;
@@ -179,7 +187,7 @@ export interface paths {
          * The caller's balances
          * @description `balance` is what was posted, `held` what open holds reserve, `available` the rest.
          */
-        get: operations["my_balance_api_v1_wallet_balance_get"];
+        get: operations["wallet_my_balance"];
         put?: never;
         post?: never;
         delete?: never;
@@ -199,7 +207,7 @@ export interface paths {
          * The caller's history, newest first
          * @description Pass `next_cursor` back as `cursor` for the next page; it is null on the last one.
          */
-        get: operations["my_history_api_v1_wallet_transactions_get"];
+        get: operations["wallet_my_history"];
         put?: never;
         post?: never;
         delete?: never;
@@ -222,7 +230,7 @@ export interface paths {
          * @description The amount leaves `available` (not `balance`) until the hold is captured, voided or
          *     expires (`expires_in_s`, default 900). Scope `holds:write:<currency>`.
          */
-        post: operations["place_internal_v1_holds_post"];
+        post: operations["hold_place"];
         delete?: never;
         options?: never;
         head?: never;
@@ -244,7 +252,7 @@ export interface paths {
          *     released. A hold that is not open (captured, voided, expired — also one past its expiry
          *     that the sweeper has not reached yet) answers 409 `hold_not_open`.
          */
-        post: operations["capture_internal_v1_holds__hold_id__capture_post"];
+        post: operations["hold_capture"];
         delete?: never;
         options?: never;
         head?: never;
@@ -260,8 +268,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Release a hold without moving money */
-        post: operations["void_internal_v1_holds__hold_id__void_post"];
+        /**
+         * Release a hold without moving money
+         * @description Releases the whole hold: nothing moves, the amount is available again. Only the service
+         *     that placed the hold may void it; a captured, voided or expired hold answers 409
+         *     `hold_not_open`. Needs an `Idempotency-Key`.
+         */
+        post: operations["hold_void"];
         delete?: never;
         options?: never;
         head?: never;
@@ -279,7 +292,7 @@ export interface paths {
          * A hold
          * @description Only the service that placed a hold sees it. Scope `holds:read` or `wallet:read`.
          */
-        get: operations["read_internal_v1_holds__hold_id__get"];
+        get: operations["hold_read"];
         put?: never;
         post?: never;
         delete?: never;
@@ -295,8 +308,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Gift types and their prices */
-        get: operations["catalog_api_v1_gifts_catalog_get"];
+        /**
+         * Gift types and their prices
+         * @description The gift types of `COINPURSE_GIFT_CATALOG`, each with its price and currency, as `POST
+         *     /api/v1/gifts` accepts them in `gift_type`.
+         */
+        get: operations["gift_catalog"];
         put?: never;
         post?: never;
         delete?: never;
@@ -312,8 +329,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's gifts, sent or received, newest first */
-        get: operations["my_gifts_api_v1_gifts_get"];
+        /**
+         * The caller's gifts, sent or received, newest first
+         * @description Gifts the caller sent (`direction=sent`, the default) or received, newest first, with
+         *     cursor pages (`limit`, `cursor` -> `next_cursor`).
+         */
+        get: operations["my_gifts"];
         put?: never;
         /**
          * Send a gift to another user
@@ -326,7 +347,7 @@ export interface paths {
          *     `currency_mismatch`, `currency_not_giftable`, `amount_not_allowed`, and with built-in
          *     accounts `unknown_recipient`.
          */
-        post: operations["send_gift_api_v1_gifts_post"];
+        post: operations["send_gift"];
         delete?: never;
         options?: never;
         head?: never;
@@ -340,14 +361,18 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A user's agency */
-        get: operations["get_agency_internal_v1_users__user_id__agency_get"];
+        /**
+         * A user's agency
+         * @description The agency that earns a commission on the gifts this user receives, or `null`. Scope
+         *     `wallet:read`.
+         */
+        get: operations["gift_get_agency"];
         /**
          * Set or clear a user's agency
          * @description Gifts to this user then pay the agency's commission to `agency:<agency_id>`.
          *     Scope `users:write`.
          */
-        put: operations["put_agency_internal_v1_users__user_id__agency_put"];
+        put: operations["gift_put_agency"];
         post?: never;
         delete?: never;
         options?: never;
@@ -362,8 +387,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** What can be bought, and for how much */
-        get: operations["packages_api_v1_topup_packages_get"];
+        /**
+         * What can be bought, and for how much
+         * @description The top-up packages (`COINPURSE_TOPUP_PACKAGES`) and per-amount rates
+         *     (`COINPURSE_TOPUP_RATES`), with prices in minor units of an ISO currency and the providers
+         *     that are enabled.
+         */
+        get: operations["payment_packages"];
         put?: never;
         post?: never;
         delete?: never;
@@ -379,8 +409,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's payment orders, newest first */
-        get: operations["my_topups_api_v1_topups_get"];
+        /**
+         * The caller's payment orders, newest first
+         * @description The caller's payment orders, newest first, with cursor pages; each with its status
+         *     (`created`, `pending`, `succeeded`, `failed`, `refunded`, `disputed`).
+         */
+        get: operations["payment_my_topups"];
         put?: never;
         /**
          * Start a top-up: a payment order and its checkout
@@ -390,7 +424,7 @@ export interface paths {
          *     payment, by webhook or by `POST /api/v1/topups/{id}/verify`, whichever comes first.
          *     The KYC tier's top-up limits are checked here (`limit_exceeded` names the limit).
          */
-        post: operations["create_topup_api_v1_topups_post"];
+        post: operations["payment_create_topup"];
         delete?: never;
         options?: never;
         head?: never;
@@ -404,8 +438,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One of the caller's orders */
-        get: operations["my_topup_api_v1_topups__order_id__get"];
+        /**
+         * One of the caller's orders
+         * @description One of the caller's payment orders (404 for anyone else's).
+         */
+        get: operations["payment_my_topup"];
         put?: never;
         post?: never;
         delete?: never;
@@ -429,7 +466,7 @@ export interface paths {
          *     stripe: Coinpurse asks Stripe whether the session is paid. A confirmed payment is
          *     credited at once (exactly once, also when its webhook arrives at the same moment).
          */
-        post: operations["verify_api_v1_topups__order_id__verify_post"];
+        post: operations["payment_verify"];
         delete?: never;
         options?: never;
         head?: never;
@@ -451,7 +488,7 @@ export interface paths {
          *     and event id) and applied by the inbox worker, so the provider gets its 2xx at once.
          *     A redelivered event answers 200 with `duplicate: true`.
          */
-        post: operations["webhook_webhooks__provider__post"];
+        post: operations["payment_webhook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -465,8 +502,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The mock provider's checkout page */
-        get: operations["mock_checkout_mock_checkout__order_id__get"];
+        /**
+         * The mock provider's checkout page
+         * @description An HTML page with **Pay** and **Decline** for the development provider `mock`: Pay sends
+         *     a signed webhook through Coinpurse's own HTTP stack, as a real provider would. Never enable
+         *     `mock` in production.
+         */
+        get: operations["payment_mock_checkout"];
         put?: never;
         post?: never;
         delete?: never;
@@ -490,7 +532,7 @@ export interface paths {
          *     as a provider would, then redirects to the return URL with the payment's proof
          *     (`payment_id`, `signature`) for the verify call.
          */
-        post: operations["mock_checkout_action_mock_checkout__order_id___action__post"];
+        post: operations["payment_mock_checkout_action"];
         delete?: never;
         options?: never;
         head?: never;
@@ -504,8 +546,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set */
-        get: operations["topup_return_topup_return_get"];
+        /**
+         * Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set
+         * @description A plain page that tells the user the outcome after a checkout, used when
+         *     `COINPURSE_TOPUP_RETURN_URL` is not set.
+         */
+        get: operations["payment_topup_return"];
         put?: never;
         post?: never;
         delete?: never;
@@ -521,8 +567,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Payment orders, newest first, with filters */
-        get: operations["admin_orders_admin_v1_payment_orders_get"];
+        /**
+         * Payment orders, newest first, with filters
+         * @description Payment orders of every user, newest first, filtered by `status`, `provider` and
+         *     `user_id`, with cursor pages. Admin or auditor.
+         */
+        get: operations["payment_admin_orders"];
         put?: never;
         post?: never;
         delete?: never;
@@ -538,8 +588,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One payment order */
-        get: operations["admin_order_admin_v1_payment_orders__order_id__get"];
+        /**
+         * One payment order
+         * @description One payment order with its provider ids, amounts, credit and reversal transactions.
+         *     Admin or auditor.
+         */
+        get: operations["payment_admin_order"];
         put?: never;
         post?: never;
         delete?: never;
@@ -555,8 +609,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The webhook inbox, newest first, with each event's processing state */
-        get: operations["admin_events_admin_v1_webhook_events_get"];
+        /**
+         * The webhook inbox, newest first, with each event's processing state
+         * @description The provider webhook inbox, newest first, filtered by `status` (`received`, `processed`,
+         *     `ignored`, `failed`) and `provider`: attempts, next attempt and last error. Admin or
+         *     auditor.
+         */
+        get: operations["payment_admin_events"];
         put?: never;
         post?: never;
         delete?: never;
@@ -572,8 +631,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One webhook event, with its body */
-        get: operations["admin_event_admin_v1_webhook_events__event_id__get"];
+        /**
+         * One webhook event, with its body
+         * @description One inbox event with its raw body, as the provider sent it. Admin or auditor.
+         */
+        get: operations["payment_admin_event"];
         put?: never;
         post?: never;
         delete?: never;
@@ -591,8 +653,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Send a failed event round again */
-        post: operations["admin_retry_admin_v1_webhook_events__event_id__retry_post"];
+        /**
+         * Send a failed event round again
+         * @description Puts a `failed` event back in the inbox so that the worker applies it again (audited).
+         *     Admin only.
+         */
+        post: operations["payment_admin_retry"];
         delete?: never;
         options?: never;
         head?: never;
@@ -606,8 +672,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's withdrawals, newest first */
-        get: operations["my_withdrawals_api_v1_withdrawals_get"];
+        /**
+         * The caller's withdrawals, newest first
+         * @description The caller's withdrawals, newest first, with cursor pages.
+         */
+        get: operations["my_withdrawals"];
         put?: never;
         /**
          * Ask to cash out: the amount is held until an operator decides
@@ -616,7 +685,7 @@ export interface paths {
          *     per-withdrawal minimum and maximum and the tier's daily and monthly totals
          *     (`limit_exceeded`, with `limit` naming which).
          */
-        post: operations["request_withdrawal_api_v1_withdrawals_post"];
+        post: operations["request_withdrawal"];
         delete?: never;
         options?: never;
         head?: never;
@@ -630,8 +699,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One of the caller's */
-        get: operations["my_withdrawal_api_v1_withdrawals__withdrawal_id__get"];
+        /**
+         * One of the caller's
+         * @description One of the caller's withdrawals (404 for anyone else's).
+         */
+        get: operations["my_withdrawal"];
         put?: never;
         post?: never;
         delete?: never;
@@ -654,7 +726,7 @@ export interface paths {
          * @description Racing an approval, exactly one wins; the other answers 409
          *     `withdrawal_not_pending`. Cancelling a cancelled withdrawal answers it again.
          */
-        post: operations["cancel_api_v1_withdrawals__withdrawal_id__cancel_post"];
+        post: operations["withdrawal_cancel"];
         delete?: never;
         options?: never;
         head?: never;
@@ -668,8 +740,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Withdrawals, newest first (status=pending: the review queue) */
-        get: operations["admin_list_admin_v1_withdrawals_get"];
+        /**
+         * Withdrawals, newest first (status=pending: the review queue)
+         * @description Withdrawals of every user, newest first; `status=pending` is the review queue. Admin or
+         *     auditor.
+         */
+        get: operations["withdrawal_admin_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -693,7 +769,7 @@ export interface paths {
          *     afterwards. `paid` when it accepts; if it fails the withdrawal stays `approved` with
          *     `payout_error`, and approving again retries the payout only.
          */
-        post: operations["approve_admin_v1_withdrawals__withdrawal_id__approve_post"];
+        post: operations["withdrawal_approve"];
         delete?: never;
         options?: never;
         head?: never;
@@ -709,8 +785,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Release the hold, with a reason */
-        post: operations["reject_admin_v1_withdrawals__withdrawal_id__reject_post"];
+        /**
+         * Release the hold, with a reason
+         * @description Releases the withdrawal's hold and records the reason, which the user sees. A decided
+         *     withdrawal answers 409 `withdrawal_not_pending`. Admin only; audited.
+         */
+        post: operations["withdrawal_reject"];
         delete?: never;
         options?: never;
         head?: never;
@@ -724,8 +804,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's tier, its limits, and their latest submission */
-        get: operations["my_status_api_v1_kyc_get"];
+        /**
+         * The caller's tier, its limits, and their latest submission
+         * @description The caller's tier, its limits per currency, what the next tier requires, and the latest
+         *     submission with its status.
+         */
+        get: operations["kyc_my_status"];
         put?: never;
         /**
          * Submit what a higher tier requires
@@ -733,7 +817,7 @@ export interface paths {
          *     `id_document_ref` and `selfie_ref` — references to documents you store elsewhere.
          *     One submission waits for review at a time.
          */
-        post: operations["submit_api_v1_kyc_post"];
+        post: operations["kyc_submit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -747,8 +831,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Submissions, newest first (status=pending: the review queue) */
-        get: operations["admin_list_admin_v1_kyc_submissions_get"];
+        /**
+         * Submissions, newest first (status=pending: the review queue)
+         * @description KYC submissions, newest first; `status=pending` is the review queue. Admin or auditor.
+         */
+        get: operations["kyc_admin_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -764,8 +851,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A user's KYC status */
-        get: operations["admin_user_admin_v1_kyc_users__user_id__get"];
+        /**
+         * A user's KYC status
+         * @description A user's tier and submissions. Admin or auditor.
+         */
+        get: operations["kyc_admin_user"];
         put?: never;
         post?: never;
         delete?: never;
@@ -783,8 +873,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Approve: the user moves to the submission's tier */
-        post: operations["approve_admin_v1_kyc_submissions__submission_id__approve_post"];
+        /**
+         * Approve: the user moves to the submission's tier
+         * @description Moves the user to the submission's tier. A decided submission answers 409
+         *     `kyc_submission_not_pending`. Admin only; audited.
+         */
+        post: operations["kyc_approve"];
         delete?: never;
         options?: never;
         head?: never;
@@ -800,8 +894,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reject, with a reason the user sees */
-        post: operations["reject_admin_v1_kyc_submissions__submission_id__reject_post"];
+        /**
+         * Reject, with a reason the user sees
+         * @description Rejects the submission with a reason the user sees; the tier does not change. Admin
+         *     only; audited.
+         */
+        post: operations["kyc_reject"];
         delete?: never;
         options?: never;
         head?: never;
@@ -822,7 +920,7 @@ export interface paths {
          * @description Answers the same whether or not the e-mail already has an account, so it cannot be
          *     used to find out who is registered. Sign in next.
          */
-        post: operations["register_api_v1_auth_register_post"];
+        post: operations["auth_register"];
         delete?: never;
         options?: never;
         head?: never;
@@ -844,7 +942,7 @@ export interface paths {
          *     is single-use. With 2FA on, send `totp_code` (or a `recovery_code`). Attempts are rate
          *     limited per account and per client address (429 with `Retry-After`).
          */
-        post: operations["login_api_v1_auth_login_post"];
+        post: operations["auth_login"];
         delete?: never;
         options?: never;
         head?: never;
@@ -864,7 +962,7 @@ export interface paths {
          * Trade a refresh token for a new pair
          * @description Each refresh token works once. Using one twice signs out its whole family.
          */
-        post: operations["refresh_api_v1_auth_refresh_post"];
+        post: operations["auth_refresh"];
         delete?: never;
         options?: never;
         head?: never;
@@ -880,8 +978,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke a refresh token and its family */
-        post: operations["logout_api_v1_auth_logout_post"];
+        /**
+         * Revoke a refresh token and its family
+         * @description Revokes the refresh token and every token of its family (the sign-in it came from).
+         *     Answers 204 whether or not the token was known.
+         */
+        post: operations["auth_logout"];
         delete?: never;
         options?: never;
         head?: never;
@@ -895,8 +997,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Who the token belongs to */
-        get: operations["me_api_v1_me_get"];
+        /**
+         * Who the token belongs to
+         * @description The user id, role and whether two-factor authentication was passed; with built-in
+         *     accounts also the e-mail and whether 2FA is on.
+         */
+        get: operations["auth_me"];
         put?: never;
         post?: never;
         delete?: never;
@@ -914,8 +1020,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Start two-factor enrolment: a TOTP secret for an authenticator app */
-        post: operations["enroll_api_v1_auth_2fa_enroll_post"];
+        /**
+         * Start two-factor enrolment: a TOTP secret for an authenticator app
+         * @description Starts two-factor enrolment: a new TOTP secret and its `otpauth://` URI for an
+         *     authenticator app. 2FA is on only after `POST /api/v1/auth/2fa/confirm` with a first code.
+         */
+        post: operations["auth_enroll"];
         delete?: never;
         options?: never;
         head?: never;
@@ -935,7 +1045,7 @@ export interface paths {
          * Turn two-factor on with a first code; returns recovery codes once
          * @description Sign in again afterwards (with the code) for a session that counts as 2FA.
          */
-        post: operations["confirm_api_v1_auth_2fa_confirm_post"];
+        post: operations["auth_confirm"];
         delete?: never;
         options?: never;
         head?: never;
@@ -951,8 +1061,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Turn two-factor off (needs a current code or a recovery code) */
-        post: operations["disable_api_v1_auth_2fa_disable_post"];
+        /**
+         * Turn two-factor off (needs a current code or a recovery code)
+         * @description Turns two-factor authentication off; needs a current `totp_code` or an unused
+         *     `recovery_code`.
+         */
+        post: operations["auth_disable"];
         delete?: never;
         options?: never;
         head?: never;
@@ -972,7 +1086,7 @@ export interface paths {
          *     not only this page. A transaction's amount in a currency is the sum of its postings in
          *     it; `amount_min`/`amount_max` and `currency` filter on that.
          */
-        get: operations["search_transactions_admin_v1_transactions_get"];
+        get: operations["admin_search_transactions"];
         put?: never;
         post?: never;
         delete?: never;
@@ -988,8 +1102,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every entry of a user, with services, internal notes and totals */
-        get: operations["user_ledger_admin_v1_users__user_id__ledger_get"];
+        /**
+         * Every entry of a user, with services, internal notes and totals
+         * @description Every entry of the user's wallets (sub-wallets too), newest first, with the service and
+         *     internal notes of each transaction, and totals in and out per kind and currency. Admin or
+         *     auditor.
+         */
+        get: operations["admin_user_ledger"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1011,7 +1130,7 @@ export interface paths {
          *     (paid out of its account) and collected, volume per kind over 24 hours and 7 days; and
          *     the number of users with a wallet.
          */
-        get: operations["stats_admin_v1_stats_get"];
+        get: operations["admin_stats"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1027,8 +1146,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Balances of any account */
-        get: operations["account_admin_v1_accounts__address__get"];
+        /**
+         * Balances of any account
+         * @description The balances of any address (`user:<id>`, `service:<name>`, `platform:fees`, ...) in
+         *     every currency it has. Admin or auditor.
+         */
+        get: operations["admin_account"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1044,8 +1167,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every admin and auth action, newest first (append-only) */
-        get: operations["audit_log_admin_v1_audit_log_get"];
+        /**
+         * Every admin and auth action, newest first (append-only)
+         * @description Every admin and auth action (who, what, when, from which address), newest first,
+         *     filtered by `actor` and `action`. Append-only. Admin or auditor.
+         */
+        get: operations["admin_audit_log"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1061,8 +1188,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Gifts, with totals per gift type, receiver and agency */
-        get: operations["gifts_admin_v1_gifts_get"];
+        /**
+         * Gifts, with totals per gift type, receiver and agency
+         * @description Gifts filtered by giver, receiver, agency, type and time, with totals per gift type,
+         *     receiver and agency. Admin or auditor.
+         */
+        get: operations["admin_gifts"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1078,11 +1209,19 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Service keys (never the secrets) */
-        get: operations["list_keys_admin_v1_keys_get"];
+        /**
+         * Service keys (never the secrets)
+         * @description Every service key with its service, scopes, prefix and state (never the secret). Admin
+         *     or auditor.
+         */
+        get: operations["admin_list_keys"];
         put?: never;
-        /** Create a service key; the key is in this answer only */
-        post: operations["create_key_admin_v1_keys_post"];
+        /**
+         * Create a service key; the key is in this answer only
+         * @description Creates a service key for `service` with `scopes`; the secret is in this answer only and
+         *     is stored hashed. Admin only; audited.
+         */
+        post: operations["admin_create_key"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1098,8 +1237,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Replace a key; the old one works for a grace period */
-        post: operations["rotate_key_admin_v1_keys__key_id__rotate_post"];
+        /**
+         * Replace a key; the old one works for a grace period
+         * @description Creates a new key with the same service and scopes; the old key keeps working for
+         *     `grace_s` (default `COINPURSE_KEY_ROTATION_GRACE_S`), so callers can switch without
+         *     downtime. Admin only; audited.
+         */
+        post: operations["admin_rotate_key"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1115,8 +1259,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke a key at once */
-        post: operations["revoke_key_admin_v1_keys__key_id__revoke_post"];
+        /**
+         * Revoke a key at once
+         * @description Revokes a key: it stops working at once in every process. Admin only; audited.
+         */
+        post: operations["admin_revoke_key"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1130,8 +1277,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Adjustments, newest first */
-        get: operations["list_adjustments_admin_v1_adjustments_get"];
+        /**
+         * Adjustments, newest first
+         * @description Manual adjustments, newest first, filtered by `status` (`pending`, `approving`,
+         *     `applied`, `failed`, `rejected`). Admin or auditor.
+         */
+        get: operations["admin_list_adjustments"];
         put?: never;
         /**
          * Credit or debit a user, with a reason
@@ -1139,7 +1290,7 @@ export interface paths {
          *     Above `COINPURSE_ADJUSTMENT_APPROVAL_ABOVE` it waits (`pending`) for a second, different
          *     admin to approve or reject it. A debit beyond the available balance ends `failed`.
          */
-        post: operations["create_adjustment_admin_v1_adjustments_post"];
+        post: operations["admin_create_adjustment"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1155,8 +1306,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Approve a pending adjustment (a different admin than its author) */
-        post: operations["approve_admin_v1_adjustments__adjustment_id__approve_post"];
+        /**
+         * Approve a pending adjustment (a different admin than its author)
+         * @description Applies a pending adjustment above `COINPURSE_ADJUSTMENT_APPROVAL_ABOVE`; the approver
+         *     must be a different admin than its author. Admin only; audited.
+         */
+        post: operations["admin_approve"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1172,8 +1327,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reject a pending adjustment */
-        post: operations["reject_admin_v1_adjustments__adjustment_id__reject_post"];
+        /**
+         * Reject a pending adjustment
+         * @description Rejects a pending adjustment: nothing moves. Admin only; audited.
+         */
+        post: operations["admin_reject"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1195,7 +1353,7 @@ export interface paths {
          *     already left an account it would be taken back from (nothing changes; it may be tried
          *     again later), and with 409 `already_reversed` the second time.
          */
-        post: operations["reverse_admin_v1_transactions__transaction_id__reverse_post"];
+        post: operations["admin_reverse"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1215,7 +1373,7 @@ export interface paths {
          *     follows `next_cursor` sees each event exactly once, with several writing processes too.
          *     Scope `events:read`. Events are kept `COINPURSE_EVENTS_RETENTION_DAYS` (30 days).
          */
-        get: operations["events_internal_v1_events_get"];
+        get: operations["events"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1231,8 +1389,51 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness: the process answers */
-        get: operations["healthz_healthz_get"];
+        /**
+         * Liveness: the process answers
+         * @description Always 200 while the process runs; it touches nothing else. Use `/readyz` to decide whether to send traffic.
+         */
+        get: operations["ops_health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness: database, migrations, background jobs
+         * @description 200 when the database answers, is at the migration this code needs, and every background job of this process runs. Otherwise 503 `not_ready` with `checks` naming what is wrong (also while the process drains on shutdown).
+         */
+        get: operations["ops_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prometheus metrics (needs COINPURSE_METRICS_TOKEN)
+         * @description The Prometheus text format, added up over every server process. Served here only when `COINPURSE_METRICS_TOKEN` is set, to callers sending `Authorization: Bearer <that token>`; else use `coinpurse serve --metrics-port`.
+         */
+        get: operations["ops_metrics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1254,11 +1455,20 @@ export interface components {
         };
         /** AccountBalanceOut */
         AccountBalanceOut: {
-            /** Balance */
+            /**
+             * Balance
+             * Format: int64
+             */
             balance: number;
-            /** Held */
+            /**
+             * Held
+             * Format: int64
+             */
             held: number;
-            /** Available */
+            /**
+             * Available
+             * Format: int64
+             */
             available: number;
             /** Address */
             address: string;
@@ -1274,7 +1484,26 @@ export interface components {
                 [key: string]: components["schemas"]["BalanceOut"];
             };
         };
-        /** AdjustmentIn */
+        /**
+         * AdjustmentDecisionIn
+         * @example {
+         *       "note": "Checked with support"
+         *     }
+         */
+        AdjustmentDecisionIn: {
+            /** Note */
+            note?: string | null;
+        };
+        /**
+         * AdjustmentIn
+         * @example {
+         *       "amount": 500,
+         *       "currency": "points",
+         *       "direction": "credit",
+         *       "reason": "Compensation for ticket 4411",
+         *       "user_id": "alice"
+         *     }
+         */
         AdjustmentIn: {
             /** User Id */
             user_id: string;
@@ -1282,6 +1511,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -1307,7 +1537,10 @@ export interface components {
             user_id: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Direction */
             direction: string;
@@ -1331,6 +1564,53 @@ export interface components {
             /** Decided At */
             decided_at: string | null;
         };
+        /**
+         * AdminGiftOut
+         * @description A gift as the report lists it (the gifts API's shape).
+         */
+        AdminGiftOut: {
+            /** Id */
+            id: string;
+            /** Transaction Id */
+            transaction_id: string;
+            /** From User Id */
+            from_user_id: string;
+            /** To User Id */
+            to_user_id: string;
+            /** Gift Type */
+            gift_type: string | null;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * Format: int64
+             */
+            amount: number;
+            /**
+             * Receiver Amount
+             * Format: int64
+             * @description What the receiver earned.
+             */
+            receiver_amount: number;
+            /** Agency Id */
+            agency_id: string | null;
+            /**
+             * Agency Commission
+             * Format: int64
+             */
+            agency_commission: number;
+            /**
+             * Platform Fee
+             * Format: int64
+             */
+            platform_fee: number;
+            /** Message */
+            message: string | null;
+            /** Context Id */
+            context_id: string | null;
+            /** Created At */
+            created_at: string;
+        };
         /** AdminOrderOut */
         AdminOrderOut: {
             /** Id */
@@ -1346,9 +1626,15 @@ export interface components {
             package_id: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Bonus */
+            /**
+             * Bonus
+             * Format: int64
+             */
             bonus: number;
             price: components["schemas"]["PriceOut"];
             /**
@@ -1367,9 +1653,15 @@ export interface components {
             transaction_id: string | null;
             /** Reversal Transaction Id */
             reversal_transaction_id: string | null;
-            /** Reversed Amount */
+            /**
+             * Reversed Amount
+             * Format: int64
+             */
             reversed_amount: number;
-            /** Debt Amount */
+            /**
+             * Debt Amount
+             * Format: int64
+             */
             debt_amount: number;
             /** Created At */
             created_at: string;
@@ -1401,7 +1693,10 @@ export interface components {
         AdminSubmissionOut: {
             /** Id */
             id: string;
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /**
              * Status
@@ -1466,7 +1761,10 @@ export interface components {
             status: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Destination */
             destination: {
@@ -1484,8 +1782,6 @@ export interface components {
             created_at: string;
             /** Updated At */
             updated_at: string;
-            /** @description The balance after the request (create). */
-            wallet?: components["schemas"]["BalanceOut"] | null;
             /** User Id */
             user_id: string;
             /** Hold Id */
@@ -1502,7 +1798,12 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
-        /** AgencyIn */
+        /**
+         * AgencyIn
+         * @example {
+         *       "agency_id": "7"
+         *     }
+         */
         AgencyIn: {
             /**
              * Agency Id
@@ -1548,6 +1849,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Signed: negative when money left the wallet.
              */
             amount: number;
@@ -1557,7 +1859,10 @@ export interface components {
             description: string;
             /** Reference Id */
             reference_id: string;
-            /** Balance After */
+            /**
+             * Balance After
+             * Format: int64
+             */
             balance_after: number;
             /** Created At */
             created_at: string;
@@ -1588,16 +1893,54 @@ export interface components {
         };
         /** BalanceOut */
         BalanceOut: {
-            /** Balance */
+            /**
+             * Balance
+             * Format: int64
+             */
             balance: number;
-            /** Held */
+            /**
+             * Held
+             * Format: int64
+             */
             held: number;
-            /** Available */
+            /**
+             * Available
+             * Format: int64
+             */
             available: number;
         };
         /**
          * BatchIn
          * @description Up to 1,000 transfers in one call; each posts or is refused on its own.
+         * @example {
+         *       "atomic": false,
+         *       "transfers": [
+         *         {
+         *           "description": "Trade",
+         *           "postings": [
+         *             {
+         *               "amount": 25,
+         *               "currency": "points",
+         *               "destination": "user:bob",
+         *               "source": "user:alice"
+         *             }
+         *           ],
+         *           "reference_id": "trade-1"
+         *         },
+         *         {
+         *           "description": "Welcome bonus",
+         *           "postings": [
+         *             {
+         *               "amount": 100,
+         *               "currency": "points",
+         *               "destination": "user:carol",
+         *               "source": "world"
+         *             }
+         *           ],
+         *           "reference_id": "welcome-carol"
+         *         }
+         *       ]
+         *     }
          */
         BatchIn: {
             /** Transfers */
@@ -1613,16 +1956,25 @@ export interface components {
         BatchOut: {
             /** Atomic */
             atomic: boolean;
-            /** Posted */
+            /**
+             * Posted
+             * Format: int64
+             */
             posted: number;
-            /** Rejected */
+            /**
+             * Rejected
+             * Format: int64
+             */
             rejected: number;
             /** Results */
             results: components["schemas"]["BatchResultOut"][];
         };
         /** BatchResultOut */
         BatchResultOut: {
-            /** Index */
+            /**
+             * Index
+             * Format: int64
+             */
             index: number;
             /**
              * Status
@@ -1644,7 +1996,12 @@ export interface components {
             /** Detail */
             detail?: string | null;
         };
-        /** CaptureIn */
+        /**
+         * CaptureIn
+         * @example {
+         *       "amount": 300
+         *     }
+         */
         CaptureIn: {
             /**
              * Amount
@@ -1657,7 +2014,12 @@ export interface components {
             /** Data */
             data: components["schemas"]["GiftTypeOut"][];
         };
-        /** CodeIn */
+        /**
+         * CodeIn
+         * @example {
+         *       "code": "123456"
+         *     }
+         */
         CodeIn: {
             /** Code */
             code: string;
@@ -1674,9 +2036,15 @@ export interface components {
         };
         /** CurrencyStatsOut */
         CurrencyStatsOut: {
-            /** In User Wallets */
+            /**
+             * In User Wallets
+             * Format: int64
+             */
             in_user_wallets: number;
-            /** Held */
+            /**
+             * Held
+             * Format: int64
+             */
             held: number;
             /** Services */
             services: {
@@ -1705,7 +2073,22 @@ export interface components {
                 [key: string]: number;
             };
         };
-        /** DisableIn */
+        /**
+         * DecisionIn
+         * @example {
+         *       "reason": "Documents checked"
+         *     }
+         */
+        DecisionIn: {
+            /** Reason */
+            reason?: string | null;
+        };
+        /**
+         * DisableIn
+         * @example {
+         *       "totp_code": "123456"
+         *     }
+         */
         DisableIn: {
             /** Totp Code */
             totp_code?: string | null;
@@ -1731,16 +2114,64 @@ export interface components {
         EntryOut: {
             /** Id */
             id: string;
-            /** Posting Index */
+            /**
+             * Posting Index
+             * Format: int64
+             */
             posting_index: number;
             /** Address */
             address: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Balance After */
+            /**
+             * Balance After
+             * Format: int64
+             */
             balance_after: number;
+        };
+        /** EventDetailOut */
+        EventDetailOut: {
+            /**
+             * Id
+             * Format: int64
+             */
+            id: number;
+            /** Provider */
+            provider: string;
+            /** Event Id */
+            event_id: string;
+            /** Event Type */
+            event_type: string;
+            /**
+             * Status
+             * @description received (waiting or retrying), processed, ignored, failed (gave up; an operator looks)
+             */
+            status: string;
+            /**
+             * Attempts
+             * Format: int64
+             */
+            attempts: number;
+            /** Next Attempt At */
+            next_attempt_at: string | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Order Id */
+            order_id: string | null;
+            /** Received At */
+            received_at: string | null;
+            /** Processed At */
+            processed_at: string | null;
+            /**
+             * Body
+             * @description The event as the provider sent it: JSON, or text when it is not JSON.
+             */
+            body: unknown;
         };
         /**
          * GiftIn
@@ -1792,18 +2223,28 @@ export interface components {
             gift_type: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /**
              * Receiver Amount
+             * Format: int64
              * @description What the receiver earned.
              */
             receiver_amount: number;
             /** Agency Id */
             agency_id: string | null;
-            /** Agency Commission */
+            /**
+             * Agency Commission
+             * Format: int64
+             */
             agency_commission: number;
-            /** Platform Fee */
+            /**
+             * Platform Fee
+             * Format: int64
+             */
             platform_fee: number;
             /** Message */
             message: string | null;
@@ -1822,7 +2263,7 @@ export interface components {
         /** GiftReportOut */
         GiftReportOut: {
             /** Data */
-            data: components["schemas"]["GiftOut"][];
+            data: components["schemas"]["AdminGiftOut"][];
             /** Totals By Gift Type */
             totals_by_gift_type: components["schemas"]["GiftTotalsOut"][];
             /** Totals By Receiver */
@@ -1832,19 +2273,37 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
-        /** GiftTotalsOut */
+        /**
+         * GiftTotalsOut
+         * @description Only the field the totals are grouped by is present of the last three.
+         */
         GiftTotalsOut: {
             /** Currency */
             currency: string;
-            /** Count */
+            /**
+             * Count
+             * Format: int64
+             */
             count: number;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Receiver Amount */
+            /**
+             * Receiver Amount
+             * Format: int64
+             */
             receiver_amount: number;
-            /** Agency Commission */
+            /**
+             * Agency Commission
+             * Format: int64
+             */
             agency_commission: number;
-            /** Platform Fee */
+            /**
+             * Platform Fee
+             * Format: int64
+             */
             platform_fee: number;
             /** Gift Type */
             gift_type?: string | null;
@@ -1857,15 +2316,33 @@ export interface components {
         GiftTypeOut: {
             /** Gift Type */
             gift_type: string;
-            /** Price */
+            /**
+             * Price
+             * Format: int64
+             */
             price: number;
             /** Currency */
             currency: string;
         };
-        /** HTTPValidationError */
-        HTTPValidationError: {
-            /** Detail */
-            detail?: components["schemas"]["ValidationError"][];
+        /** HealthOut */
+        HealthOut: {
+            /**
+             * Status
+             * @example ok
+             */
+            status: string;
+            /**
+             * Version
+             * @example 0.1.0
+             */
+            version: string;
+            /**
+             * Pid
+             * Format: int64
+             * @description The answering server process (one of `--workers`).
+             * @example 4242
+             */
+            pid: number;
         };
         /** HistoryEntryOut */
         HistoryEntryOut: {
@@ -1877,6 +2354,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Signed: negative when money left the wallet.
              */
             amount: number;
@@ -1886,7 +2364,10 @@ export interface components {
             description: string;
             /** Reference Id */
             reference_id: string;
-            /** Balance After */
+            /**
+             * Balance After
+             * Format: int64
+             */
             balance_after: number;
             /** Created At */
             created_at: string;
@@ -1925,6 +2406,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -1948,6 +2430,7 @@ export interface components {
             reference_id: string;
             /**
              * Expires In S
+             * Format: int64
              * @description Seconds until it releases itself (1 to 604800).
              * @default 900
              */
@@ -1983,11 +2466,20 @@ export interface components {
             user_id: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Captured Amount */
+            /**
+             * Captured Amount
+             * Format: int64
+             */
             captured_amount: number;
-            /** Released Amount */
+            /**
+             * Released Amount
+             * Format: int64
+             */
             released_amount: number;
             /** Destination */
             destination: string;
@@ -2039,7 +2531,16 @@ export interface components {
              */
             key: string;
         };
-        /** KeyIn */
+        /**
+         * KeyIn
+         * @example {
+         *       "scopes": [
+         *         "wallet:read",
+         *         "wallet:credit:points"
+         *       ],
+         *       "service": "games"
+         *     }
+         */
         KeyIn: {
             /** Service */
             service: string;
@@ -2113,7 +2614,10 @@ export interface components {
          *     }
          */
         KycIn: {
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /** Full Name */
             full_name?: string | null;
@@ -2128,7 +2632,10 @@ export interface components {
         };
         /** KycStatusOut */
         KycStatusOut: {
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /** Requires */
             requires: string[];
@@ -2158,9 +2665,15 @@ export interface components {
             address: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Balance After */
+            /**
+             * Balance After
+             * Format: int64
+             */
             balance_after: number;
             /** Kind */
             kind: string;
@@ -2183,14 +2696,30 @@ export interface components {
             kind: string;
             /** Currency */
             currency: string;
-            /** In */
+            /**
+             * In
+             * Format: int64
+             */
             in: number;
-            /** Out */
+            /**
+             * Out
+             * Format: int64
+             */
             out: number;
-            /** Entries */
+            /**
+             * Entries
+             * Format: int64
+             */
             entries: number;
         };
-        /** LoginIn */
+        /**
+         * LoginIn
+         * @example {
+         *       "email": "alice@example.com",
+         *       "password": "correct horse battery staple",
+         *       "totp_code": "123456"
+         *     }
+         */
         LoginIn: {
             /** Email */
             email: string;
@@ -2207,7 +2736,10 @@ export interface components {
              */
             recovery_code?: string | null;
         };
-        /** MeOut */
+        /**
+         * MeOut
+         * @description Fields that do not apply (an external auth system's token) are left out.
+         */
         MeOut: {
             /** Id */
             id: string;
@@ -2243,9 +2775,15 @@ export interface components {
             package_id: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Bonus */
+            /**
+             * Bonus
+             * Format: int64
+             */
             bonus: number;
             price: components["schemas"]["PriceOut"];
             /**
@@ -2264,9 +2802,15 @@ export interface components {
             transaction_id: string | null;
             /** Reversal Transaction Id */
             reversal_transaction_id: string | null;
-            /** Reversed Amount */
+            /**
+             * Reversed Amount
+             * Format: int64
+             */
             reversed_amount: number;
-            /** Debt Amount */
+            /**
+             * Debt Amount
+             * Format: int64
+             */
             debt_amount: number;
             /** Created At */
             created_at: string;
@@ -2290,11 +2834,20 @@ export interface components {
             id: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Bonus */
+            /**
+             * Bonus
+             * Format: int64
+             */
             bonus: number;
-            /** Total */
+            /**
+             * Total
+             * Format: int64
+             */
             total: number;
             price: components["schemas"]["PriceOut"];
         };
@@ -2326,6 +2879,7 @@ export interface components {
             destination: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -2343,7 +2897,10 @@ export interface components {
             source: string;
             /** Destination */
             destination: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Currency */
             currency: string;
@@ -2352,6 +2909,7 @@ export interface components {
         PriceOut: {
             /**
              * Amount
+             * Format: int64
              * @description In the price currency's minor units (999 = 9.99).
              */
             amount: number;
@@ -2365,16 +2923,51 @@ export interface components {
         RateOut: {
             /** Currency */
             currency: string;
-            /** Per */
+            /**
+             * Per
+             * Format: int64
+             */
             per: number;
             price: components["schemas"]["PriceOut"];
         };
-        /** RefreshIn */
+        /** ReadyOut */
+        ReadyOut: {
+            /**
+             * Status
+             * @example ready
+             */
+            status: string;
+            /**
+             * Checks
+             * @description Each check and `ok`, or what is wrong.
+             * @example {
+             *       "database": "ok",
+             *       "jobs": "ok",
+             *       "migrations": "ok",
+             *       "shutdown": "ok"
+             *     }
+             */
+            checks: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * RefreshIn
+         * @example {
+         *       "refresh_token": "rt_Zq3sV9x2Yw8uT1pL0kJhG6fD4sA7qW2e"
+         *     }
+         */
         RefreshIn: {
             /** Refresh Token */
             refresh_token: string;
         };
-        /** RegisterIn */
+        /**
+         * RegisterIn
+         * @example {
+         *       "email": "alice@example.com",
+         *       "password": "correct horse battery staple"
+         *     }
+         */
         RegisterIn: {
             /** Email */
             email: string;
@@ -2384,17 +2977,22 @@ export interface components {
              */
             password: string;
         };
-        /** RejectIn */
-        RejectIn: {
-            /** Reason */
-            reason: string;
-        };
-        /** ReverseIn */
+        /**
+         * ReverseIn
+         * @example {
+         *       "reason": "Credited twice by mistake"
+         *     }
+         */
         ReverseIn: {
             /** Reason */
             reason: string;
         };
-        /** RotateIn */
+        /**
+         * RotateIn
+         * @example {
+         *       "grace_s": 86400
+         *     }
+         */
         RotateIn: {
             /**
              * Grace S
@@ -2416,18 +3014,28 @@ export interface components {
             gift_type: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /**
              * Receiver Amount
+             * Format: int64
              * @description What the receiver earned.
              */
             receiver_amount: number;
             /** Agency Id */
             agency_id: string | null;
-            /** Agency Commission */
+            /**
+             * Agency Commission
+             * Format: int64
+             */
             agency_commission: number;
-            /** Platform Fee */
+            /**
+             * Platform Fee
+             * Format: int64
+             */
             platform_fee: number;
             /** Message */
             message: string | null;
@@ -2442,15 +3050,20 @@ export interface components {
         ServiceStatsOut: {
             /**
              * Issued
+             * Format: int64
              * @description Paid out of the service's account.
              */
             issued: number;
             /**
              * Collected
+             * Format: int64
              * @description Paid into the service's account.
              */
             collected: number;
-            /** Balance */
+            /**
+             * Balance
+             * Format: int64
+             */
             balance: number;
         };
         /** SessionOut */
@@ -2459,7 +3072,10 @@ export interface components {
             access_token: string;
             /** Token Type */
             token_type: string;
-            /** Expires In */
+            /**
+             * Expires In
+             * Format: int64
+             */
             expires_in: number;
             /** Refresh Token */
             refresh_token: string;
@@ -2478,14 +3094,20 @@ export interface components {
             currencies: {
                 [key: string]: components["schemas"]["CurrencyStatsOut"];
             };
-            /** Users With Wallet */
+            /**
+             * Users With Wallet
+             * Format: int64
+             */
             users_with_wallet: number;
         };
         /** SubmissionOut */
         SubmissionOut: {
             /** Id */
             id: string;
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /**
              * Status
@@ -2512,14 +3134,23 @@ export interface components {
             kind: string;
             /** Currency */
             currency: string;
-            /** Count */
+            /**
+             * Count
+             * Format: int64
+             */
             count: number;
-            /** Total */
+            /**
+             * Total
+             * Format: int64
+             */
             total: number;
         };
         /** TierOut */
         TierOut: {
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /** Requires */
             requires: string[];
@@ -2711,24 +3342,16 @@ export interface components {
             /** Created At */
             created_at: string;
         };
-        /** ValidationError */
-        ValidationError: {
-            /** Location */
-            loc: (string | number)[];
-            /** Message */
-            msg: string;
-            /** Error Type */
-            type: string;
-            /** Input */
-            input?: unknown;
-            /** Context */
-            ctx?: Record<string, never>;
-        };
         /**
          * VerifyIn
          * @description What the provider's checkout handed the client. razorpay: ``razorpay_order_id``,
          *     ``razorpay_payment_id``, ``razorpay_signature``; mock: ``payment_id``, ``signature``;
          *     stripe: nothing (Coinpurse asks Stripe for the session).
+         * @example {
+         *       "razorpay_order_id": "order_NcE7g1yJk9TGJ2",
+         *       "razorpay_payment_id": "pay_NcE8HrZQ7mXyLa",
+         *       "razorpay_signature": "9ef4dffbfd84f1318f6739a3ce19f9d85851857ae648f114332d8401e0949a3d"
+         *     }
          */
         VerifyIn: {
             /** Razorpay Order Id */
@@ -2769,6 +3392,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -2833,10 +3457,14 @@ export interface components {
             user_id: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /**
              * Balance After
+             * Format: int64
              * @description The user's balance in this currency after it.
              */
             balance_after: number;
@@ -2857,8 +3485,46 @@ export interface components {
             received: boolean;
             /** Duplicate */
             duplicate: boolean;
-            /** Id */
+            /**
+             * Id
+             * Format: int64
+             */
             id: number;
+        };
+        /** WithdrawalCreatedOut */
+        WithdrawalCreatedOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description pending, cancelled, rejected, expired, approved (captured; payout not confirmed yet), paid
+             */
+            status: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * Format: int64
+             */
+            amount: number;
+            /** Destination */
+            destination: {
+                [key: string]: unknown;
+            };
+            /** Reason */
+            reason: string | null;
+            /** Transaction Id */
+            transaction_id: string | null;
+            /** Payout Reference */
+            payout_reference: string | null;
+            /** Payout Error */
+            payout_error: string | null;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /** @description The balance after the request. */
+            wallet: components["schemas"]["BalanceOut"];
         };
         /**
          * WithdrawalIn
@@ -2880,6 +3546,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -2903,7 +3570,10 @@ export interface components {
             status: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Destination */
             destination: {
@@ -2921,8 +3591,6 @@ export interface components {
             created_at: string;
             /** Updated At */
             updated_at: string;
-            /** @description The balance after the request (create). */
-            wallet?: components["schemas"]["BalanceOut"] | null;
         };
         /** WithdrawalPage */
         WithdrawalPage: {
@@ -2930,11 +3598,6 @@ export interface components {
             data: components["schemas"]["WithdrawalOut"][];
             /** Next Cursor */
             next_cursor: string | null;
-        };
-        /** DecisionIn */
-        coinpurse__admin__routes__DecisionIn: {
-            /** Note */
-            note?: string | null;
         };
         /** EventOut */
         coinpurse__events__schemas__EventOut: {
@@ -2965,14 +3628,22 @@ export interface components {
              */
             next_cursor: string;
         };
-        /** DecisionIn */
-        coinpurse__kyc__schemas__DecisionIn: {
+        /**
+         * RejectIn
+         * @example {
+         *       "reason": "The document photo is not readable"
+         *     }
+         */
+        coinpurse__kyc__schemas__RejectIn: {
             /** Reason */
-            reason?: string | null;
+            reason: string;
         };
         /** EventOut */
         coinpurse__payments__schemas__EventOut: {
-            /** Id */
+            /**
+             * Id
+             * Format: int64
+             */
             id: number;
             /** Provider */
             provider: string;
@@ -2985,7 +3656,10 @@ export interface components {
              * @description received (waiting or retrying), processed, ignored, failed (gave up; an operator looks)
              */
             status: string;
-            /** Attempts */
+            /**
+             * Attempts
+             * Format: int64
+             */
             attempts: number;
             /** Next Attempt At */
             next_attempt_at: string | null;
@@ -2997,8 +3671,6 @@ export interface components {
             received_at: string | null;
             /** Processed At */
             processed_at: string | null;
-            /** Body */
-            body?: unknown;
         };
         /** EventPage */
         coinpurse__payments__schemas__EventPage: {
@@ -3007,27 +3679,59 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /**
+         * RejectIn
+         * @example {
+         *       "reason": "The payout details do not match the account holder"
+         *     }
+         */
+        coinpurse__withdrawals__schemas__RejectIn: {
+            /** Reason */
+            reason: string;
+        };
         /** @description RFC 9457 problem details with a stable `code`. */
         Problem: {
             type: string;
             title: string;
+            /** Format: int32 */
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "overloaded" | "payload_too_large" | "payment_not_completed" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "not_ready" | "overloaded" | "payload_too_large" | "payment_not_completed" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
+            /** @description The request's `X-Request-ID`, to find its log lines. */
+            request_id?: string;
             /** @description Field errors, for validation_error. */
-            errors?: Record<string, never>[];
+            errors?: {
+                loc?: string[];
+                msg?: string;
+                type?: string;
+            }[];
         };
     };
     responses: never;
     parameters: never;
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description The request's id: yours if you sent a valid `X-Request-ID` (1-128 of letters, digits, `._:-`), else one made for it. It is in every log line of the request and in problem bodies (`request_id`). */
+        "X-Request-ID": string;
+        /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key` (nothing was done again). */
+        "Idempotent-Replayed": "true";
+        /** @description Seconds to wait before retrying (with the same idempotency key). */
+        "Retry-After": number;
+        /** @description Requests allowed in the window of the tightest limit this request passed (per user, per service key, per client address). */
+        "RateLimit-Limit": number;
+        /** @description Requests left in that window. */
+        "RateLimit-Remaining": number;
+        /** @description Seconds until the window frees a request. */
+        "RateLimit-Reset": number;
+        /** @description The limit and its window, e.g. `1200;w=60`. */
+        "RateLimit-Policy": string;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    credit_internal_v1_wallet_credit_post: {
+    wallet_credit: {
         parameters: {
             query?: never;
             header?: {
@@ -3047,6 +3751,8 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3056,6 +3762,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3065,6 +3772,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3074,6 +3782,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3083,6 +3792,7 @@ export interface operations {
             /** @description `payload_too_large`: Payload too large */
             413: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3092,6 +3802,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3101,6 +3812,8 @@ export interface operations {
             /** @description `service_unavailable`: Service unavailable; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3109,7 +3822,7 @@ export interface operations {
             };
         };
     };
-    debit_internal_v1_wallet_debit_post: {
+    wallet_debit: {
         parameters: {
             query?: never;
             header?: {
@@ -3129,6 +3842,8 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3138,6 +3853,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3147,6 +3863,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3156,6 +3873,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3165,6 +3883,7 @@ export interface operations {
             /** @description `payload_too_large`: Payload too large */
             413: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3174,6 +3893,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3183,6 +3903,8 @@ export interface operations {
             /** @description `service_unavailable`: Service unavailable; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3191,7 +3913,7 @@ export interface operations {
             };
         };
     };
-    transfer_internal_v1_transfers_post: {
+    wallet_transfer: {
         parameters: {
             query?: never;
             header?: {
@@ -3211,6 +3933,8 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3220,6 +3944,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3229,6 +3954,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3238,6 +3964,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3247,6 +3974,7 @@ export interface operations {
             /** @description `payload_too_large`: Payload too large */
             413: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3256,6 +3984,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3265,6 +3994,8 @@ export interface operations {
             /** @description `service_unavailable`: Service unavailable; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3273,7 +4004,7 @@ export interface operations {
             };
         };
     };
-    transfer_batch_internal_v1_transfers_batch_post: {
+    wallet_transfer_batch: {
         parameters: {
             query?: never;
             header?: {
@@ -3293,6 +4024,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3302,6 +4035,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3311,6 +4045,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3320,6 +4055,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3329,6 +4065,7 @@ export interface operations {
             /** @description `payload_too_large`: Payload too large */
             413: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3338,6 +4075,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3347,6 +4085,8 @@ export interface operations {
             /** @description `service_unavailable`: Service unavailable; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3355,7 +4095,7 @@ export interface operations {
             };
         };
     };
-    balance_internal_v1_wallet_balance__user_id__get: {
+    wallet_balance: {
         parameters: {
             query?: never;
             header?: {
@@ -3372,6 +4112,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3381,6 +4122,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3390,6 +4132,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3399,6 +4142,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3407,7 +4151,7 @@ export interface operations {
             };
         };
     };
-    account_internal_v1_accounts__address__get: {
+    wallet_account: {
         parameters: {
             query?: never;
             header?: {
@@ -3423,6 +4167,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3432,6 +4177,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3441,6 +4187,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3450,6 +4197,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3458,7 +4206,7 @@ export interface operations {
             };
         };
     };
-    get_transaction_internal_v1_transactions__transaction_id__get: {
+    wallet_get_transaction: {
         parameters: {
             query?: never;
             header?: {
@@ -3474,6 +4222,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3483,6 +4232,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3492,6 +4242,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3501,6 +4252,7 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3510,6 +4262,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3518,7 +4271,7 @@ export interface operations {
             };
         };
     };
-    user_history_internal_v1_wallet_transactions__user_id__get: {
+    wallet_user_history: {
         parameters: {
             query?: {
                 currency?: string | null;
@@ -3539,6 +4292,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3548,6 +4302,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3557,6 +4312,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3566,6 +4322,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3574,7 +4331,7 @@ export interface operations {
             };
         };
     };
-    my_balance_api_v1_wallet_balance_get: {
+    wallet_my_balance: {
         parameters: {
             query?: never;
             header?: never;
@@ -3586,6 +4343,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3595,6 +4357,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3603,7 +4370,7 @@ export interface operations {
             };
         };
     };
-    my_history_api_v1_wallet_transactions_get: {
+    wallet_my_history: {
         parameters: {
             query?: {
                 currency?: string | null;
@@ -3619,6 +4386,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3628,6 +4400,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3637,6 +4414,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3645,7 +4427,7 @@ export interface operations {
             };
         };
     };
-    place_internal_v1_holds_post: {
+    hold_place: {
         parameters: {
             query?: never;
             header?: {
@@ -3665,6 +4447,8 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3674,6 +4458,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3683,6 +4468,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3692,6 +4478,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3701,6 +4488,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `idempotency_key_reused`: Idempotency key reused with a different request / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3709,7 +4497,7 @@ export interface operations {
             };
         };
     };
-    capture_internal_v1_holds__hold_id__capture_post: {
+    hold_capture: {
         parameters: {
             query?: never;
             header?: {
@@ -3732,6 +4520,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3741,6 +4531,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3750,6 +4541,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3759,6 +4551,7 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3768,6 +4561,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running / `hold_not_open`: The hold is no longer open */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3777,6 +4571,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `idempotency_key_reused`: Idempotency key reused with a different request / `capture_exceeds_hold`: The capture is larger than the hold */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3785,7 +4580,7 @@ export interface operations {
             };
         };
     };
-    void_internal_v1_holds__hold_id__void_post: {
+    hold_void: {
         parameters: {
             query?: never;
             header?: {
@@ -3804,6 +4599,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3813,6 +4610,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3822,6 +4620,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3831,6 +4630,7 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3840,6 +4640,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running / `hold_not_open`: The hold is no longer open */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3849,6 +4650,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3857,7 +4659,7 @@ export interface operations {
             };
         };
     };
-    read_internal_v1_holds__hold_id__get: {
+    hold_read: {
         parameters: {
             query?: never;
             header?: {
@@ -3874,6 +4676,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3883,6 +4686,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3892,6 +4696,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3901,24 +4706,26 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    catalog_api_v1_gifts_catalog_get: {
+    gift_catalog: {
         parameters: {
             query?: never;
             header?: never;
@@ -3930,6 +4737,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3939,6 +4751,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3947,7 +4764,7 @@ export interface operations {
             };
         };
     };
-    my_gifts_api_v1_gifts_get: {
+    my_gifts: {
         parameters: {
             query?: {
                 direction?: "sent" | "received";
@@ -3963,6 +4780,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3972,6 +4794,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3981,6 +4808,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3989,7 +4821,7 @@ export interface operations {
             };
         };
     };
-    send_gift_api_v1_gifts_post: {
+    send_gift: {
         parameters: {
             query?: never;
             header?: {
@@ -4008,6 +4840,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4017,6 +4855,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4026,6 +4869,11 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4035,6 +4883,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4043,7 +4896,7 @@ export interface operations {
             };
         };
     };
-    get_agency_internal_v1_users__user_id__agency_get: {
+    gift_get_agency: {
         parameters: {
             query?: never;
             header?: {
@@ -4059,6 +4912,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4068,6 +4922,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4077,24 +4932,26 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    put_agency_internal_v1_users__user_id__agency_put: {
+    gift_put_agency: {
         parameters: {
             query?: never;
             header?: {
@@ -4114,6 +4971,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4123,6 +4981,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4132,6 +4991,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4141,6 +5001,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4149,7 +5010,7 @@ export interface operations {
             };
         };
     };
-    packages_api_v1_topup_packages_get: {
+    payment_packages: {
         parameters: {
             query?: never;
             header?: never;
@@ -4161,6 +5022,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4170,6 +5036,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4178,7 +5049,7 @@ export interface operations {
             };
         };
     };
-    my_topups_api_v1_topups_get: {
+    payment_my_topups: {
         parameters: {
             query?: {
                 limit?: number;
@@ -4193,6 +5064,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4202,6 +5078,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4211,6 +5092,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4219,7 +5105,7 @@ export interface operations {
             };
         };
     };
-    create_topup_api_v1_topups_post: {
+    payment_create_topup: {
         parameters: {
             query?: never;
             header?: {
@@ -4238,6 +5124,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4247,6 +5139,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4256,6 +5153,11 @@ export interface operations {
             /** @description `kyc_required`: A higher verification (KYC) tier is required */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4265,6 +5167,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `provider_not_enabled`: This payment provider is not enabled here / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4274,6 +5181,12 @@ export interface operations {
             /** @description `provider_unavailable`: The payment provider could not be reached; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4282,7 +5195,7 @@ export interface operations {
             };
         };
     };
-    my_topup_api_v1_topups__order_id__get: {
+    payment_my_topup: {
         parameters: {
             query?: never;
             header?: never;
@@ -4296,6 +5209,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4305,6 +5223,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4314,24 +5237,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    verify_api_v1_topups__order_id__verify_post: {
+    payment_verify: {
         parameters: {
             query?: never;
             header?: never;
@@ -4349,6 +5282,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4358,6 +5296,11 @@ export interface operations {
             /** @description `invalid_signature`: The signature is missing or does not match */
             400: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4367,6 +5310,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4376,6 +5324,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4385,6 +5338,11 @@ export interface operations {
             /** @description `payment_not_completed`: The provider does not report this payment as completed */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4394,6 +5352,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4403,6 +5366,12 @@ export interface operations {
             /** @description `provider_unavailable`: The payment provider could not be reached; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4411,7 +5380,7 @@ export interface operations {
             };
         };
     };
-    webhook_webhooks__provider__post: {
+    payment_webhook: {
         parameters: {
             query?: never;
             header?: never;
@@ -4425,6 +5394,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4434,6 +5404,7 @@ export interface operations {
             /** @description `invalid_signature`: The signature is missing or does not match */
             400: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4443,24 +5414,26 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    mock_checkout_mock_checkout__order_id__get: {
+    payment_mock_checkout: {
         parameters: {
             query?: never;
             header?: never;
@@ -4474,24 +5447,26 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "text/html": string;
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    mock_checkout_action_mock_checkout__order_id___action__post: {
+    payment_mock_checkout_action: {
         parameters: {
             query?: never;
             header?: never;
@@ -4506,24 +5481,26 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    topup_return_topup_return_get: {
+    payment_topup_return: {
         parameters: {
             query?: {
                 status?: string;
@@ -4538,24 +5515,26 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "text/html": string;
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    admin_orders_admin_v1_payment_orders_get: {
+    payment_admin_orders: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -4573,6 +5552,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4582,6 +5566,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4591,6 +5580,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4600,6 +5594,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4608,7 +5607,7 @@ export interface operations {
             };
         };
     };
-    admin_order_admin_v1_payment_orders__order_id__get: {
+    payment_admin_order: {
         parameters: {
             query?: never;
             header?: never;
@@ -4622,6 +5621,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4631,6 +5635,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4640,6 +5649,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4649,24 +5663,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    admin_events_admin_v1_webhook_events_get: {
+    payment_admin_events: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -4683,6 +5707,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4692,6 +5721,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4701,6 +5735,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4710,6 +5749,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4718,7 +5762,7 @@ export interface operations {
             };
         };
     };
-    admin_event_admin_v1_webhook_events__event_id__get: {
+    payment_admin_event: {
         parameters: {
             query?: never;
             header?: never;
@@ -4732,15 +5776,25 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["coinpurse__payments__schemas__EventOut"];
+                    "application/json": components["schemas"]["EventDetailOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4750,6 +5804,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4759,24 +5818,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    admin_retry_admin_v1_webhook_events__event_id__retry_post: {
+    payment_admin_retry: {
         parameters: {
             query?: never;
             header?: never;
@@ -4790,6 +5859,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4799,6 +5873,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4808,6 +5887,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4817,24 +5901,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    my_withdrawals_api_v1_withdrawals_get: {
+    my_withdrawals: {
         parameters: {
             query?: {
                 limit?: number;
@@ -4849,6 +5943,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4858,6 +5957,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4867,6 +5971,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4875,7 +5984,7 @@ export interface operations {
             };
         };
     };
-    request_withdrawal_api_v1_withdrawals_post: {
+    request_withdrawal: {
         parameters: {
             query?: never;
             header?: {
@@ -4894,15 +6003,26 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WithdrawalOut"];
+                    "application/json": components["schemas"]["WithdrawalCreatedOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4912,6 +6032,11 @@ export interface operations {
             /** @description `kyc_required`: A higher verification (KYC) tier is required */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4921,6 +6046,11 @@ export interface operations {
             /** @description `debt_outstanding`: The user owes a debt from a refunded payment; withdrawals wait until it is repaid / `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4930,6 +6060,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `currency_not_withdrawable`: This currency cannot be withdrawn / `insufficient_funds`: Insufficient funds / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4938,7 +6073,7 @@ export interface operations {
             };
         };
     };
-    my_withdrawal_api_v1_withdrawals__withdrawal_id__get: {
+    my_withdrawal: {
         parameters: {
             query?: never;
             header?: never;
@@ -4952,6 +6087,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4961,6 +6101,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4970,24 +6115,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    cancel_api_v1_withdrawals__withdrawal_id__cancel_post: {
+    withdrawal_cancel: {
         parameters: {
             query?: never;
             header?: never;
@@ -5001,6 +6156,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5010,6 +6170,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5019,6 +6184,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5028,24 +6198,34 @@ export interface operations {
             /** @description `withdrawal_not_pending`: The withdrawal is no longer pending */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    admin_list_admin_v1_withdrawals_get: {
+    withdrawal_admin_list: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -5062,6 +6242,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5071,6 +6256,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5080,6 +6270,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5089,6 +6284,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5097,7 +6297,7 @@ export interface operations {
             };
         };
     };
-    approve_admin_v1_withdrawals__withdrawal_id__approve_post: {
+    withdrawal_approve: {
         parameters: {
             query?: never;
             header?: never;
@@ -5111,6 +6311,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5120,6 +6325,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5129,6 +6339,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5138,6 +6353,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5147,24 +6367,34 @@ export interface operations {
             /** @description `withdrawal_not_pending`: The withdrawal is no longer pending / `debt_outstanding`: The user owes a debt from a refunded payment; withdrawals wait until it is repaid */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    reject_admin_v1_withdrawals__withdrawal_id__reject_post: {
+    withdrawal_reject: {
         parameters: {
             query?: never;
             header?: never;
@@ -5175,13 +6405,18 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RejectIn"];
+                "application/json": components["schemas"]["coinpurse__withdrawals__schemas__RejectIn"];
             };
         };
         responses: {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5191,6 +6426,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5200,6 +6440,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5209,6 +6454,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5218,6 +6468,11 @@ export interface operations {
             /** @description `withdrawal_not_pending`: The withdrawal is no longer pending */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5227,6 +6482,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5235,7 +6495,7 @@ export interface operations {
             };
         };
     };
-    my_status_api_v1_kyc_get: {
+    kyc_my_status: {
         parameters: {
             query?: never;
             header?: never;
@@ -5247,6 +6507,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5256,6 +6521,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5264,7 +6534,7 @@ export interface operations {
             };
         };
     };
-    submit_api_v1_kyc_post: {
+    kyc_submit: {
         parameters: {
             query?: never;
             header?: never;
@@ -5280,6 +6550,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5289,6 +6564,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5298,6 +6578,11 @@ export interface operations {
             /** @description `kyc_submission_pending`: A verification submission is already waiting for review */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5307,6 +6592,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5315,7 +6605,7 @@ export interface operations {
             };
         };
     };
-    admin_list_admin_v1_kyc_submissions_get: {
+    kyc_admin_list: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -5332,6 +6622,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5341,6 +6636,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5350,6 +6650,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5359,6 +6664,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5367,7 +6677,7 @@ export interface operations {
             };
         };
     };
-    admin_user_admin_v1_kyc_users__user_id__get: {
+    kyc_admin_user: {
         parameters: {
             query?: never;
             header?: never;
@@ -5381,6 +6691,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5390,6 +6705,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5399,24 +6719,34 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    approve_admin_v1_kyc_submissions__submission_id__approve_post: {
+    kyc_approve: {
         parameters: {
             query?: never;
             header?: never;
@@ -5427,13 +6757,18 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__kyc__schemas__DecisionIn"] | null;
+                "application/json": components["schemas"]["DecisionIn"] | null;
             };
         };
         responses: {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5443,6 +6778,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5452,6 +6792,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5461,6 +6806,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5470,24 +6820,34 @@ export interface operations {
             /** @description `kyc_submission_not_pending`: The verification submission has already been decided */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    reject_admin_v1_kyc_submissions__submission_id__reject_post: {
+    kyc_reject: {
         parameters: {
             query?: never;
             header?: never;
@@ -5498,13 +6858,18 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RejectIn"];
+                "application/json": components["schemas"]["coinpurse__kyc__schemas__RejectIn"];
             };
         };
         responses: {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5514,6 +6879,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5523,6 +6893,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5532,6 +6907,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5541,6 +6921,11 @@ export interface operations {
             /** @description `kyc_submission_not_pending`: The verification submission has already been decided */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5550,6 +6935,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5558,7 +6948,7 @@ export interface operations {
             };
         };
     };
-    register_api_v1_auth_register_post: {
+    auth_register: {
         parameters: {
             query?: never;
             header?: never;
@@ -5574,6 +6964,11 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5583,6 +6978,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5592,6 +6992,12 @@ export interface operations {
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5600,7 +7006,7 @@ export interface operations {
             };
         };
     };
-    login_api_v1_auth_login_post: {
+    auth_login: {
         parameters: {
             query?: never;
             header?: never;
@@ -5616,6 +7022,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5625,6 +7036,11 @@ export interface operations {
             /** @description `invalid_credentials`: Wrong e-mail or password / `mfa_required`: A two-factor code is required / `invalid_mfa_code`: The two-factor code is not valid */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5634,6 +7050,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5643,6 +7064,12 @@ export interface operations {
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5651,7 +7078,7 @@ export interface operations {
             };
         };
     };
-    refresh_api_v1_auth_refresh_post: {
+    auth_refresh: {
         parameters: {
             query?: never;
             header?: never;
@@ -5667,6 +7094,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5676,6 +7108,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required / `refresh_token_reused`: This refresh token was already used; every session of its family is revoked */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5685,6 +7122,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5693,7 +7135,7 @@ export interface operations {
             };
         };
     };
-    logout_api_v1_auth_logout_post: {
+    auth_logout: {
         parameters: {
             query?: never;
             header?: never;
@@ -5709,6 +7151,11 @@ export interface operations {
             /** @description Successful Response */
             204: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -5716,6 +7163,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5724,7 +7176,7 @@ export interface operations {
             };
         };
     };
-    me_api_v1_me_get: {
+    auth_me: {
         parameters: {
             query?: never;
             header?: never;
@@ -5736,6 +7188,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5745,6 +7202,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5753,7 +7215,7 @@ export interface operations {
             };
         };
     };
-    enroll_api_v1_auth_2fa_enroll_post: {
+    auth_enroll: {
         parameters: {
             query?: never;
             header?: never;
@@ -5765,6 +7227,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5774,6 +7241,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5783,6 +7255,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5791,7 +7268,7 @@ export interface operations {
             };
         };
     };
-    confirm_api_v1_auth_2fa_confirm_post: {
+    auth_confirm: {
         parameters: {
             query?: never;
             header?: never;
@@ -5807,6 +7284,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5816,24 +7298,40 @@ export interface operations {
             /** @description `unauthorized`: Authentication required / `invalid_mfa_code`: The two-factor code is not valid */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5842,7 +7340,7 @@ export interface operations {
             };
         };
     };
-    disable_api_v1_auth_2fa_disable_post: {
+    auth_disable: {
         parameters: {
             query?: never;
             header?: never;
@@ -5858,6 +7356,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5867,24 +7370,40 @@ export interface operations {
             /** @description `unauthorized`: Authentication required / `invalid_mfa_code`: The two-factor code is not valid */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5893,7 +7412,7 @@ export interface operations {
             };
         };
     };
-    search_transactions_admin_v1_transactions_get: {
+    admin_search_transactions: {
         parameters: {
             query?: {
                 user_id?: string | null;
@@ -5918,6 +7437,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5927,6 +7451,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5936,6 +7465,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5945,6 +7479,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5953,7 +7492,7 @@ export interface operations {
             };
         };
     };
-    user_ledger_admin_v1_users__user_id__ledger_get: {
+    admin_user_ledger: {
         parameters: {
             query?: {
                 currency?: string | null;
@@ -5971,6 +7510,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5980,6 +7524,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5989,6 +7538,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5998,6 +7552,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6006,7 +7565,7 @@ export interface operations {
             };
         };
     };
-    stats_admin_v1_stats_get: {
+    admin_stats: {
         parameters: {
             query?: never;
             header?: never;
@@ -6018,6 +7577,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6027,6 +7591,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6036,6 +7605,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6045,6 +7619,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6053,7 +7632,7 @@ export interface operations {
             };
         };
     };
-    account_admin_v1_accounts__address__get: {
+    admin_account: {
         parameters: {
             query?: never;
             header?: never;
@@ -6067,6 +7646,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6076,6 +7660,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6085,6 +7674,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6094,6 +7688,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6102,7 +7701,7 @@ export interface operations {
             };
         };
     };
-    audit_log_admin_v1_audit_log_get: {
+    admin_audit_log: {
         parameters: {
             query?: {
                 actor?: string | null;
@@ -6119,6 +7718,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6128,6 +7732,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6137,6 +7746,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6146,6 +7760,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6154,7 +7773,7 @@ export interface operations {
             };
         };
     };
-    gifts_admin_v1_gifts_get: {
+    admin_gifts: {
         parameters: {
             query?: {
                 from_user_id?: string | null;
@@ -6175,6 +7794,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6184,6 +7808,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6193,6 +7822,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6202,6 +7836,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6210,7 +7849,7 @@ export interface operations {
             };
         };
     };
-    list_keys_admin_v1_keys_get: {
+    admin_list_keys: {
         parameters: {
             query?: never;
             header?: never;
@@ -6222,6 +7861,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6231,6 +7875,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6240,6 +7889,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6249,6 +7903,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6257,7 +7916,7 @@ export interface operations {
             };
         };
     };
-    create_key_admin_v1_keys_post: {
+    admin_create_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -6273,6 +7932,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6282,6 +7946,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6291,6 +7960,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6300,6 +7974,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6308,7 +7987,7 @@ export interface operations {
             };
         };
     };
-    rotate_key_admin_v1_keys__key_id__rotate_post: {
+    admin_rotate_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -6326,6 +8005,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6335,6 +8019,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6344,6 +8033,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6353,6 +8047,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6362,6 +8061,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6370,7 +8074,7 @@ export interface operations {
             };
         };
     };
-    revoke_key_admin_v1_keys__key_id__revoke_post: {
+    admin_revoke_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -6384,6 +8088,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6393,6 +8102,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6402,6 +8116,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6411,6 +8130,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6420,6 +8144,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6428,7 +8157,7 @@ export interface operations {
             };
         };
     };
-    list_adjustments_admin_v1_adjustments_get: {
+    admin_list_adjustments: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -6443,6 +8172,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6452,6 +8186,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6461,6 +8200,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6470,6 +8214,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6478,7 +8227,7 @@ export interface operations {
             };
         };
     };
-    create_adjustment_admin_v1_adjustments_post: {
+    admin_create_adjustment: {
         parameters: {
             query?: never;
             header?: {
@@ -6497,6 +8246,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6506,6 +8261,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6515,6 +8275,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6524,6 +8289,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6532,7 +8302,7 @@ export interface operations {
             };
         };
     };
-    approve_admin_v1_adjustments__adjustment_id__approve_post: {
+    admin_approve: {
         parameters: {
             query?: never;
             header?: never;
@@ -6543,13 +8313,18 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__admin__routes__DecisionIn"] | null;
+                "application/json": components["schemas"]["AdjustmentDecisionIn"] | null;
             };
         };
         responses: {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6559,6 +8334,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6568,6 +8348,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6577,6 +8362,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6586,6 +8376,11 @@ export interface operations {
             /** @description `conflict`: The request conflicts with the current state */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6595,6 +8390,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `insufficient_funds`: Insufficient funds */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6603,7 +8403,7 @@ export interface operations {
             };
         };
     };
-    reject_admin_v1_adjustments__adjustment_id__reject_post: {
+    admin_reject: {
         parameters: {
             query?: never;
             header?: never;
@@ -6614,13 +8414,18 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__admin__routes__DecisionIn"] | null;
+                "application/json": components["schemas"]["AdjustmentDecisionIn"] | null;
             };
         };
         responses: {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6630,6 +8435,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6639,6 +8449,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6648,6 +8463,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6657,6 +8477,11 @@ export interface operations {
             /** @description `conflict`: The request conflicts with the current state */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6666,6 +8491,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6674,7 +8504,7 @@ export interface operations {
             };
         };
     };
-    reverse_admin_v1_transactions__transaction_id__reverse_post: {
+    admin_reverse: {
         parameters: {
             query?: never;
             header?: never;
@@ -6692,6 +8522,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6701,6 +8536,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6710,6 +8550,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6719,6 +8564,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6728,6 +8578,11 @@ export interface operations {
             /** @description `already_reversed`: This transaction has already been reversed / `conflict`: The request conflicts with the current state */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6737,6 +8592,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `insufficient_funds`: Insufficient funds */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6745,7 +8605,7 @@ export interface operations {
             };
         };
     };
-    events_internal_v1_events_get: {
+    events: {
         parameters: {
             query?: {
                 /** @description The `next_cursor` of the previous page; omit it to start at the oldest event kept. */
@@ -6765,6 +8625,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6774,6 +8635,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6783,6 +8645,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6792,6 +8655,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6800,7 +8664,7 @@ export interface operations {
             };
         };
     };
-    healthz_healthz_get: {
+    ops_health: {
         parameters: {
             query?: never;
             header?: never;
@@ -6812,10 +8676,95 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HealthOut"];
+                };
+            };
+        };
+    };
+    ops_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadyOut"];
+                };
+            };
+            /** @description `not_ready`: Not ready to serve: see checks */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    ops_metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Prometheus exposition format */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": unknown;
+                    "text/plain": string;
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
