@@ -11,6 +11,7 @@ drops what must never reach a log: keys, tokens, passwords, TOTP secrets, card n
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import re
@@ -18,7 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
@@ -43,7 +44,6 @@ class RequestInfo:
     principal: str | None = None
     # The tightest rate limit passed: limit, remaining, seconds to reset, window seconds.
     rate_limit: tuple[int, int, int, int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 CURRENT_REQUEST: ContextVar[RequestInfo | None] = ContextVar("coinpurse_request", default=None)
@@ -114,10 +114,23 @@ def _redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
+# Fields the logging itself writes, from values it controls: not searched (they run on every
+# access line).
+_OURS = frozenset({"ts", "level", "logger", "request_id", "method", "route", "status",
+                   "duration_ms"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: secrets out of every key and value of the line."""
     for key, value in list(event.items()):
-        if _SECRET_KEY.search(key):
+        if key in _OURS:
+            continue
+        if _secret_key(key):
             event[key] = REDACTED
         elif isinstance(value, str | dict | list | tuple):
             event[key] = _redact(value)

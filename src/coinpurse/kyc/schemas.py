@@ -47,7 +47,7 @@ class DecisionIn(StrictModel):
 
 class RejectIn(StrictModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"reason": "The document photo is not readable"}
+        {"reason": "The details do not match the account holder"}
     ]})
 
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500), clean_text]

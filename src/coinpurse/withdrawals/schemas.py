@@ -50,7 +50,7 @@ class WithdrawalIn(StrictModel):
 
 class RejectIn(StrictModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"reason": "The payout details do not match the account holder"}
+        {"reason": "The details do not match the account holder"}
     ]})
 
     reason: Reason

@@ -2978,6 +2978,16 @@ export interface components {
             password: string;
         };
         /**
+         * RejectIn
+         * @example {
+         *       "reason": "The details do not match the account holder"
+         *     }
+         */
+        RejectIn: {
+            /** Reason */
+            reason: string;
+        };
+        /**
          * ReverseIn
          * @example {
          *       "reason": "Credited twice by mistake"
@@ -3628,16 +3638,6 @@ export interface components {
              */
             next_cursor: string;
         };
-        /**
-         * RejectIn
-         * @example {
-         *       "reason": "The document photo is not readable"
-         *     }
-         */
-        coinpurse__kyc__schemas__RejectIn: {
-            /** Reason */
-            reason: string;
-        };
         /** EventOut */
         coinpurse__payments__schemas__EventOut: {
             /**
@@ -3678,16 +3678,6 @@ export interface components {
             data: components["schemas"]["coinpurse__payments__schemas__EventOut"][];
             /** Next Cursor */
             next_cursor: string | null;
-        };
-        /**
-         * RejectIn
-         * @example {
-         *       "reason": "The payout details do not match the account holder"
-         *     }
-         */
-        coinpurse__withdrawals__schemas__RejectIn: {
-            /** Reason */
-            reason: string;
         };
         /** @description RFC 9457 problem details with a stable `code`. */
         Problem: {
@@ -6405,7 +6395,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["coinpurse__withdrawals__schemas__RejectIn"];
+                "application/json": components["schemas"]["RejectIn"];
             };
         };
         responses: {
@@ -6858,7 +6848,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["coinpurse__kyc__schemas__RejectIn"];
+                "application/json": components["schemas"]["RejectIn"];
             };
         };
         responses: {
