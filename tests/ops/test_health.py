@@ -92,16 +92,22 @@ def test_graceful_shutdown_finishes_requests_in_flight(serve: Any, db_url: str,
     head = (f"POST /internal/v1/wallet/credit HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
             f"Idempotency-Key: drain-1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(head + body[:10])
-        time.sleep(0.3)  # the server has the request; its body is not complete
+        # Another request answered after ours was sent: the server's loop has read ours by
+        # now (the same loop serves both, in order), so it is in flight.
+        time.sleep(0.2)
+        assert httpx.get(server.base_url + "/healthz", timeout=30).status_code == 200
         os.killpg(server.proc.pid, signal.SIGTERM)
-        time.sleep(0.5)
         # Shutting down: no new connections are taken...
-        try:
-            refused = httpx.get(server.base_url + "/healthz", timeout=2).status_code != 200
-        except httpx.HTTPError:
-            refused = True
+        deadline = time.monotonic() + 20
+        refused = False
+        while not refused and time.monotonic() < deadline:
+            try:
+                httpx.get(server.base_url + "/healthz", timeout=1)
+                time.sleep(0.1)
+            except httpx.HTTPError:
+                refused = True
         assert refused
         sock.sendall(body[10:])  # ... but the request in flight is finished
         answer = b""

@@ -21,7 +21,7 @@ CREDIT = {"user_id": "u1", "currency": "points", "amount": 5, "description": "d"
           "reference_id": "r1"}
 
 
-def _lines(server: Any, wait_for: str, timeout_s: float = 10) -> list[dict[str, Any]]:
+def _lines(server: Any, wait_for: str, timeout_s: float = 30) -> list[dict[str, Any]]:
     """The server's JSON log lines, once ``wait_for`` has been written."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -135,10 +135,15 @@ def test_several_processes_add_up(pg_url: str, make_key_sync: Any) -> None:
                 pids.add(c.get("/healthz").json()["pid"])
             sent += 1
         assert len(pids) == 2, "both processes answered"
-        time.sleep(0.2)
-        port_text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-        total = value(port_text, "coinpurse_http_request_duration_seconds_count",
-                      method="POST", route="/internal/v1/wallet/credit", status="201")
+        # A process records a request just after answering it: wait until all are in.
+        deadline = time.monotonic() + 20
+        while True:
+            port_text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            total = value(port_text, "coinpurse_http_request_duration_seconds_count",
+                          method="POST", route="/internal/v1/wallet/credit", status="201")
+            if total >= sent or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert total == sent
         assert value(port_text, "coinpurse_ledger_transactions_total", currency="points",
                      kind="credit") == sent

@@ -99,12 +99,14 @@ def test_a_shared_limit_across_processes(pg_url: str, redis_url: str) -> None:
         token = auth(user_token("limited-user"))
         answers = []
         pids = set()
-        for _ in range(30):
-            with httpx.Client(base_url=server.base_url) as c:  # a new connection each
+        # A new connection each (the balance and the pid come from the same process);
+        # on until both processes have answered.
+        while len(answers) < 30 or (len(pids) < 2 and len(answers) < 300):
+            with httpx.Client(base_url=server.base_url) as c:
                 answers.append(c.get("/api/v1/wallet/balance", headers=token))
                 pids.add(c.get("/healthz").json()["pid"])
         codes = [r.status_code for r in answers]
-        assert codes.count(200) == 5 and codes.count(429) == 25, codes
+        assert codes.count(200) == 5 and codes.count(429) == len(codes) - 5, codes
         assert codes[:5] == [200] * 5
         assert [r.headers["ratelimit-remaining"] for r in answers[:5]] == \
             ["4", "3", "2", "1", "0"]

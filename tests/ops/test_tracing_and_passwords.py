@@ -75,7 +75,7 @@ def test_traces_reach_the_collector(db_url: str, make_key_sync: Any,
             "user_id": "u1", "currency": "points", "amount": 3, "description": "d",
             "reference_id": "r"})
         assert r.status_code == 201
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         names: set[str] = set()
         while time.monotonic() < deadline:
             spans = _spans(list(bodies))
