@@ -32,10 +32,13 @@ from coinpurse.ops import jobs as ops_jobs
 from coinpurse.ops import routes as ops_routes
 from coinpurse.ops import tracing
 from coinpurse.ops.hooks import LedgerMetrics
+from coinpurse.partitions import jobs as partitions_jobs
 from coinpurse.payments import jobs as payments_jobs
 from coinpurse.payments import routes as payments_routes
+from coinpurse.shop import routes as shop_routes
 from coinpurse.state import AppState, close_state, open_state
 from coinpurse.wallets import routes as wallets_routes
+from coinpurse.web import routes as web_routes
 from coinpurse.withdrawals import routes as withdrawals_routes
 
 log = coinpurse_logging.get_logger("coinpurse")
@@ -60,6 +63,9 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("admin", (admin_routes.router,)),
     Domain("events", (events_routes.router,), events_jobs.jobs),
     Domain("ops", (ops_routes.router,), ops_jobs.jobs),
+    Domain("shop", (shop_routes.router,)),
+    Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static
+    Domain("partitions", jobs=partitions_jobs.jobs),
 )
 
 

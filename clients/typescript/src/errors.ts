@@ -149,6 +149,10 @@ export class RefreshTokenReused extends CoinpurseError {
   static override readonly defaultCode: string = "refresh_token_reused";
 }
 
+export class CsrfFailed extends CoinpurseError {
+  static override readonly defaultCode: string = "csrf_failed";
+}
+
 export class Conflict extends CoinpurseError {
   static override readonly defaultCode: string = "conflict";
 }
@@ -248,6 +252,34 @@ export class KycSubmissionNotPending extends CoinpurseError {
   static override readonly defaultCode: string = "kyc_submission_not_pending";
 }
 
+export class OutOfStock extends CoinpurseError {
+  static override readonly defaultCode: string = "out_of_stock";
+}
+
+export class PriceChanged extends CoinpurseError {
+  static override readonly defaultCode: string = "price_changed";
+}
+
+export class ProductInactive extends CoinpurseError {
+  static override readonly defaultCode: string = "product_inactive";
+}
+
+export class OwnProduct extends CoinpurseError {
+  static override readonly defaultCode: string = "own_product";
+}
+
+export class OrderRefunded extends CoinpurseError {
+  static override readonly defaultCode: string = "order_refunded";
+}
+
+export class RefundExceedsPaid extends CoinpurseError {
+  static override readonly defaultCode: string = "refund_exceeds_paid";
+}
+
+export class PreconditionFailed extends CoinpurseError {
+  static override readonly defaultCode: string = "precondition_failed";
+}
+
 export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>> = {
   validation_error: ValidationFailed,
   unauthorized: Unauthorized,
@@ -265,6 +297,7 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   mfa_required: MfaRequired,
   invalid_mfa_code: InvalidMfaCode,
   refresh_token_reused: RefreshTokenReused,
+  csrf_failed: CsrfFailed,
   conflict: Conflict,
   already_reversed: AlreadyReversed,
   service_unavailable: ServiceUnavailable,
@@ -288,6 +321,13 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   withdrawal_not_pending: WithdrawalNotPending,
   kyc_submission_pending: KycSubmissionPending,
   kyc_submission_not_pending: KycSubmissionNotPending,
+  out_of_stock: OutOfStock,
+  price_changed: PriceChanged,
+  product_inactive: ProductInactive,
+  own_product: OwnProduct,
+  order_refunded: OrderRefunded,
+  refund_exceeds_paid: RefundExceedsPaid,
+  precondition_failed: PreconditionFailed,
 };
 
 /** The exception for a problem answer: its code's class, else the base class. */

@@ -50,8 +50,10 @@ Wallets and a double-entry ledger for your app's users.
   read any balance and the audit history. Every POST that moves money needs an
   `Idempotency-Key` header; a retry with the same key replays the first answer (with
   `Idempotent-Replayed: true`).
-* **User API** (`/api/v1`, `Authorization: Bearer <jwt>`): the caller's balances and history.
+* **User API** (`/api/v1`, `Authorization: Bearer <jwt>`, or a browser's session cookie from
+  `POST /api/v1/auth/session` with `X-CSRF-Token`): the caller's balances and history.
 * **Admin API** (`/admin/v1`, admin or auditor tokens).
+* **Web wallet** at `/wallet` and **admin console** at `/console`, built on these same routes.
 
 Amounts are JSON integers in minor units (64-bit signed: never floats), with their
 `currency` beside them. Every answer carries `X-Request-ID`. Limited routes answer with
