@@ -161,3 +161,41 @@ def _free_port() -> int:
     from tests.pgserver import free_port
 
     return free_port()
+
+
+async def test_outbound_provider_calls_are_counted(db_url: str) -> None:
+    """Each call to a payment provider's API is counted by kind and outcome, with its time:
+    the mock checkout succeeds, Stripe on a closed port fails (503 for the caller)."""
+    from asgi_lifespan import LifespanManager
+
+    from coinpurse.app import create_app
+    from tests.conftest import auth, user_token
+
+    settings = Settings(
+        database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+        currencies="coins:0", topup_providers="mock,stripe",
+        topup_packages="small:100:99:usd:coins", public_url="http://test",
+        mock_webhook_secret="whsec-mock-for-tests-only",  # type: ignore[arg-type]
+        stripe_secret_key="sk_test_not_a_real_key",  # type: ignore[arg-type]
+        stripe_webhook_secrets="whsec_not_a_real_secret",  # type: ignore[arg-type]
+        stripe_api_base=f"http://127.0.0.1:{_free_port()}",  # nothing listens there
+        metrics_token=TOKEN, inbox_poll_s=0)  # type: ignore[arg-type]
+    app = create_app(settings)
+    user = auth(user_token("buyer-1"))
+    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        before = await scrape(c)
+        ok = await c.post("/api/v1/topups", json={"provider": "mock", "package_id": "small"},
+                          headers={**user, "Idempotency-Key": "out-1"})
+        assert ok.status_code == 201, ok.text
+        down = await c.post("/api/v1/topups", json={"provider": "stripe", "package_id": "small"},
+                            headers={**user, "Idempotency-Key": "out-2"})
+        assert down.status_code == 503 and down.json()["code"] == "provider_unavailable"
+        after = await scrape(c)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("coinpurse_deliveries_total", kind="mock.checkout", outcome="ok") == 1
+    assert delta("coinpurse_deliveries_total", kind="stripe.checkout", outcome="failed") == 1
+    assert delta("coinpurse_delivery_duration_seconds_count", kind="stripe.checkout") == 1

@@ -70,10 +70,11 @@ INBOX_OLDEST_AGE = Gauge(
     "Age of the oldest webhook event waiting to be applied (0 when none).",
     multiprocess_mode="livemax")
 DELIVERIES = Counter(
-    "coinpurse_deliveries", "Outbound deliveries (webhooks to services, e-mails) by kind and "
-    "outcome.", ["kind", "outcome"])
+    "coinpurse_deliveries", "Outbound calls (the payment providers' APIs: kind such as "
+    "stripe.checkout or razorpay.confirm) by kind and outcome (ok, failed).",
+    ["kind", "outcome"])
 DELIVERY_SECONDS = Histogram(
-    "coinpurse_delivery_duration_seconds", "Time of one outbound delivery attempt.", ["kind"],
+    "coinpurse_delivery_duration_seconds", "Time of one outbound call.", ["kind"],
     buckets=_LATENCY_BUCKETS)
 DB_POOL_IN_USE = Gauge(
     "coinpurse_db_pool_in_use", "Database connections checked out of the pools.",
@@ -86,8 +87,8 @@ JOB_FAILURES = Counter(
 
 
 def record_delivery(kind: str, outcome: str, seconds: float | None = None) -> None:
-    """One outbound delivery attempt: ``kind`` such as ``webhook``, ``outcome`` such as
-    ``delivered``, ``failed``, ``gave_up``."""
+    """One outbound call: ``kind`` such as ``stripe.checkout``, ``outcome`` ``ok`` or
+    ``failed`` (the other side could not be reached or answered an error)."""
     DELIVERIES.labels(kind, outcome).inc()
     if seconds is not None:
         DELIVERY_SECONDS.labels(kind).observe(seconds)
