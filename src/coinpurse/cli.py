@@ -389,27 +389,33 @@ def partitions_list(as_json: bool) -> None:
     if not found["tables"]:
         click.echo("the history tables are not partitioned (SQLite keeps plain tables)")
         return
-    for table, parts in found["tables"].items():
-        click.echo(f"{table}: " + ", ".join(x["month"] for x in parts))
+    _table(["table", "partition", "month", "rows_estimate"],
+           [[table, x["name"], x["month"], x["rows_estimate"]]
+            for table, parts in found["tables"].items() for x in parts])
     click.echo(f"months ready after the current one: {found['months_ahead']}")
 
 
 @partitions.command("ensure")
 @click.option("--ahead", "ahead_months", default=1, show_default=True,
               type=click.IntRange(0, 24), help="Months to create after the current one.")
-def partitions_ensure(ahead_months: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def partitions_ensure(ahead_months: int, as_json: bool) -> None:
     """Create the coming months' partitions now (the job does it every hour)."""
     from coinpurse.partitions.service import ensure
 
     created = _run(_settings(), lambda c: ensure(c, ahead_months=ahead_months), write=True,
                    direct=True)
-    click.echo("created: " + (", ".join(created) or "nothing, all there"))
+    if as_json:
+        _json({"created": list(created)})
+    else:
+        click.echo("created: " + (", ".join(created) or "nothing, all there"))
 
 
 @partitions.command("detach")
 @click.option("--before", "before", required=True, help="Detach the months before this one "
               "(YYYY-MM), from every history table.")
-def partitions_detach(before: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def partitions_detach(before: str, as_json: bool) -> None:
     """Detach old months for archiving: each becomes a plain table (pg_dump -t it, then
     DROP TABLE). Balances stay; `coinpurse check` counts the detached entries' totals."""
     from coinpurse.partitions.service import detach_before
@@ -426,7 +432,10 @@ def partitions_detach(before: str) -> None:
     except ValueError as exc:
         click.echo(f"coinpurse: {exc}", err=True)
         sys.exit(2)
-    click.echo("detached: " + (", ".join(detached) or "nothing before " + before))
+    if as_json:
+        _json({"detached": list(detached)})
+    else:
+        click.echo("detached: " + (", ".join(detached) or "nothing before " + before))
 
 
 @main.group()

@@ -10,5 +10,6 @@ SAMPLE_EVERY_S = 5.0
 
 
 def jobs(state: AppState) -> list[Job]:
-    return [Job("ops-metrics-sampler", lambda: service.sample(state.db, state.ledger),
+    return [Job("ops-metrics-sampler",
+                lambda: service.sample(state.db, state.ledger, state.reads.standby),
                 SAMPLE_EVERY_S)]

@@ -60,21 +60,25 @@ async def readiness(db: AsyncEngine, jobs: dict[str, JobStatus], *,
     return Readiness(checks)
 
 
-def sample_process(db: AsyncEngine, ledger: Ledger) -> None:
-    """This process's live gauges: the ledger's queue and the connection pool."""
+def sample_process(db: AsyncEngine, ledger: Ledger, standby: AsyncEngine | None = None) -> None:
+    """This process's live gauges: the ledger's queue and the connection pools (the primary's
+    and, with COINPURSE_READ_DATABASE_URL, the standby's, added up)."""
     metrics.LEDGER_QUEUE_DEPTH.set(ledger.queue_depth)
-    pool = db.pool
-    checked_out = getattr(pool, "checkedout", None)
-    size = getattr(pool, "size", None)
-    if callable(checked_out):
-        metrics.DB_POOL_IN_USE.set(checked_out())
-    if callable(size):
-        metrics.DB_POOL_SIZE.set(size())
+    in_use = size = 0
+    for engine in (db, standby):
+        pool = engine.pool if engine is not None else None
+        checked_out = getattr(pool, "checkedout", None)
+        pool_size = getattr(pool, "size", None)
+        if callable(checked_out) and callable(pool_size):
+            in_use += checked_out()
+            size += pool_size()
+    metrics.DB_POOL_IN_USE.set(in_use)
+    metrics.DB_POOL_SIZE.set(size)
 
 
-async def sample(db: AsyncEngine, ledger: Ledger) -> None:
+async def sample(db: AsyncEngine, ledger: Ledger, standby: AsyncEngine | None = None) -> None:
     """One pass of the sampler job: the process gauges and the webhook inbox."""
-    sample_process(db, ledger)
+    sample_process(db, ledger, standby)
     backlog, age_s = await payments.inbox_backlog(db)
     metrics.INBOX_BACKLOG.set(backlog)
     metrics.INBOX_OLDEST_AGE.set(age_s)
