@@ -147,6 +147,8 @@ async def daily_stats(admin: Admin, state: State,
 @router.get("/stats/pending", response_model=s.PendingOut, responses=problems(*_READ),
             summary="How many withdrawals, KYC submissions and adjustments wait for a decision")
 async def pending(admin: Admin, state: State) -> Response:
+    """The console's to-do counts: withdrawals waiting for approval, KYC submissions to
+    review, and adjustments waiting for a second admin. Admin or auditor."""
     return _answer(s.PendingOut.model_validate(await _admin(state).pending()))
 
 

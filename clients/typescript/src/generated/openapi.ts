@@ -1324,7 +1324,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** How many withdrawals, KYC submissions and adjustments wait for a decision */
+        /**
+         * How many withdrawals, KYC submissions and adjustments wait for a decision
+         * @description The console's to-do counts: withdrawals waiting for approval, KYC submissions to
+         *     review, and adjustments waiting for a second admin. Admin or auditor.
+         */
         get: operations["admin_pending"];
         put?: never;
         post?: never;
@@ -1704,7 +1708,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's own products, inactive ones included */
+        /**
+         * The caller's own products, inactive ones included
+         * @description The products the caller sells, active or not (`active` filters), newest first, with
+         *     cursor pages; `q` searches the name, `in_stock=true` leaves out sold-out ones.
+         */
         get: operations["shop_my_products"];
         put?: never;
         post?: never;
@@ -1721,7 +1729,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's purchases, newest first */
+        /**
+         * The caller's purchases, newest first
+         * @description Orders the caller placed as a buyer, newest first, with cursor pages; `status`
+         *     filters (`paid`, `partially_refunded`, `refunded`).
+         */
         get: operations["shop_my_orders"];
         put?: never;
         /**
@@ -1801,8 +1813,9 @@ export interface paths {
         };
         /**
          * The caller's sales, newest first, with totals per product and currency
-         * @description `totals` cover every order of the filter, not only this page: units and amounts
-         *     sold, fees, refunds, and `net_amount`, what the merchant kept.
+         * @description Orders of every buyer and merchant, newest first, with cursor pages, filtered by
+         *     buyer, merchant, product, `status`, `currency` and creation time (`created_from`
+         *     included, `created_to` excluded). Admin or auditor.
          */
         get: operations["shop_my_sales"];
         put?: never;
@@ -1820,7 +1833,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every order, newest first, with filters (admins and auditors) */
+        /**
+         * Every order, newest first, with filters (admins and auditors)
+         * @description Orders of every buyer and merchant, newest first, with cursor pages, filtered by
+         *     buyer, merchant, product, `status`, `currency` and creation time (`created_from`
+         *     included, `created_to` excluded). Admin or auditor.
+         */
         get: operations["shop_admin_orders"];
         put?: never;
         post?: never;
