@@ -130,6 +130,7 @@ def test_the_redaction_step_removes_secrets_from_any_line() -> None:
         log = coinpurse_logging.get_logger("coinpurse.test")
         log.info("calling", authorization=f"Bearer {jwt}", password="hunter2hunter2",
                  body={"nested": {"totp_secret": "JBSWY3DPEHPK3PXP", "api_key": key}},
+                 csrf="csrf-value-not-for-logs",
                  note=f"the card 4111-1111-1111-1111 and {jwt}")
         logging.getLogger("coinpurse.stdlib").warning("token %s for key %s", jwt, key)
         try:
@@ -143,7 +144,7 @@ def test_the_redaction_step_removes_secrets_from_any_line() -> None:
     lines = [json.loads(x) for x in text.splitlines()]
     assert len(lines) == 3
     for secret in (jwt, "hunter2hunter2", "JBSWY3DPEHPK3PXP", "4111-1111-1111-1111",
-                   "B" * 30):
+                   "B" * 30, "csrf-value-not-for-logs"):
         assert secret not in text, secret
     assert lines[0]["password"] == "[redacted]" and lines[0]["event"] == "calling"
     assert "[redacted]" in lines[1]["event"] and lines[2]["event"] == "failed"

@@ -64,7 +64,7 @@ def current_request_id() -> str | None:
 # Keys whose values are secrets, whatever they look like.
 _SECRET_KEY = re.compile(
     r"pass(word|wd)?|secret|token|api[_-]?key|x-api-key|authorization|cookie|totp|otp|"
-    r"recovery|signature|card|cvc|cvv|pan$|private|credential", re.IGNORECASE)
+    r"recovery|signature|card|cvc|cvv|pan$|private|credential|csrf", re.IGNORECASE)
 # Values that are secrets wherever they appear: JWTs, bearer credentials, our service keys,
 # PEM keys, TOTP provisioning URIs.
 _SECRET_VALUE = re.compile(
