@@ -185,7 +185,9 @@ async def mock_checkout_action(order_id: OrderId, action: Literal["pay", "declin
     return RedirectResponse(f"{target}&payment_id={payment_id}&signature={signature}", 303)
 
 
-@router.get("/topup-return", tags=["mock"], status_code=303,
+@router.get("/topup-return", tags=["mock"], status_code=303, response_class=RedirectResponse,
+            responses={303: {"description": "To `/wallet/topup-return`, with the same query",
+                             "headers": {"Location": {"schema": {"type": "string"}}}}},
             summary="Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set")
 async def topup_return(request: Request) -> Response:
     """Leads to the web wallet's top-up page, which confirms the payment (the verify call)
