@@ -38,8 +38,9 @@ class HttpSettings(CoreSettings):
     rate_limit_login: str = "10/minute"  # sign-in and 2FA attempts per account
     rate_limit_login_ip: str = "50/minute"  # ... and per client address
     # Redis shared by every process: rate-limit counters (unless rate_limit_storage says
-    # otherwise). redis://[:password@]host:6379[/db]
-    redis_url: SecretStr | None = None
+    # otherwise). redis://[:password@]host:6379[/db]. The same variable as the events
+    # domain's pub/sub (one Redis); a str like there (config check masks its password).
+    redis_url: str | None = None
     # Proxies (CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed; none: the
     # peer address is the client's.
     trusted_proxies: str = ""
@@ -69,14 +70,13 @@ class HttpSettings(CoreSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _check_redis(cls, value: SecretStr | None) -> SecretStr | None:
+    def _check_redis(cls, value: str | None) -> str | None:
         from coinpurse.http.ratelimit import check_storage
 
-        if value is not None:
-            if not value.get_secret_value().startswith(("redis://", "rediss://",
-                                                        "redis+unix://")):
+        if value:
+            if not value.startswith(("redis://", "rediss://", "redis+unix://")):
                 raise ValueError("must be redis://host:port (or rediss://)")
-            check_storage(value.get_secret_value())
+            check_storage(value)
         return value
 
     @field_validator("trusted_proxies")
@@ -104,6 +104,6 @@ class HttpSettings(CoreSettings):
     @property
     def rate_limit_uri(self) -> str:
         """Where the counters live: rate_limit_storage, or redis_url when that is unset."""
-        if self.rate_limit_storage == "memory://" and self.redis_url is not None:
-            return self.redis_url.get_secret_value()
+        if self.rate_limit_storage == "memory://" and self.redis_url:
+            return self.redis_url
         return self.rate_limit_storage
