@@ -1635,7 +1635,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Webhook endpoints, newest first */
+        /**
+         * Webhook endpoints, newest first
+         * @description The webhook endpoints, newest first, with cursor pages; secrets are never shown
+         *     again after creation. Admin or auditor.
+         */
         get: operations["event_list_endpoints"];
         put?: never;
         /**
@@ -1662,11 +1666,17 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One webhook endpoint */
+        /**
+         * One webhook endpoint
+         * @description One webhook endpoint: its URL, event types and delivery state. Admin or auditor.
+         */
         get: operations["event_get_endpoint"];
         put?: never;
         post?: never;
-        /** Delete a webhook endpoint and its deliveries */
+        /**
+         * Delete a webhook endpoint and its deliveries
+         * @description Removes the endpoint: nothing more is delivered to it (audited). 204.
+         */
         delete: operations["event_delete_endpoint"];
         options?: never;
         head?: never;
@@ -1815,7 +1825,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Mark every notification of the caller read */
+        /**
+         * Mark every notification of the caller read
+         * @description Marks every notification of the caller read; answers how many changed.
+         */
         post: operations["event_read_all"];
         delete?: never;
         options?: never;
@@ -4389,7 +4402,12 @@ export interface components {
              */
             net_amount: number;
         };
-        /** SecretRotateIn */
+        /**
+         * SecretRotateIn
+         * @example {
+         *       "grace_s": 3600
+         *     }
+         */
         SecretRotateIn: {
             /**
              * Grace S
