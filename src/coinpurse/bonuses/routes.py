@@ -79,6 +79,7 @@ async def my_bonuses(user_id: UserId, state: State, status: StatusQuery = None,
                  responses=problems(ValidationFailed, Unauthorized, NotFound),
                  summary="One of the caller's bonuses")
 async def my_bonus(bonus_id: IdPath, user_id: UserId, state: State) -> Response:
+    """With its wagering `progress`; another user's bonus answers 404 like an unknown one."""
     return model_response(s.BonusOut.of(await _bonuses(state).bonus(bonus_id, user_id)))
 
 
@@ -168,6 +169,8 @@ async def list_promotions(admin: Admin, state: State,
                           currency: Currency = None,
                           active: Annotated[bool | None, Query()] = None,
                           limit: Limit = 50, cursor_: Cursor = None) -> Response:
+    """Filters `kind`, `currency`, `active`; each with `granted_total`, `granted_count` and
+    `budget_left`. Admin or auditor."""
     page = await _bonuses(state).promotions(PromotionFilter(kind, currency, active),
                                             cursor_text=cursor_, limit=limit)
     return model_response(s.PromotionPage(data=[s.PromotionOut.of(p) for p in page.items],
@@ -178,6 +181,7 @@ async def list_promotions(admin: Admin, state: State,
                   responses=problems(ValidationFailed, Unauthorized, Forbidden, NotFound),
                   summary="One promotion, with what it has granted")
 async def get_promotion(promotion_id: IdPath, admin: Admin, state: State) -> Response:
+    """Its terms, and what it has granted so far. Admin or auditor."""
     return model_response(s.PromotionOut.of(await _bonuses(state).promotion(promotion_id)))
 
 
@@ -219,6 +223,8 @@ async def admin_bonuses(
     promotion_id: Annotated[str | None, Query(max_length=36)] = None,
     limit: Limit = 50, cursor_: Cursor = None,
 ) -> Response:
+    """Every user's bonuses, with `user_id` and `source` (why it was granted). Admin or
+    auditor."""
     f = BonusFilter(user_id=user_id, status=status, currency=currency,
                     promotion_id=promotion_id)
     page = await _bonuses(state).bonuses(f, cursor_text=cursor_, limit=limit)
@@ -230,6 +236,8 @@ async def admin_bonuses(
                   responses=problems(ValidationFailed, Unauthorized, Forbidden, NotFound),
                   summary="One bonus")
 async def admin_bonus(bonus_id: IdPath, admin: Admin, state: State) -> Response:
+    """With its wagering `progress`, what it converted and what was forfeited. Admin or
+    auditor."""
     return model_response(s.AdminBonusOut.of(await _bonuses(state).bonus(bonus_id)))
 
 

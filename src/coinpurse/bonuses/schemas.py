@@ -109,6 +109,9 @@ class PromotionPatchIn(_PromotionTerms):
     """Only the fields sent change; null clears a limit (``max_bonus``, ``budget``, ...).
     Code, kind and currency never change. Bonuses already granted keep their terms."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"active": False}, {"ends_at": "2027-01-31T23:59:59Z", "budget": 2000000}]})
+
 
 class PromotionOut(BaseModel):
     id: str
@@ -242,6 +245,9 @@ class GrantIn(StrictModel):
 class ClaimIn(StrictModel):
     code: Code
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"code": "SPRING25"}]})
+
 
 class ActivityIn(StrictModel):
     user_id: UserId
@@ -282,6 +288,9 @@ class ActivityOut(BaseModel):
 
 class ForfeitIn(StrictModel):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500), clean_text]
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"reason": "Duplicate account"}]})
 
 
 class ReferralIn(StrictModel):

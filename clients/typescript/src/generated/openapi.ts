@@ -2169,7 +2169,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One of the caller's bonuses */
+        /**
+         * One of the caller's bonuses
+         * @description With its wagering `progress`; another user's bonus answers 404 like an unknown one.
+         */
         get: operations["my_bonus"];
         put?: never;
         post?: never;
@@ -2294,7 +2297,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Promotions, newest first */
+        /**
+         * Promotions, newest first
+         * @description Filters `kind`, `currency`, `active`; each with `granted_total`, `granted_count` and
+         *     `budget_left`. Admin or auditor.
+         */
         get: operations["bonus_list_promotions"];
         put?: never;
         /**
@@ -2316,7 +2323,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One promotion, with what it has granted */
+        /**
+         * One promotion, with what it has granted
+         * @description Its terms, and what it has granted so far. Admin or auditor.
+         */
         get: operations["bonus_get_promotion"];
         put?: never;
         post?: never;
@@ -2338,7 +2348,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Bonuses, newest first, with filters */
+        /**
+         * Bonuses, newest first, with filters
+         * @description Every user's bonuses, with `user_id` and `source` (why it was granted). Admin or
+         *     auditor.
+         */
         get: operations["admin_bonuses"];
         put?: never;
         /**
@@ -2359,7 +2373,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One bonus */
+        /**
+         * One bonus
+         * @description With its wagering `progress`, what it converted and what was forfeited. Admin or
+         *     auditor.
+         */
         get: operations["admin_bonus"];
         put?: never;
         post?: never;
@@ -3292,7 +3310,12 @@ export interface components {
             /** Data */
             data: components["schemas"]["GiftTypeOut"][];
         };
-        /** ClaimIn */
+        /**
+         * ClaimIn
+         * @example {
+         *       "code": "SPRING25"
+         *     }
+         */
         ClaimIn: {
             /**
              * Code
@@ -3626,7 +3649,12 @@ export interface components {
              */
             body: unknown;
         };
-        /** ForfeitIn */
+        /**
+         * ForfeitIn
+         * @example {
+         *       "reason": "Duplicate account"
+         *     }
+         */
         ForfeitIn: {
             /** Reason */
             reason: string;
@@ -4919,6 +4947,13 @@ export interface components {
          * PromotionPatchIn
          * @description Only the fields sent change; null clears a limit (``max_bonus``, ``budget``, ...).
          *     Code, kind and currency never change. Bonuses already granted keep their terms.
+         * @example {
+         *       "active": false
+         *     }
+         * @example {
+         *       "budget": 2000000,
+         *       "ends_at": "2027-01-31T23:59:59Z"
+         *     }
          */
         PromotionPatchIn: {
             /** Description */
