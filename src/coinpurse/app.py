@@ -29,6 +29,8 @@ from coinpurse.kyc import routes as kyc_routes
 from coinpurse.ledger import jobs as ledger_jobs
 from coinpurse.payments import jobs as payments_jobs
 from coinpurse.payments import routes as payments_routes
+from coinpurse.reconcile import jobs as reconcile_jobs
+from coinpurse.reconcile import routes as reconcile_routes
 from coinpurse.state import AppState, close_state, open_state
 from coinpurse.wallets import routes as wallets_routes
 from coinpurse.withdrawals import routes as withdrawals_routes
@@ -54,6 +56,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("auth", (auth_routes.router,)),
     Domain("admin", (admin_routes.router,)),
     Domain("events", (events_routes.router,), events_jobs.jobs),
+    Domain("reconcile", (reconcile_routes.router,), reconcile_jobs.jobs),
 )
 
 

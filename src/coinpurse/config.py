@@ -14,6 +14,7 @@ from coinpurse.gifts.settings import GiftSettings
 from coinpurse.http.settings import HttpSettings
 from coinpurse.kyc.settings import KycSettings
 from coinpurse.payments.settings import PaymentSettings
+from coinpurse.reconcile.settings import ReconcileSettings
 from coinpurse.wallets.settings import WalletSettings
 from coinpurse.withdrawals.settings import WithdrawalSettings
 
@@ -21,7 +22,8 @@ __all__ = ["ConfigError", "Settings", "load_settings", "unknown_settings"]
 
 
 class Settings(HttpSettings, AuthSettings, AdminSettings, EventSettings, WalletSettings,
-               GiftSettings, PaymentSettings, WithdrawalSettings, KycSettings):
+               GiftSettings, PaymentSettings, WithdrawalSettings, KycSettings,
+               ReconcileSettings):
     """Every setting; see the README's configuration tables."""
 
 

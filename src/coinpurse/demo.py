@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from coinpurse.config import Settings
 from coinpurse.core.db import create_engine
+from coinpurse.events.service import Outbox, Wakeup
 from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import Outcome, Posting, TransactionSpec
 from coinpurse.ledger.service import Ledger
@@ -17,6 +18,7 @@ async def seed(settings: Settings) -> None:
     db = create_engine(settings.database_url, pool_size=1)
     ledger = Ledger(db, may_go_negative=settings.may_go_negative,
                     idempotency_ttl_s=10 * 365 * 86_400)
+    ledger.add_hook(Outbox(Wakeup()))  # its transaction.posted events, as in serve
     await ledger.start()
 
     def render(_outcomes: list[Outcome]) -> StoredResponse:

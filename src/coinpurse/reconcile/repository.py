@@ -1,0 +1,496 @@
+"""The only SQL of the reconciliation domain: its own tables (seals, runs, discrepancies,
+marks), and read-only queries over the tables it checks (the ledger's, payment orders,
+withdrawals). Like the admin reports, it reads other domains' tables and never writes them.
+
+Every read is chunked (``limit``) or bounded by the ids it is given, so a run's memory does
+not grow with the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, and_, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from coinpurse.core.db import insert, is_postgres
+from coinpurse.ledger.tables import accounts, entries, holds, transactions
+from coinpurse.payments.model import CREDITED
+from coinpurse.payments.tables import payment_orders
+from coinpurse.reconcile.canonical import EntryRow, TxRow
+from coinpurse.reconcile.model import (
+    AccountState,
+    Discrepancy,
+    LedgerEntry,
+    LinkedTx,
+    Mark,
+    OrderRow,
+    Run,
+    Seal,
+    WithdrawalRow,
+)
+from coinpurse.reconcile.tables import (
+    ledger_seals,
+    reconcile_marks,
+    reconciliation_discrepancies,
+    reconciliations,
+)
+from coinpurse.withdrawals.tables import withdrawals
+
+# --- a consistent read ------------------------------------------------------------------------
+
+
+async def snapshot(conn: AsyncConnection) -> None:
+    """Make the rest of this read transaction see one moment (PostgreSQL; a SQLite read
+    transaction is one snapshot already)."""
+    if is_postgres(conn):
+        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+
+
+# --- seals ------------------------------------------------------------------------------------
+
+
+def _seal(r: Row[Any]) -> Seal:
+    return Seal(r.sequence, r.transaction_id, r.entry_count, r.hash, r.previous_hash,
+                r.event_id, r.sealed_at)
+
+
+async def head(conn: AsyncConnection) -> Seal | None:
+    row = (await conn.execute(select(ledger_seals).order_by(ledger_seals.c.sequence.desc())
+                              .limit(1))).first()
+    return _seal(row) if row else None
+
+
+async def seal_at(conn: AsyncConnection, sequence: int) -> Seal | None:
+    row = (await conn.execute(select(ledger_seals)
+                              .where(ledger_seals.c.sequence == sequence))).first()
+    return _seal(row) if row else None
+
+
+async def seals_after(conn: AsyncConnection, after: int, through: int, limit: int
+                      ) -> list[Seal]:
+    rows = (await conn.execute(
+        select(ledger_seals).where(ledger_seals.c.sequence > after,
+                                   ledger_seals.c.sequence <= through)
+        .order_by(ledger_seals.c.sequence).limit(limit))).all()
+    return [_seal(r) for r in rows]
+
+
+async def sealed_among(conn: AsyncConnection, tx_ids: Sequence[str]) -> set[str]:
+    if not tx_ids:
+        return set()
+    rows = (await conn.execute(select(ledger_seals.c.transaction_id)
+                               .where(ledger_seals.c.transaction_id.in_(list(tx_ids))))).all()
+    return {r[0] for r in rows}
+
+
+async def insert_seals(conn: AsyncConnection, seals: Sequence[Seal]) -> None:
+    if seals:
+        await conn.execute(ledger_seals.insert(), [
+            {"sequence": s.sequence, "transaction_id": s.transaction_id,
+             "entry_count": s.entry_count, "hash": s.hash, "previous_hash": s.previous_hash,
+             "event_id": s.event_id, "sealed_at": s.sealed_at} for s in seals])
+
+
+async def seal_totals(conn: AsyncConnection) -> tuple[int, int]:
+    """How many seals, and how many entries they counted."""
+    row = (await conn.execute(select(func.count(), func.coalesce(
+        func.sum(ledger_seals.c.entry_count), 0)))).one()
+    return int(row[0]), int(row[1])
+
+
+async def seals_without_transaction(conn: AsyncConnection, limit: int) -> list[Seal]:
+    rows = (await conn.execute(
+        select(ledger_seals).outerjoin(transactions,
+                                       transactions.c.id == ledger_seals.c.transaction_id)
+        .where(transactions.c.id.is_(None)).order_by(ledger_seals.c.sequence)
+        .limit(limit))).all()
+    return [_seal(r) for r in rows]
+
+
+async def seals_with_other_entry_count(conn: AsyncConnection, limit: int
+                                       ) -> list[tuple[Seal, int]]:
+    """Seals whose transaction now has another number of entries than they counted."""
+    counted = (select(entries.c.transaction_id, func.count().label("n"))
+               .group_by(entries.c.transaction_id).subquery())
+    rows = (await conn.execute(
+        select(ledger_seals, func.coalesce(counted.c.n, 0).label("now"))
+        .outerjoin(counted, counted.c.transaction_id == ledger_seals.c.transaction_id)
+        .where(ledger_seals.c.entry_count != func.coalesce(counted.c.n, 0))
+        .order_by(ledger_seals.c.sequence).limit(limit))).all()
+    return [(_seal(r), int(r.now)) for r in rows]
+
+
+# --- the ledger's rows --------------------------------------------------------------------------
+
+
+def _tx(r: Row[Any]) -> TxRow:
+    return TxRow(r.id, r.kind, r.description, r.reference_id, r.metadata_json, r.postings_json,
+                 r.initiator, r.service, r.internal_notes, r.idempotency_key, r.created_at)
+
+
+async def transactions_by_id(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, TxRow]:
+    if not ids:
+        return {}
+    rows = (await conn.execute(select(transactions)
+                               .where(transactions.c.id.in_(list(ids))))).all()
+    return {r.id: _tx(r) for r in rows}
+
+
+async def entries_of(conn: AsyncConnection, tx_ids: Sequence[str]) -> dict[str, list[EntryRow]]:
+    """Each transaction's entries with their accounts, ordered by id."""
+    found: dict[str, list[EntryRow]] = {t: [] for t in tx_ids}
+    if not tx_ids:
+        return found
+    rows = (await conn.execute(
+        select(entries.c.id, entries.c.transaction_id, entries.c.account_id, accounts.c.address,
+               accounts.c.currency, entries.c.posting_index, entries.c.amount,
+               entries.c.balance_after, entries.c.created_at)
+        .join(accounts, accounts.c.id == entries.c.account_id)
+        .where(entries.c.transaction_id.in_(list(tx_ids))).order_by(entries.c.id))).all()
+    for r in rows:
+        found.setdefault(r.transaction_id, []).append(EntryRow(
+            r.id, r.transaction_id, r.account_id, r.address, r.currency, r.posting_index,
+            r.amount, r.balance_after, r.created_at))
+    return found
+
+
+async def genesis_batch(conn: AsyncConnection, *, before: datetime | None,
+                        after: tuple[datetime, str] | None, limit: int
+                        ) -> list[tuple[datetime, str]]:
+    """Transactions created before ``before`` (all if None), in (created_at, id) order,
+    after the key ``after``: the ones sealed first, since no event is left to seal them by."""
+    stmt = select(transactions.c.created_at, transactions.c.id)
+    if before is not None:
+        stmt = stmt.where(transactions.c.created_at < before)
+    if after is not None:
+        stmt = stmt.where(or_(transactions.c.created_at > after[0],
+                              and_(transactions.c.created_at == after[0],
+                                   transactions.c.id > after[1])))
+    rows = (await conn.execute(stmt.order_by(transactions.c.created_at, transactions.c.id)
+                               .limit(limit))).all()
+    return [(r.created_at, r.id) for r in rows]
+
+
+async def unsealed(conn: AsyncConnection, *, created_before: datetime,
+                   created_since: datetime | None, limit: int) -> list[TxRow]:
+    """Transactions without a seal, created in [since, before)."""
+    stmt = (select(transactions)
+            .outerjoin(ledger_seals, ledger_seals.c.transaction_id == transactions.c.id)
+            .where(ledger_seals.c.transaction_id.is_(None),
+                   transactions.c.created_at < created_before))
+    if created_since is not None:
+        stmt = stmt.where(transactions.c.created_at >= created_since)
+    rows = (await conn.execute(stmt.order_by(transactions.c.created_at, transactions.c.id)
+                               .limit(limit))).all()
+    return [_tx(r) for r in rows]
+
+
+async def unsealed_recent(conn: AsyncConnection, since: datetime) -> tuple[int, int]:
+    """Transactions created since ``since`` and not sealed yet, and their entries."""
+    recent = (select(transactions.c.id)
+              .outerjoin(ledger_seals, ledger_seals.c.transaction_id == transactions.c.id)
+              .where(ledger_seals.c.transaction_id.is_(None),
+                     transactions.c.created_at >= since).subquery())
+    n_tx = (await conn.execute(select(func.count()).select_from(recent))).scalar_one()
+    n_entries = (await conn.execute(
+        select(func.count()).select_from(entries)
+        .where(entries.c.transaction_id.in_(select(recent.c.id))))).scalar_one()
+    return int(n_tx), int(n_entries)
+
+
+async def ledger_totals(conn: AsyncConnection) -> tuple[int, int]:
+    """How many transactions and entries there are."""
+    n_tx = (await conn.execute(select(func.count()).select_from(transactions))).scalar_one()
+    n_e = (await conn.execute(select(func.count()).select_from(entries))).scalar_one()
+    return int(n_tx), int(n_e)
+
+
+# --- accounts, entries, holds -----------------------------------------------------------------
+
+
+async def currency_sums(conn: AsyncConnection) -> dict[str, int]:
+    rows = (await conn.execute(select(accounts.c.currency, func.sum(accounts.c.balance))
+                               .group_by(accounts.c.currency))).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def accounts_after(conn: AsyncConnection, after_id: int, limit: int, *,
+                         changed_only: bool) -> list[AccountState]:
+    """Accounts by id, with their marks; ``changed_only``: those that differ from their
+    mark (or have none)."""
+    m = reconcile_marks
+    stmt = (select(accounts.c.id, accounts.c.address, accounts.c.currency, accounts.c.balance,
+                   accounts.c.held, accounts.c.version, m.c.balance.label("m_balance"),
+                   m.c.held.label("m_held"), m.c.version.label("m_version"),
+                   m.c.last_entry_id.label("m_last"))
+            .outerjoin(m, m.c.account_id == accounts.c.id)
+            .where(accounts.c.id > after_id).order_by(accounts.c.id).limit(limit))
+    if changed_only:
+        stmt = stmt.where(or_(m.c.account_id.is_(None), accounts.c.balance != m.c.balance,
+                              accounts.c.held != m.c.held, accounts.c.version != m.c.version))
+    rows = (await conn.execute(stmt)).all()
+    return [AccountState(r.id, r.address, r.currency, r.balance, r.held, r.version,
+                         r.m_balance, r.m_held, r.m_version, r.m_last) for r in rows]
+
+
+async def entries_of_accounts(conn: AsyncConnection, floors: Mapping[int, int]
+                              ) -> list[LedgerEntry]:
+    """Each account's entries with an id above its floor, by account, then id: one index
+    range per account (``(account_id, id)``)."""
+    if not floors:
+        return []
+    e = entries
+    if not any(floors.values()):
+        where: ColumnElement[bool] = e.c.account_id.in_(list(floors))
+    else:
+        where = or_(*(and_(e.c.account_id == a, e.c.id > f) for a, f in floors.items()))
+    rows = (await conn.execute(select(e.c.account_id, e.c.id, e.c.amount, e.c.balance_after)
+                               .where(where).order_by(e.c.account_id, e.c.id))).all()
+    return [LedgerEntry(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def open_holds(conn: AsyncConnection, account_ids: Sequence[int]) -> dict[int, int]:
+    """The sum of each account's open holds."""
+    if not account_ids:
+        return {}
+    rows = (await conn.execute(
+        select(holds.c.account_id, func.sum(holds.c.amount))
+        .where(holds.c.status == "held", holds.c.account_id.in_(list(account_ids)))
+        .group_by(holds.c.account_id))).all()
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
+async def save_marks(conn: AsyncConnection, marks: Sequence[Mark], at: datetime) -> None:
+    """Upsert the marks of the accounts a clean run checked, in chunks."""
+    m = reconcile_marks
+    for start in range(0, len(marks), 5000):
+        chunk = marks[start:start + 5000]
+        if is_postgres(conn):
+            await conn.execute(text(
+                "INSERT INTO reconcile_marks (account_id, balance, held, version, last_entry_id, "
+                "checked_at) SELECT t.a, t.b, t.h, t.v, t.l, :at FROM unnest("
+                "CAST(:a AS BIGINT[]), CAST(:b AS BIGINT[]), CAST(:h AS BIGINT[]), "
+                "CAST(:v AS BIGINT[]), CAST(:l AS BIGINT[])) AS t(a, b, h, v, l) "
+                "ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, "
+                "held = excluded.held, version = excluded.version, "
+                "last_entry_id = excluded.last_entry_id, checked_at = excluded.checked_at"),
+                {"a": [k.account_id for k in chunk], "b": [k.balance for k in chunk],
+                 "h": [k.held for k in chunk], "v": [k.version for k in chunk],
+                 "l": [k.last_entry_id for k in chunk], "at": at})
+            continue
+        stmt = insert(conn, m)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=["account_id"],
+            set_={c: stmt.excluded[c] for c in ("balance", "held", "version", "last_entry_id",
+                                                "checked_at")}),
+            [{"account_id": k.account_id, "balance": k.balance, "held": k.held,
+              "version": k.version, "last_entry_id": k.last_entry_id, "checked_at": at}
+             for k in chunk])
+
+
+# --- payments and withdrawals -------------------------------------------------------------------
+
+
+def _order(r: Row[Any]) -> OrderRow:
+    return OrderRow(r.id, r.user_id, r.provider, r.provider_order_id, r.status, r.currency,
+                    r.amount, r.bonus, r.price, r.price_currency, r.credit_transaction_id,
+                    r.reversal_transaction_id, r.reversed_amount, r.paid_at)
+
+
+async def orders_after(conn: AsyncConnection, after_id: str, limit: int, *,
+                       since: datetime | None) -> list[OrderRow]:
+    """Orders by id; with ``since``, those changed since then, and every paid order that
+    names no credit (a cheap look at all of them: the status index)."""
+    o = payment_orders
+    stmt = select(o).where(o.c.id > after_id).order_by(o.c.id).limit(limit)
+    if since is not None:
+        stmt = stmt.where(or_(o.c.updated_at >= since, o.c.created_at >= since,
+                              o.c.paid_at >= since,
+                              and_(o.c.status.in_(CREDITED),
+                                   o.c.credit_transaction_id.is_(None))))
+    return [_order(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def orders_by_id(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, OrderRow]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = (await conn.execute(select(payment_orders)
+                               .where(payment_orders.c.id.in_(wanted)))).all()
+    return {r.id: _order(r) for r in rows}
+
+
+async def orders_paid_between(conn: AsyncConnection, provider: str, start: datetime,
+                              end: datetime) -> list[OrderRow]:
+    o = payment_orders
+    rows = (await conn.execute(select(o).where(o.c.provider == provider, o.c.paid_at >= start,
+                                               o.c.paid_at < end).order_by(o.c.id))).all()
+    return [_order(r) for r in rows]
+
+
+async def orders_by_provider_order(conn: AsyncConnection, provider: str,
+                                   provider_order_ids: Iterable[str]) -> dict[str, OrderRow]:
+    wanted = sorted(set(provider_order_ids))
+    found: dict[str, OrderRow] = {}
+    for start in range(0, len(wanted), 1000):
+        rows = (await conn.execute(select(payment_orders).where(
+            payment_orders.c.provider == provider,
+            payment_orders.c.provider_order_id.in_(wanted[start:start + 1000])))).all()
+        found.update({r.provider_order_id: _order(r) for r in rows})
+    return found
+
+
+def _linked(r: Any) -> LinkedTx:
+    return LinkedTx(r.id, r.kind, r.initiator, r.reference_id, orjson.loads(r.postings_json))
+
+
+async def transactions_referencing(conn: AsyncConnection, reference_ids: Iterable[str]
+                                   ) -> list[LinkedTx]:
+    wanted = sorted(set(reference_ids))
+    if not wanted:
+        return []
+    t = transactions
+    rows = (await conn.execute(select(t.c.id, t.c.kind, t.c.initiator, t.c.reference_id,
+                                      t.c.postings_json)
+                               .where(t.c.reference_id.in_(wanted)))).all()
+    return [_linked(r) for r in rows]
+
+
+async def linked_transactions(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, LinkedTx]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    t = transactions
+    rows = (await conn.execute(select(t.c.id, t.c.kind, t.c.initiator, t.c.reference_id,
+                                      t.c.postings_json).where(t.c.id.in_(wanted)))).all()
+    return {r.id: _linked(r) for r in rows}
+
+
+async def withdrawals_after(conn: AsyncConnection, after_id: str, limit: int, *,
+                            since: datetime | None) -> list[WithdrawalRow]:
+    """Approved and paid withdrawals by id (changed since ``since``), with their holds."""
+    w = withdrawals
+    stmt = (select(w.c.id, w.c.user_id, w.c.currency, w.c.amount, w.c.status,
+                   w.c.transaction_id, w.c.hold_id, holds.c.status.label("hold_status"),
+                   holds.c.transaction_id.label("hold_tx"))
+            .outerjoin(holds, holds.c.id == w.c.hold_id)
+            .where(w.c.id > after_id, w.c.status.in_(("approved", "paid")))
+            .order_by(w.c.id).limit(limit))
+    if since is not None:
+        stmt = stmt.where(w.c.updated_at >= since)
+    rows = (await conn.execute(stmt)).all()
+    return [WithdrawalRow(r.id, r.user_id, r.currency, r.amount, r.status, r.transaction_id,
+                          r.hold_id, r.hold_status, r.hold_tx) for r in rows]
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+def _run(r: Row[Any]) -> Run:
+    return Run(id=r.id, kind=r.kind, mode=r.mode, status=r.status, trigger=r.trigger,
+               scheduled_for=r.scheduled_for, provider=r.provider,
+               scope=orjson.loads(r.scope_json), counts=orjson.loads(r.counts_json),
+               discrepancy_count=r.discrepancy_count, error=r.error, started_at=r.started_at,
+               heartbeat_at=r.heartbeat_at, finished_at=r.finished_at)
+
+
+async def insert_run(conn: AsyncConnection, run: Run) -> bool:
+    """Insert a running run; False when its day is taken or a run of its kind is active."""
+    stmt = insert(conn, reconciliations).values(
+        id=run.id, kind=run.kind, mode=run.mode, status=run.status, trigger=run.trigger,
+        scheduled_for=run.scheduled_for, active_kind=run.kind, provider=run.provider,
+        scope_json=orjson.dumps(run.scope).decode(), counts_json="{}",
+        discrepancy_count=0, error=None, started_at=run.started_at,
+        heartbeat_at=run.heartbeat_at, finished_at=None).on_conflict_do_nothing()
+    return (await conn.execute(stmt)).rowcount == 1
+
+
+async def day_claimed(conn: AsyncConnection, day: str) -> bool:
+    found = (await conn.execute(select(reconciliations.c.id)
+                                .where(reconciliations.c.scheduled_for == day))).first()
+    return found is not None
+
+
+async def heartbeat(conn: AsyncConnection, run_id: str, at: datetime) -> None:
+    await conn.execute(update(reconciliations).where(reconciliations.c.id == run_id)
+                       .values(heartbeat_at=at))
+
+
+async def finish_run(conn: AsyncConnection, run_id: str, *, status: str, mode: str,
+                     scope: dict[str, Any], counts: dict[str, int], discrepancy_count: int,
+                     error: str | None, at: datetime) -> None:
+    await conn.execute(update(reconciliations).where(reconciliations.c.id == run_id).values(
+        status=status, mode=mode, scope_json=orjson.dumps(scope).decode(),
+        counts_json=orjson.dumps(counts).decode(), discrepancy_count=discrepancy_count,
+        error=error, active_kind=None, heartbeat_at=at, finished_at=at))
+
+
+async def insert_discrepancies(conn: AsyncConnection, run_id: str,
+                               found: Sequence[Discrepancy]) -> None:
+    if found:
+        await conn.execute(reconciliation_discrepancies.insert(), [
+            {"run_id": run_id, "check_name": d.check, "subject_type": d.subject_type,
+             "subject": d.subject[:255], "detail": d.detail[:1000],
+             "expected_json": None if d.expected is None else orjson.dumps(d.expected).decode(),
+             "actual_json": None if d.actual is None else orjson.dumps(d.actual).decode()}
+            for d in found])
+
+
+async def run(conn: AsyncConnection, run_id: str) -> Run | None:
+    row = (await conn.execute(select(reconciliations)
+                              .where(reconciliations.c.id == run_id))).first()
+    return _run(row) if row else None
+
+
+async def discrepancies(conn: AsyncConnection, run_id: str, limit: int) -> list[Discrepancy]:
+    d = reconciliation_discrepancies
+    rows = (await conn.execute(select(d).where(d.c.run_id == run_id).order_by(d.c.id)
+                               .limit(limit))).all()
+    return [Discrepancy(r.check_name, r.subject_type, r.subject, r.detail,
+                        None if r.expected_json is None else orjson.loads(r.expected_json),
+                        None if r.actual_json is None else orjson.loads(r.actual_json))
+            for r in rows]
+
+
+async def runs_page(conn: AsyncConnection, *, kind: str | None, status: str | None,
+                    before: str | None, limit: int) -> list[Run]:
+    """Runs, newest first (ids are UUIDv7)."""
+    r = reconciliations
+    stmt = select(r).order_by(r.c.id.desc()).limit(limit)
+    if kind is not None:
+        stmt = stmt.where(r.c.kind == kind)
+    if status is not None:
+        stmt = stmt.where(r.c.status == status)
+    if before is not None:
+        stmt = stmt.where(r.c.id < before)
+    return [_run(row) for row in (await conn.execute(stmt)).all()]
+
+
+async def last_run(conn: AsyncConnection, kind: str, *, status: str = "passed",
+                   mode: str | None = None) -> Run | None:
+    r = reconciliations
+    stmt = (select(r).where(r.c.kind == kind, r.c.status == status)
+            .order_by(r.c.id.desc()).limit(1))
+    if mode is not None:
+        stmt = stmt.where(r.c.mode == mode)
+    row = (await conn.execute(stmt)).first()
+    return _run(row) if row else None
+
+
+async def abandon_stale(conn: AsyncConnection, heartbeat_before: datetime, at: datetime
+                        ) -> list[str]:
+    """Runs whose process stopped beating: marked ``error``, freeing their kind."""
+    r = reconciliations
+    ids = [row[0] for row in (await conn.execute(
+        select(r.c.id).where(r.c.status == "running", r.c.heartbeat_at < heartbeat_before)
+    )).all()]
+    if ids:
+        await conn.execute(update(r).where(r.c.id.in_(ids), r.c.status == "running").values(
+            status="error", active_kind=None, finished_at=at,
+            error="abandoned: the process running it stopped (no progress for minutes)"))
+    return ids
