@@ -2,7 +2,9 @@
 tamper with it, as someone with database access would; and the reconciler itself.
 
 The settings are the payments tests' (every provider enabled, Stripe and Razorpay pointed
-at the local fake of their APIs, the inbox applied by the tests themselves)."""
+at the local fake of their APIs, the inbox applied by the tests themselves), with no
+background sealer: the tests seal when they mean to (``seal``), so that a row tampered with
+before that is sealed as it then is."""
 
 from __future__ import annotations
 
@@ -21,9 +23,17 @@ from coinpurse.reconcile.model import Discrepancy, RunDetail
 from coinpurse.reconcile.sealer import Sealer
 from coinpurse.reconcile.service import Reconciler
 from tests.conftest import MakeKey
-from tests.payments.conftest import fakes, settings  # noqa: F401  (fixtures)
+from tests.fakes.providers import FakeProviders
+from tests.payments.conftest import fakes  # noqa: F401  (a fixture)
+from tests.payments.conftest import settings as payment_settings
 
 APPEND_ONLY = ("transactions", "entries", "ledger_seals")
+
+
+@pytest.fixture
+def settings(db_url: str, fakes: FakeProviders) -> Settings:  # noqa: F811
+    base: Settings = payment_settings.__wrapped__(db_url, fakes)  # type: ignore[attr-defined]
+    return Settings(**{**base.model_dump(exclude_unset=True), "seal_interval_s": 0})
 
 
 @asynccontextmanager
@@ -90,11 +100,12 @@ class Book:
         self.client = client
         self.headers = {"X-API-Key": key}
 
-    async def credit(self, user: str, amount: int, currency: str = "points") -> dict[str, Any]:
+    async def credit(self, user: str, amount: int, currency: str = "points",
+                     description: str = "Quest reward") -> dict[str, Any]:
         r = await self.client.post("/internal/v1/wallet/credit", headers={
             **self.headers, "Idempotency-Key": uuid.uuid4().hex}, json={
             "user_id": user, "currency": currency, "amount": amount,
-            "description": "Quest reward", "reference_id": f"q-{uuid.uuid4().hex[:8]}"})
+            "description": description, "reference_id": f"q-{uuid.uuid4().hex[:8]}"})
         assert r.status_code == 201, r.text
         body: dict[str, Any] = r.json()
         return body
