@@ -243,6 +243,10 @@ export class KycSubmissionNotPending extends CoinpurseError {
   static override readonly defaultCode: string = "kyc_submission_not_pending";
 }
 
+export class ReconciliationRunning extends CoinpurseError {
+  static override readonly defaultCode: string = "reconciliation_running";
+}
+
 export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>> = {
   validation_error: ValidationFailed,
   unauthorized: Unauthorized,
@@ -282,6 +286,7 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   withdrawal_not_pending: WithdrawalNotPending,
   kyc_submission_pending: KycSubmissionPending,
   kyc_submission_not_pending: KycSubmissionNotPending,
+  reconciliation_running: ReconciliationRunning,
 };
 
 /** The exception for a problem answer: its code's class, else the base class. */

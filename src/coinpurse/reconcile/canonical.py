@@ -19,11 +19,12 @@ definition for operators who want to recompute a hash with other tools.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 VERSION = 1
 GENESIS_PREVIOUS = "0" * 64
@@ -61,9 +62,19 @@ class EntryRow:
     created_at: datetime
 
 
+_STAMPS: dict[datetime, str] = {}
+_STAMPS_MAX = 4096
+
+
 def timestamp(value: datetime) -> str:
-    """Always six fractional digits and ``Z``: the same text from SQLite and PostgreSQL."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Always six fractional digits and ``Z``: the same text from SQLite and PostgreSQL.
+    Remembered: a batch's transaction and entries share one time."""
+    found = _STAMPS.get(value)
+    if found is None:
+        if len(_STAMPS) >= _STAMPS_MAX:
+            _STAMPS.clear()
+        found = _STAMPS[value] = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return found
 
 
 def _tx(tx: TxRow) -> dict[str, Any]:
@@ -82,14 +93,16 @@ def _entry(e: EntryRow) -> dict[str, Any]:
 
 def canonical(sequence: int, previous: str, transaction_id: str, tx: TxRow | None,
               entries: Sequence[EntryRow]) -> bytes:
-    """The bytes a seal hashes. ``tx`` None: the transaction was missing when sealed."""
+    """The bytes a seal hashes. ``tx`` None: the transaction was missing when sealed.
+
+    orjson with sorted keys writes exactly what the documented ``json.dumps`` call writes
+    (tests/reconcile/test_canonical.py holds it to that), several times faster."""
     body: dict[str, Any] = {
         "v": VERSION, "sequence": sequence, "previous": previous,
         "transaction": _tx(tx) if tx is not None else {"id": transaction_id, "missing": True},
         "entries": [_entry(e) for e in sorted(entries, key=lambda e: e.id)],
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
 def seal_hash(sequence: int, previous: str, transaction_id: str, tx: TxRow | None,

@@ -216,8 +216,9 @@ def reconcile(full: bool, as_json: bool, provider: str | None, period_from: date
             sys.exit(2 if exc.status < 500 and exc.code != "reconciliation_running" else 3)
         try:
             await rec.execute(started, progress=progress)
-        except CoinpurseError as exc:
-            click.echo(f"coinpurse: {exc.detail}", err=True)
+        except Exception as exc:  # stored on the run; its status says what happened
+            click.echo(f"coinpurse: {getattr(exc, 'detail', None) or type(exc).__name__}",
+                       err=True)
         return await rec.get(started.id)
 
     began = time.monotonic()
@@ -266,8 +267,9 @@ def verify(full: bool, from_sequence: int | None, expect: str | None, show_head:
         try:
             await rec.execute(started, progress=progress, anchor=anchor,
                               from_sequence=from_sequence)
-        except Exception as exc:  # stored on the run; the run's status says what happened
-            click.echo(f"coinpurse: {getattr(exc, 'detail', type(exc).__name__)}", err=True)
+        except Exception as exc:  # stored on the run; its status says what happened
+            click.echo(f"coinpurse: {getattr(exc, 'detail', None) or type(exc).__name__}",
+                       err=True)
         return await rec.get(started.id)
 
     began = time.monotonic()

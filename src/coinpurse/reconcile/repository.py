@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, func, or_, select, text, update
+from sqlalchemy import ARRAY, Row, and_, any_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -41,6 +41,18 @@ from coinpurse.reconcile.tables import (
 )
 from coinpurse.withdrawals.tables import withdrawals
 
+
+def among(conn: AsyncConnection, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN values``: on PostgreSQL one array parameter (``= ANY``), not a thousand
+    bound values to render and send; a plain list on SQLite."""
+    result: ColumnElement[bool]
+    if is_postgres(conn):
+        result = column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    else:
+        result = column.in_(list(values))
+    return result
+
+
 # --- a consistent read ------------------------------------------------------------------------
 
 
@@ -54,19 +66,23 @@ async def snapshot(conn: AsyncConnection) -> None:
 # --- seals ------------------------------------------------------------------------------------
 
 
-def _seal(r: Row[Any]) -> Seal:
-    return Seal(r.sequence, r.transaction_id, r.entry_count, r.hash, r.previous_hash,
-                r.event_id, r.sealed_at)
+_SEAL_COLUMNS = (ledger_seals.c.sequence, ledger_seals.c.transaction_id,
+                 ledger_seals.c.entry_count, ledger_seals.c.hash, ledger_seals.c.previous_hash,
+                 ledger_seals.c.event_id, ledger_seals.c.sealed_at)
+
+
+def _seal(r: Any) -> Seal:
+    return Seal(*r[:7])  # the columns of _SEAL_COLUMNS, in Seal's order
 
 
 async def head(conn: AsyncConnection) -> Seal | None:
-    row = (await conn.execute(select(ledger_seals).order_by(ledger_seals.c.sequence.desc())
+    row = (await conn.execute(select(*_SEAL_COLUMNS).order_by(ledger_seals.c.sequence.desc())
                               .limit(1))).first()
     return _seal(row) if row else None
 
 
 async def seal_at(conn: AsyncConnection, sequence: int) -> Seal | None:
-    row = (await conn.execute(select(ledger_seals)
+    row = (await conn.execute(select(*_SEAL_COLUMNS)
                               .where(ledger_seals.c.sequence == sequence))).first()
     return _seal(row) if row else None
 
@@ -74,7 +90,7 @@ async def seal_at(conn: AsyncConnection, sequence: int) -> Seal | None:
 async def seals_after(conn: AsyncConnection, after: int, through: int, limit: int
                       ) -> list[Seal]:
     rows = (await conn.execute(
-        select(ledger_seals).where(ledger_seals.c.sequence > after,
+        select(*_SEAL_COLUMNS).where(ledger_seals.c.sequence > after,
                                    ledger_seals.c.sequence <= through)
         .order_by(ledger_seals.c.sequence).limit(limit))).all()
     return [_seal(r) for r in rows]
@@ -84,12 +100,26 @@ async def sealed_among(conn: AsyncConnection, tx_ids: Sequence[str]) -> set[str]
     if not tx_ids:
         return set()
     rows = (await conn.execute(select(ledger_seals.c.transaction_id)
-                               .where(ledger_seals.c.transaction_id.in_(list(tx_ids))))).all()
+                               .where(among(conn, ledger_seals.c.transaction_id, tx_ids)))).all()
     return {r[0] for r in rows}
 
 
+_PG_INSERT_SEALS = text(
+    "INSERT INTO ledger_seals (sequence, transaction_id, entry_count, hash, previous_hash, "
+    "event_id, sealed_at) SELECT t.s, t.t, t.n, t.h, t.p, t.e, :at FROM unnest("
+    "CAST(:s AS BIGINT[]), CAST(:t AS TEXT[]), CAST(:n AS INTEGER[]), CAST(:h AS TEXT[]), "
+    "CAST(:p AS TEXT[]), CAST(:e AS BIGINT[])) AS t(s, t, n, h, p, e)")
+
+
 async def insert_seals(conn: AsyncConnection, seals: Sequence[Seal]) -> None:
-    if seals:
+    """One statement on PostgreSQL (arrays in), however many seals."""
+    if seals and is_postgres(conn):
+        await conn.execute(_PG_INSERT_SEALS, {
+            "s": [x.sequence for x in seals], "t": [x.transaction_id for x in seals],
+            "n": [x.entry_count for x in seals], "h": [x.hash for x in seals],
+            "p": [x.previous_hash for x in seals], "e": [x.event_id for x in seals],
+            "at": seals[0].sealed_at})
+    elif seals:
         await conn.execute(ledger_seals.insert(), [
             {"sequence": s.sequence, "transaction_id": s.transaction_id,
              "entry_count": s.entry_count, "hash": s.hash, "previous_hash": s.previous_hash,
@@ -105,7 +135,7 @@ async def seal_totals(conn: AsyncConnection) -> tuple[int, int]:
 
 async def seals_without_transaction(conn: AsyncConnection, limit: int) -> list[Seal]:
     rows = (await conn.execute(
-        select(ledger_seals).outerjoin(transactions,
+        select(*_SEAL_COLUMNS).outerjoin(transactions,
                                        transactions.c.id == ledger_seals.c.transaction_id)
         .where(transactions.c.id.is_(None)).order_by(ledger_seals.c.sequence)
         .limit(limit))).all()
@@ -118,7 +148,7 @@ async def seals_with_other_entry_count(conn: AsyncConnection, limit: int
     counted = (select(entries.c.transaction_id, func.count().label("n"))
                .group_by(entries.c.transaction_id).subquery())
     rows = (await conn.execute(
-        select(ledger_seals, func.coalesce(counted.c.n, 0).label("now"))
+        select(*_SEAL_COLUMNS, func.coalesce(counted.c.n, 0).label("now"))
         .outerjoin(counted, counted.c.transaction_id == ledger_seals.c.transaction_id)
         .where(ledger_seals.c.entry_count != func.coalesce(counted.c.n, 0))
         .order_by(ledger_seals.c.sequence).limit(limit))).all()
@@ -128,17 +158,23 @@ async def seals_with_other_entry_count(conn: AsyncConnection, limit: int
 # --- the ledger's rows --------------------------------------------------------------------------
 
 
-def _tx(r: Row[Any]) -> TxRow:
-    return TxRow(r.id, r.kind, r.description, r.reference_id, r.metadata_json, r.postings_json,
-                 r.initiator, r.service, r.internal_notes, r.idempotency_key, r.created_at)
+_TX_COLUMNS = (transactions.c.id, transactions.c.kind, transactions.c.description,
+               transactions.c.reference_id, transactions.c.metadata_json,
+               transactions.c.postings_json, transactions.c.initiator, transactions.c.service,
+               transactions.c.internal_notes, transactions.c.idempotency_key,
+               transactions.c.created_at)
+
+
+def _tx(r: Any) -> TxRow:
+    return TxRow(*r)  # the columns of _TX_COLUMNS, in TxRow's order
 
 
 async def transactions_by_id(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, TxRow]:
     if not ids:
         return {}
-    rows = (await conn.execute(select(transactions)
-                               .where(transactions.c.id.in_(list(ids))))).all()
-    return {r.id: _tx(r) for r in rows}
+    rows = (await conn.execute(select(*_TX_COLUMNS)
+                               .where(among(conn, transactions.c.id, ids)))).all()
+    return {r[0]: _tx(r) for r in rows}
 
 
 async def entries_of(conn: AsyncConnection, tx_ids: Sequence[str]) -> dict[str, list[EntryRow]]:
@@ -151,11 +187,9 @@ async def entries_of(conn: AsyncConnection, tx_ids: Sequence[str]) -> dict[str, 
                accounts.c.currency, entries.c.posting_index, entries.c.amount,
                entries.c.balance_after, entries.c.created_at)
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .where(entries.c.transaction_id.in_(list(tx_ids))).order_by(entries.c.id))).all()
+        .where(among(conn, entries.c.transaction_id, tx_ids)).order_by(entries.c.id))).all()
     for r in rows:
-        found.setdefault(r.transaction_id, []).append(EntryRow(
-            r.id, r.transaction_id, r.account_id, r.address, r.currency, r.posting_index,
-            r.amount, r.balance_after, r.created_at))
+        found.setdefault(r[1], []).append(EntryRow(*r))  # the selected columns, in order
     return found
 
 
@@ -179,7 +213,7 @@ async def genesis_batch(conn: AsyncConnection, *, before: datetime | None,
 async def unsealed(conn: AsyncConnection, *, created_before: datetime,
                    created_since: datetime | None, limit: int) -> list[TxRow]:
     """Transactions without a seal, created in [since, before)."""
-    stmt = (select(transactions)
+    stmt = (select(*_TX_COLUMNS)
             .outerjoin(ledger_seals, ledger_seals.c.transaction_id == transactions.c.id)
             .where(ledger_seals.c.transaction_id.is_(None),
                    transactions.c.created_at < created_before))
@@ -246,12 +280,12 @@ async def entries_of_accounts(conn: AsyncConnection, floors: Mapping[int, int]
         return []
     e = entries
     if not any(floors.values()):
-        where: ColumnElement[bool] = e.c.account_id.in_(list(floors))
+        where = among(conn, e.c.account_id, floors)
     else:
         where = or_(*(and_(e.c.account_id == a, e.c.id > f) for a, f in floors.items()))
     rows = (await conn.execute(select(e.c.account_id, e.c.id, e.c.amount, e.c.balance_after)
                                .where(where).order_by(e.c.account_id, e.c.id))).all()
-    return [LedgerEntry(r[0], r[1], r[2], r[3]) for r in rows]
+    return [LedgerEntry(*r) for r in rows]
 
 
 async def open_holds(conn: AsyncConnection, account_ids: Sequence[int]) -> dict[int, int]:
@@ -260,7 +294,7 @@ async def open_holds(conn: AsyncConnection, account_ids: Sequence[int]) -> dict[
         return {}
     rows = (await conn.execute(
         select(holds.c.account_id, func.sum(holds.c.amount))
-        .where(holds.c.status == "held", holds.c.account_id.in_(list(account_ids)))
+        .where(holds.c.status == "held", among(conn, holds.c.account_id, account_ids))
         .group_by(holds.c.account_id))).all()
     return {int(r[0]): int(r[1]) for r in rows}
 
@@ -321,7 +355,7 @@ async def orders_by_id(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, O
     if not wanted:
         return {}
     rows = (await conn.execute(select(payment_orders)
-                               .where(payment_orders.c.id.in_(wanted)))).all()
+                               .where(among(conn, payment_orders.c.id, wanted)))).all()
     return {r.id: _order(r) for r in rows}
 
 
@@ -340,7 +374,7 @@ async def orders_by_provider_order(conn: AsyncConnection, provider: str,
     for start in range(0, len(wanted), 1000):
         rows = (await conn.execute(select(payment_orders).where(
             payment_orders.c.provider == provider,
-            payment_orders.c.provider_order_id.in_(wanted[start:start + 1000])))).all()
+            among(conn, payment_orders.c.provider_order_id, wanted[start:start + 1000])))).all()
         found.update({r.provider_order_id: _order(r) for r in rows})
     return found
 
@@ -357,7 +391,7 @@ async def transactions_referencing(conn: AsyncConnection, reference_ids: Iterabl
     t = transactions
     rows = (await conn.execute(select(t.c.id, t.c.kind, t.c.initiator, t.c.reference_id,
                                       t.c.postings_json)
-                               .where(t.c.reference_id.in_(wanted)))).all()
+                               .where(among(conn, t.c.reference_id, wanted)))).all()
     return [_linked(r) for r in rows]
 
 
@@ -367,7 +401,7 @@ async def linked_transactions(conn: AsyncConnection, ids: Iterable[str]) -> dict
         return {}
     t = transactions
     rows = (await conn.execute(select(t.c.id, t.c.kind, t.c.initiator, t.c.reference_id,
-                                      t.c.postings_json).where(t.c.id.in_(wanted)))).all()
+                                      t.c.postings_json).where(among(conn, t.c.id, wanted)))).all()
     return {r.id: _linked(r) for r in rows}
 
 

@@ -44,7 +44,7 @@ from coinpurse.reconcile.model import Seal
 log = logging.getLogger("coinpurse.reconcile")
 
 CURSOR = "ledger-sealer"
-CHUNK = 500  # events per pass: bounds how long a pass holds the cursor
+CHUNK = 1000  # events per pass: bounds how long a pass holds the cursor
 GENESIS_CHUNK = 1000
 POSTED = ("transaction.posted",)
 

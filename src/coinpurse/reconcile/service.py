@@ -60,7 +60,7 @@ from coinpurse.reconcile.settings import ReconcileSettings
 log = logging.getLogger("coinpurse.reconcile")
 
 ACCOUNT_CHUNK = 500
-WALK_CHUNK = 1000
+WALK_CHUNK = 2000
 ROW_CHUNK = 1000
 STORED_MAX = 1000  # discrepancies stored per run; all are counted
 FIND_MAX = 1000  # rows named when counts reveal something

@@ -227,6 +227,10 @@ class KycSubmissionNotPending(CoinpurseError):
     default_code = "kyc_submission_not_pending"
 
 
+class ReconciliationRunning(CoinpurseError):
+    default_code = "reconciliation_running"
+
+
 ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
     cls.default_code: cls
     for cls in (
@@ -239,6 +243,7 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,
         WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
+        ReconciliationRunning,
     )
 }
 

@@ -1224,6 +1224,85 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/v1/reconciliations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reconciliation runs, newest first
+         * @description Every run, scheduled (`COINPURSE_RECONCILE_AT`), from the CLI or from this API,
+         *     with what it checked and how many discrepancies it found.
+         */
+        get: operations["list_runs_admin_v1_reconciliations_get"];
+        put?: never;
+        /**
+         * Start a reconciliation run
+         * @description Answers at once (202) with the run, `running`; it goes on in this server process.
+         *     Follow it with `GET /admin/v1/reconciliations/{id}`. One run of a kind at a time
+         *     (`reconciliation_running`). A run that finds discrepancies writes a
+         *     `reconciliation.failed` event. Recorded in the audit log.
+         */
+        post: operations["start_run_admin_v1_reconciliations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/reconciliations/{run_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A run with its discrepancies
+         * @description Each discrepancy names the account, entry, transaction, order or withdrawal, with the expected and the actual value. The checks:
+         *
+         *     - `currency_sum_not_zero`: the balances of a currency do not sum to zero
+         *     - `negative_user_balance`: a user's wallet is below zero or below what it holds
+         *     - `balance_not_sum_of_entries`: an account's balance differs from the sum of its entries
+         *     - `last_balance_after_mismatch`: an account's balance differs from its newest entry's balance_after
+         *     - `balance_after_jump`: an entry's balance_after is not the previous one plus its amount
+         *     - `held_not_sum_of_holds`: an account's held amount differs from the sum of its open holds
+         *     - `transaction_entries_mismatch`: a transaction's entries are not exactly its postings (an entry missing, added, or with another amount or account)
+         *     - `unbalanced_transaction`: a transaction's entries do not sum to zero in a currency
+         *     - `entry_count_mismatch`: the entries in the tables are not as many as the seals counted
+         *     - `paid_order_without_credit`: a paid top-up order has no credit transaction, or not the one it names
+         *     - `order_credit_mismatch`: an order's credit moves another amount than the order's
+         *     - `order_credited_twice`: an order has more than one credit transaction
+         *     - `credit_without_order`: a credit from a provider names no order that records it
+         *     - `credit_on_unpaid_order`: an order that is not paid has a credit
+         *     - `reversal_missing`: a refunded or charged-back order's reversal transaction is missing or moves another amount
+         *     - `withdrawal_without_capture`: an approved or paid withdrawal has no capture of its amount, or its hold is not captured
+         *     - `seal_missing`: a seal of the chain was deleted (a gap in the sequence)
+         *     - `seal_out_of_order`: a seal does not follow the one before it (seals reordered, inserted or edited)
+         *     - `transaction_deleted`: a sealed transaction is no longer in the database
+         *     - `entry_deleted`: a sealed transaction has lost an entry
+         *     - `entry_inserted`: a sealed transaction has gained an entry
+         *     - `entry_amount_changed`: an entry's amount differs from its posting's
+         *     - `entry_account_changed`: an entry is on another account than its posting's
+         *     - `entries_reordered`: a transaction's entries are no longer in the order of its postings
+         *     - `transaction_changed`: a sealed transaction or one of its entries differs from what was sealed
+         *     - `transaction_unsealed`: a transaction has no seal long after it was created: it was not written by the ledger (no transaction.posted event)
+         *     - `head_mismatch`: the chain does not reach the head hash that was exported
+         *     - `provider_payment_not_credited`: the provider reports a successful payment whose order is missing or not paid here
+         *     - `order_not_paid_at_provider`: an order paid here has no successful payment at the provider
+         *     - `provider_amount_mismatch`: the provider's amount differs from the order's price
+         */
+        get: operations["get_run_admin_v1_reconciliations__run_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1273,6 +1352,11 @@ export interface components {
             balances: {
                 [key: string]: components["schemas"]["BalanceOut"];
             };
+        };
+        /** AdjustmentDecisionIn */
+        AdjustmentDecisionIn: {
+            /** Note */
+            note?: string | null;
         };
         /** AdjustmentIn */
         AdjustmentIn: {
@@ -1330,6 +1414,43 @@ export interface components {
             created_at: string;
             /** Decided At */
             decided_at: string | null;
+        };
+        /**
+         * AdminGiftOut
+         * @description A gift as the report lists it (the gifts API's shape).
+         */
+        AdminGiftOut: {
+            /** Id */
+            id: string;
+            /** Transaction Id */
+            transaction_id: string;
+            /** From User Id */
+            from_user_id: string;
+            /** To User Id */
+            to_user_id: string;
+            /** Gift Type */
+            gift_type: string | null;
+            /** Currency */
+            currency: string;
+            /** Amount */
+            amount: number;
+            /**
+             * Receiver Amount
+             * @description What the receiver earned.
+             */
+            receiver_amount: number;
+            /** Agency Id */
+            agency_id: string | null;
+            /** Agency Commission */
+            agency_commission: number;
+            /** Platform Fee */
+            platform_fee: number;
+            /** Message */
+            message: string | null;
+            /** Context Id */
+            context_id: string | null;
+            /** Created At */
+            created_at: string;
         };
         /** AdminOrderOut */
         AdminOrderOut: {
@@ -1484,8 +1605,6 @@ export interface components {
             created_at: string;
             /** Updated At */
             updated_at: string;
-            /** @description The balance after the request (create). */
-            wallet?: components["schemas"]["BalanceOut"] | null;
             /** User Id */
             user_id: string;
             /** Hold Id */
@@ -1705,6 +1824,11 @@ export interface components {
                 [key: string]: number;
             };
         };
+        /** DecisionIn */
+        DecisionIn: {
+            /** Reason */
+            reason?: string | null;
+        };
         /** DisableIn */
         DisableIn: {
             /** Totp Code */
@@ -1716,6 +1840,32 @@ export interface components {
         DisableOut: {
             /** Totp Enabled */
             totp_enabled: boolean;
+        };
+        /** DiscrepancyOut */
+        DiscrepancyOut: {
+            /**
+             * Check
+             * @description What failed; see the list in the API description.
+             * @example balance_not_sum_of_entries
+             */
+            check: string;
+            /**
+             * Subject Type
+             * @description `currency`, `account`, `entry`, `transaction`, `seal`, `payment_order`, `withdrawal`, `provider_payment` or `ledger`.
+             * @example account
+             */
+            subject_type: string;
+            /**
+             * Subject
+             * @example user:alice (points)
+             */
+            subject: string;
+            /** Detail */
+            detail: string;
+            /** Expected */
+            expected?: unknown;
+            /** Actual */
+            actual?: unknown;
         };
         /** EnrollOut */
         EnrollOut: {
@@ -1741,6 +1891,39 @@ export interface components {
             amount: number;
             /** Balance After */
             balance_after: number;
+        };
+        /** EventDetailOut */
+        EventDetailOut: {
+            /** Id */
+            id: number;
+            /** Provider */
+            provider: string;
+            /** Event Id */
+            event_id: string;
+            /** Event Type */
+            event_type: string;
+            /**
+             * Status
+             * @description received (waiting or retrying), processed, ignored, failed (gave up; an operator looks)
+             */
+            status: string;
+            /** Attempts */
+            attempts: number;
+            /** Next Attempt At */
+            next_attempt_at: string | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Order Id */
+            order_id: string | null;
+            /** Received At */
+            received_at: string | null;
+            /** Processed At */
+            processed_at: string | null;
+            /**
+             * Body
+             * @description The event as the provider sent it: JSON, or text when it is not JSON.
+             */
+            body: unknown;
         };
         /**
          * GiftIn
@@ -1822,7 +2005,7 @@ export interface components {
         /** GiftReportOut */
         GiftReportOut: {
             /** Data */
-            data: components["schemas"]["GiftOut"][];
+            data: components["schemas"]["AdminGiftOut"][];
             /** Totals By Gift Type */
             totals_by_gift_type: components["schemas"]["GiftTotalsOut"][];
             /** Totals By Receiver */
@@ -1832,7 +2015,10 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
-        /** GiftTotalsOut */
+        /**
+         * GiftTotalsOut
+         * @description Only the field the totals are grouped by is present of the last three.
+         */
         GiftTotalsOut: {
             /** Currency */
             currency: string;
@@ -2207,7 +2393,10 @@ export interface components {
              */
             recovery_code?: string | null;
         };
-        /** MeOut */
+        /**
+         * MeOut
+         * @description Fields that do not apply (an external auth system's token) are left out.
+         */
         MeOut: {
             /** Id */
             id: string;
@@ -2368,6 +2557,168 @@ export interface components {
             /** Per */
             per: number;
             price: components["schemas"]["PriceOut"];
+        };
+        /** ReconciliationDetailOut */
+        ReconciliationDetailOut: {
+            /** Id */
+            id: string;
+            /**
+             * Kind
+             * @example ledger
+             */
+            kind: string;
+            /**
+             * Mode
+             * @description `incremental`, `full`, `from_sequence` or `period` (provider statements).
+             * @example incremental
+             */
+            mode: string;
+            /**
+             * Status
+             * @description `running`, `passed`, `failed` (discrepancies found) or `error` (the run could not finish).
+             * @example passed
+             */
+            status: string;
+            /**
+             * Trigger
+             * @description `schedule`, `cli` or `admin:<id>`.
+             * @example schedule
+             */
+            trigger: string;
+            /**
+             * Scheduled For
+             * @description The UTC day of a scheduled run.
+             */
+            scheduled_for: string | null;
+            /** Provider */
+            provider: string | null;
+            /**
+             * Scope
+             * @description What was checked: `since` (where the last clean run stopped), `through` (the chain's head seen), the period of a provider run.
+             */
+            scope: {
+                [key: string]: unknown;
+            };
+            /**
+             * Counts
+             * @description Rows checked, per kind of row.
+             */
+            counts: {
+                [key: string]: number;
+            };
+            /** Discrepancy Count */
+            discrepancy_count: number;
+            /** Error */
+            error: string | null;
+            /** Started At */
+            started_at: string;
+            /** Heartbeat At */
+            heartbeat_at: string;
+            /** Finished At */
+            finished_at: string | null;
+            /**
+             * Discrepancies
+             * @description In the order found; at most 500 here (the count is `discrepancy_count`).
+             */
+            discrepancies: components["schemas"]["DiscrepancyOut"][];
+        };
+        /** ReconciliationIn */
+        ReconciliationIn: {
+            /**
+             * Kind
+             * @description `ledger`: the books (every check, the chain included); `chain`: the hash chain only (like `coinpurse verify`); `provider`: a provider's statement against the paid orders.
+             * @default ledger
+             * @enum {string}
+             */
+            kind?: "ledger" | "chain" | "provider";
+            /**
+             * Mode
+             * @description `incremental` checks what changed since the last clean run of this kind; `full` checks everything. Not for `provider`.
+             * @default incremental
+             * @enum {string}
+             */
+            mode?: "incremental" | "full";
+            /**
+             * Provider
+             * @description Required for `provider`.
+             */
+            provider?: ("stripe" | "razorpay") | null;
+            /**
+             * Period From
+             * @description `provider`: the first UTC day of the period (default: yesterday).
+             */
+            period_from?: string | null;
+            /**
+             * Period To
+             * @description `provider`: the last UTC day of the period, included (default: `period_from`).
+             */
+            period_to?: string | null;
+        };
+        /** ReconciliationOut */
+        ReconciliationOut: {
+            /** Id */
+            id: string;
+            /**
+             * Kind
+             * @example ledger
+             */
+            kind: string;
+            /**
+             * Mode
+             * @description `incremental`, `full`, `from_sequence` or `period` (provider statements).
+             * @example incremental
+             */
+            mode: string;
+            /**
+             * Status
+             * @description `running`, `passed`, `failed` (discrepancies found) or `error` (the run could not finish).
+             * @example passed
+             */
+            status: string;
+            /**
+             * Trigger
+             * @description `schedule`, `cli` or `admin:<id>`.
+             * @example schedule
+             */
+            trigger: string;
+            /**
+             * Scheduled For
+             * @description The UTC day of a scheduled run.
+             */
+            scheduled_for: string | null;
+            /** Provider */
+            provider: string | null;
+            /**
+             * Scope
+             * @description What was checked: `since` (where the last clean run stopped), `through` (the chain's head seen), the period of a provider run.
+             */
+            scope: {
+                [key: string]: unknown;
+            };
+            /**
+             * Counts
+             * @description Rows checked, per kind of row.
+             */
+            counts: {
+                [key: string]: number;
+            };
+            /** Discrepancy Count */
+            discrepancy_count: number;
+            /** Error */
+            error: string | null;
+            /** Started At */
+            started_at: string;
+            /** Heartbeat At */
+            heartbeat_at: string;
+            /** Finished At */
+            finished_at: string | null;
+        };
+        /** ReconciliationPage */
+        ReconciliationPage: {
+            /** Data */
+            data: components["schemas"]["ReconciliationOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** RefreshIn */
         RefreshIn: {
@@ -2860,6 +3211,38 @@ export interface components {
             /** Id */
             id: number;
         };
+        /** WithdrawalCreatedOut */
+        WithdrawalCreatedOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description pending, cancelled, rejected, expired, approved (captured; payout not confirmed yet), paid
+             */
+            status: string;
+            /** Currency */
+            currency: string;
+            /** Amount */
+            amount: number;
+            /** Destination */
+            destination: {
+                [key: string]: unknown;
+            };
+            /** Reason */
+            reason: string | null;
+            /** Transaction Id */
+            transaction_id: string | null;
+            /** Payout Reference */
+            payout_reference: string | null;
+            /** Payout Error */
+            payout_error: string | null;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /** @description The balance after the request. */
+            wallet: components["schemas"]["BalanceOut"];
+        };
         /**
          * WithdrawalIn
          * @example {
@@ -2921,8 +3304,6 @@ export interface components {
             created_at: string;
             /** Updated At */
             updated_at: string;
-            /** @description The balance after the request (create). */
-            wallet?: components["schemas"]["BalanceOut"] | null;
         };
         /** WithdrawalPage */
         WithdrawalPage: {
@@ -2930,11 +3311,6 @@ export interface components {
             data: components["schemas"]["WithdrawalOut"][];
             /** Next Cursor */
             next_cursor: string | null;
-        };
-        /** DecisionIn */
-        coinpurse__admin__routes__DecisionIn: {
-            /** Note */
-            note?: string | null;
         };
         /** EventOut */
         coinpurse__events__schemas__EventOut: {
@@ -2965,11 +3341,6 @@ export interface components {
              */
             next_cursor: string;
         };
-        /** DecisionIn */
-        coinpurse__kyc__schemas__DecisionIn: {
-            /** Reason */
-            reason?: string | null;
-        };
         /** EventOut */
         coinpurse__payments__schemas__EventOut: {
             /** Id */
@@ -2997,8 +3368,6 @@ export interface components {
             received_at: string | null;
             /** Processed At */
             processed_at: string | null;
-            /** Body */
-            body?: unknown;
         };
         /** EventPage */
         coinpurse__payments__schemas__EventPage: {
@@ -3014,7 +3383,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "overloaded" | "payload_too_large" | "payment_not_completed" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "overloaded" | "payload_too_large" | "payment_not_completed" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "reconciliation_running" | "refresh_token_reused" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
             /** @description Field errors, for validation_error. */
             errors?: Record<string, never>[];
         };
@@ -4735,7 +5104,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["coinpurse__payments__schemas__EventOut"];
+                    "application/json": components["schemas"]["EventDetailOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -4897,7 +5266,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WithdrawalOut"];
+                    "application/json": components["schemas"]["WithdrawalCreatedOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -5427,7 +5796,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__kyc__schemas__DecisionIn"] | null;
+                "application/json": components["schemas"]["DecisionIn"] | null;
             };
         };
         responses: {
@@ -6543,7 +6912,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__admin__routes__DecisionIn"] | null;
+                "application/json": components["schemas"]["AdjustmentDecisionIn"] | null;
             };
         };
         responses: {
@@ -6614,7 +6983,7 @@ export interface operations {
         };
         requestBody?: {
             content: {
-                "application/json": components["schemas"]["coinpurse__admin__routes__DecisionIn"] | null;
+                "application/json": components["schemas"]["AdjustmentDecisionIn"] | null;
             };
         };
         responses: {
@@ -6782,6 +7151,176 @@ export interface operations {
             };
             /** @description `forbidden`: Not allowed */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_runs_admin_v1_reconciliations_get: {
+        parameters: {
+            query?: {
+                kind?: string | null;
+                status?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReconciliationPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    start_run_admin_v1_reconciliations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReconciliationIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReconciliationOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `reconciliation_running`: A reconciliation of this kind is running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `provider_not_enabled`: This payment provider is not enabled here */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_run_admin_v1_reconciliations__run_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReconciliationDetailOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
