@@ -9,13 +9,13 @@ not grow with the ledger.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import ARRAY, Row, and_, any_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from coinpurse.core.db import insert, is_postgres
 from coinpurse.ledger.tables import accounts, entries, holds, transactions
@@ -53,6 +53,31 @@ def among(conn: AsyncConnection, column: Any, values: Iterable[Any]) -> ColumnEl
     return result
 
 
+def _by_ids(conn: AsyncConnection, sql: str, column: str, sql_type: str) -> TextClause:
+    """A hot query over a list of ids, as plain SQL: ``{ids}`` becomes one array parameter
+    ``:ids`` on PostgreSQL, an expanding ``IN`` on SQLite. Plain SQL returns plain values
+    (no per-row type processing): times go through ``_utc``."""
+    if is_postgres(conn):
+        return text(sql.format(ids=f"{column} = ANY(CAST(:ids AS {sql_type}[]))"))
+    return text(sql.format(ids=f"{column} IN :ids")).bindparams(
+        bindparam("ids", expanding=True))
+
+
+_TIMES: dict[str, datetime] = {}
+
+
+def _utc(value: Any) -> datetime:
+    """A time as plain SQL returns it: aware from PostgreSQL, text (UTC) from SQLite."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    found = _TIMES.get(value)
+    if found is None:
+        if len(_TIMES) > 4096:
+            _TIMES.clear()
+        found = _TIMES[value] = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return found
+
+
 # --- a consistent read ------------------------------------------------------------------------
 
 
@@ -87,13 +112,17 @@ async def seal_at(conn: AsyncConnection, sequence: int) -> Seal | None:
     return _seal(row) if row else None
 
 
+_SEALS_AFTER = text(
+    "SELECT sequence, transaction_id, entry_count, hash, previous_hash, event_id, sealed_at "
+    "FROM ledger_seals WHERE sequence > :after AND sequence <= :through ORDER BY sequence "
+    "LIMIT :n")
+
+
 async def seals_after(conn: AsyncConnection, after: int, through: int, limit: int
                       ) -> list[Seal]:
-    rows = (await conn.execute(
-        select(*_SEAL_COLUMNS).where(ledger_seals.c.sequence > after,
-                                   ledger_seals.c.sequence <= through)
-        .order_by(ledger_seals.c.sequence).limit(limit))).all()
-    return [_seal(r) for r in rows]
+    rows = (await conn.execute(_SEALS_AFTER, {"after": after, "through": through,
+                                              "n": limit})).all()
+    return [Seal(r[0], r[1], r[2], r[3], r[4], r[5], _utc(r[6])) for r in rows]
 
 
 async def sealed_among(conn: AsyncConnection, tx_ids: Sequence[str]) -> set[str]:
@@ -163,17 +192,24 @@ _TX_COLUMNS = (transactions.c.id, transactions.c.kind, transactions.c.descriptio
                transactions.c.postings_json, transactions.c.initiator, transactions.c.service,
                transactions.c.internal_notes, transactions.c.idempotency_key,
                transactions.c.created_at)
+_TX_SQL = ("SELECT id, kind, description, reference_id, metadata_json, postings_json, "
+           "initiator, service, internal_notes, idempotency_key, created_at FROM transactions "
+           "WHERE {ids}")
+_ENTRIES_SQL = (
+    "SELECT e.id, e.transaction_id, e.account_id, a.address, a.currency, e.posting_index, "
+    "e.amount, e.balance_after, e.created_at FROM entries e "
+    "JOIN accounts a ON a.id = e.account_id WHERE {ids} ORDER BY e.id")
 
 
 def _tx(r: Any) -> TxRow:
-    return TxRow(*r)  # the columns of _TX_COLUMNS, in TxRow's order
+    """A row of _TX_COLUMNS (or _TX_SQL), in TxRow's order."""
+    return TxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], _utc(r[10]))
 
 
 async def transactions_by_id(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, TxRow]:
     if not ids:
         return {}
-    rows = (await conn.execute(select(*_TX_COLUMNS)
-                               .where(among(conn, transactions.c.id, ids)))).all()
+    rows = (await conn.execute(_by_ids(conn, _TX_SQL, "id", "TEXT"), {"ids": list(ids)})).all()
     return {r[0]: _tx(r) for r in rows}
 
 
@@ -182,14 +218,11 @@ async def entries_of(conn: AsyncConnection, tx_ids: Sequence[str]) -> dict[str, 
     found: dict[str, list[EntryRow]] = {t: [] for t in tx_ids}
     if not tx_ids:
         return found
-    rows = (await conn.execute(
-        select(entries.c.id, entries.c.transaction_id, entries.c.account_id, accounts.c.address,
-               accounts.c.currency, entries.c.posting_index, entries.c.amount,
-               entries.c.balance_after, entries.c.created_at)
-        .join(accounts, accounts.c.id == entries.c.account_id)
-        .where(among(conn, entries.c.transaction_id, tx_ids)).order_by(entries.c.id))).all()
+    rows = (await conn.execute(_by_ids(conn, _ENTRIES_SQL, "e.transaction_id", "TEXT"),
+                               {"ids": list(tx_ids)})).all()
     for r in rows:
-        found.setdefault(r[1], []).append(EntryRow(*r))  # the selected columns, in order
+        found.setdefault(r[1], []).append(EntryRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+                                                   r[7], _utc(r[8])))
     return found
 
 

@@ -84,20 +84,19 @@ async def _plan(conn: AsyncConnection, after: int, now: datetime) -> Plan:
     previous = top.hash if top else GENESIS_PREVIOUS
     if top is None and after == 0:
         previous = await _genesis(conn, plan, previous, now)
-    events = await events_repo.read(conn, after=after, limit=CHUNK, types=POSTED)
-    plan.events_read = len(events)
-    if not events:
+    posted = await events_repo.posted_transactions(conn, after=after, limit=CHUNK)
+    plan.events_read = len(posted)
+    if not posted:
         return plan
-    plan.last_event_id = events[-1].id
+    plan.last_event_id = posted[-1][0]
     wanted: list[tuple[str, int | None]] = []
     seen = {s.transaction_id for s in plan.seals}
-    already = await repo.sealed_among(conn, [str(e.data["id"]) for e in events])
-    for e in events:
-        tx_id = str(e.data["id"])
+    already = await repo.sealed_among(conn, [tx_id for _, tx_id in posted])
+    for event_id, tx_id in posted:
         if tx_id in already or tx_id in seen:
             continue  # sealed in the genesis: its event came after the genesis read
         seen.add(tx_id)
-        wanted.append((tx_id, e.id))
+        wanted.append((tx_id, event_id))
     await _seal_all(conn, plan, previous, wanted, now)
     return plan
 
