@@ -23,6 +23,8 @@ from coinpurse.config import ConfigError, Settings, load_settings, unknown_setti
 T = TypeVar("T")
 EXPECT_RE = re.compile(r"^([1-9][0-9]{0,18}):([0-9a-f]{64})$")
 SHOWN_MAX = 50
+COUNT_ORDER = ["accounts", "entries", "transactions", "seals", "orders", "withdrawals",
+               "unsealed_recent", "provider_payments"]
 
 
 def _settings() -> Settings:
@@ -123,13 +125,15 @@ def _summary(detail: Any, seconds: float) -> None:
     run = detail.run
     _echo(f"reconciliation {run.id}: {run.kind}, {run.mode}, {run.status.upper()} "
                f"in {seconds:.1f} s")
-    counts = ", ".join(f"{k} {v:,}" for k, v in run.counts.items()) or "nothing"
+    ordered = sorted(run.counts.items(), key=lambda kv: (
+        COUNT_ORDER.index(kv[0]) if kv[0] in COUNT_ORDER else len(COUNT_ORDER), kv[0]))
+    counts = ", ".join(f"{k} {v:,}" for k, v in ordered) or "nothing changed"
     rows = [("checked", counts)]
-    through = run.scope.get("through") or {}
-    since = run.scope.get("since") or {}
-    if through:
-        rows.append(("seals", f"{since.get('seal_sequence', 0) + 1:,} to "
-                              f"{through.get('seal_sequence', 0):,}"))
+    through = (run.scope.get("through") or {}).get("seal_sequence")
+    first = ((run.scope.get("since") or {}).get("seal_sequence") or 0) + 1
+    if through is not None:
+        rows.append(("seals", f"{first:,} to {through:,}" if first <= through
+                     else f"none new (the chain's head is {through:,})"))
     if run.scope.get("period_from"):
         rows.append(("period", f"{run.scope['period_from']} to {run.scope['period_to']}"))
     rows.append(("discrepancies", f"{run.discrepancy_count:,}"))
