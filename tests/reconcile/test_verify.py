@@ -202,3 +202,10 @@ async def test_verification_can_start_after_archived_history(book: Book,
     later = await run(settings, "chain", from_sequence=2)
     assert later.run.status == "passed" and later.run.mode == "from_sequence"
     assert later.run.counts["seals"] == 4
+
+
+async def test_starting_after_the_head_is_a_break(book: Book, settings: Settings) -> None:
+    await seal(settings)
+    detail = await run(settings, "chain", from_sequence=9)
+    (brk,) = chain_breaks(detail)
+    assert brk.check == "seal_missing" and brk.subject == "9" and "head is 5" in brk.detail

@@ -353,6 +353,12 @@ class Reconciler:
             start = await repo.seal_at(conn, from_sequence)
             after = from_sequence - 1
             previous = start.previous_hash if start else GENESIS_PREVIOUS
+            if start is None:
+                f.chain_break = Discrepancy(
+                    "seal_missing", "seal", str(from_sequence),
+                    f"there is no seal {from_sequence} to start from (the chain's head is "
+                    f"{through})", expected=from_sequence, actual=None)
+                f.add([f.chain_break])
         elif base is not None and base.scope.get("through"):
             since = base.scope["through"]
             after, previous = int(since["seal_sequence"]), str(since["seal_hash"])
