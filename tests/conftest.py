@@ -156,9 +156,13 @@ class Server:
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: kill() takes the workers too
         )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # not left running when it fails to start
+            raise
 
-    def wait_ready(self, timeout_s: float = 30) -> None:
+    def wait_ready(self, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

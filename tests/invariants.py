@@ -21,7 +21,9 @@ async def _fetch(url: str) -> dict[str, Any]:
                 "WHERE address LIKE 'user:%' AND balance < 0"))).all()
             mismatched = (await conn.execute(text(
                 "SELECT a.address, a.balance, (SELECT COALESCE(SUM(e.amount), 0) FROM entries e "
-                "WHERE e.account_id = a.id) AS s FROM accounts a"))).all()
+                "WHERE e.account_id = a.id) + (SELECT COALESCE(SUM(z.total), 0) FROM "
+                "archived_entry_totals z WHERE z.account_id = a.id) AS s "
+                "FROM accounts a"))).all()
             tx_count = (await conn.execute(text("SELECT COUNT(*) FROM transactions"))).scalar_one()
             tx_ids = {r[0] for r in (await conn.execute(text("SELECT id FROM transactions"))).all()}
     finally:

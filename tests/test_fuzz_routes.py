@@ -75,6 +75,12 @@ BODIES: dict[str, dict[str, Any]] = {
     "AdjustmentIn": {"user_id": "u1", "currency": "points", "amount": 1,
                      "direction": "credit", "reason": "why not"},
     "ReverseIn": {"reason": "oops"},
+    "ProductIn": {"name": "Sword", "description": "d", "price": 10, "currency": "points",
+                  "stock": 3, "active": True, "metadata": {"a": 1}},
+    "ProductPatchIn": {"name": "Shield", "price": 12, "stock": 4, "active": False},
+    "OrderIn": {"product_id": "0190a0b0-0000-7000-8000-000000000001", "quantity": 1,
+                "expected_unit_price": 10},
+    "RefundIn": {"amount": 5, "restock": True, "reason": "damaged"},
 }
 
 # JSON fragments, so that lone surrogates and numbers beyond 64 bits reach the server.

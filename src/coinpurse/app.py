@@ -27,12 +27,15 @@ from coinpurse.http.openapi import add_problem_schema, description
 from coinpurse.http.responses import json_response
 from coinpurse.kyc import routes as kyc_routes
 from coinpurse.ledger import jobs as ledger_jobs
+from coinpurse.partitions import jobs as partitions_jobs
 from coinpurse.payments import jobs as payments_jobs
 from coinpurse.payments import routes as payments_routes
 from coinpurse.reconcile import jobs as reconcile_jobs
 from coinpurse.reconcile import routes as reconcile_routes
+from coinpurse.shop import routes as shop_routes
 from coinpurse.state import AppState, close_state, open_state
 from coinpurse.wallets import routes as wallets_routes
+from coinpurse.web import routes as web_routes
 from coinpurse.withdrawals import routes as withdrawals_routes
 
 log = logging.getLogger("coinpurse")
@@ -57,6 +60,9 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("admin", (admin_routes.router,)),
     Domain("events", (events_routes.router,), events_jobs.jobs),
     Domain("reconcile", (reconcile_routes.router,), reconcile_jobs.jobs),
+    Domain("shop", (shop_routes.router,)),
+    Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static
+    Domain("partitions", jobs=partitions_jobs.jobs),
 )
 
 

@@ -1,4 +1,5 @@
-"""The ``coinpurse`` command: serve, migrate, manage service keys, issue demo tokens."""
+"""The ``coinpurse`` command: serve, migrate, manage service keys and partitions, issue
+demo tokens."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,21 +40,25 @@ def _require_ready(settings: Settings) -> None:
     from coinpurse.core.db import DatabaseNotReady, check_ready
 
     try:
-        asyncio.run(check_ready(settings.database_url))
+        asyncio.run(check_ready(settings.database_url, settings.db_options))
     except DatabaseNotReady as exc:
-        click.echo(f"coinpurse: {_safe_url(settings)}: {exc}", err=True)
+        click.echo(f"coinpurse: {_safe_url(settings.database_url)}: {exc}", err=True)
         sys.exit(1)
 
 
-def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
+def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, write: bool,
+         direct: bool = False) -> T:
     """Run ``fn(conn)`` in one database transaction (or a plain connection for reads), on
-    a database that exists and is migrated."""
+    a database that exists and is migrated; ``direct``: on COINPURSE_DIRECT_DATABASE_URL
+    if set (DDL, as the migrations' role)."""
     from coinpurse.core.db import create_engine
 
     _require_ready(settings)
+    url, options = settings.direct_db if direct else (settings.database_url,
+                                                      settings.db_options)
 
     async def main() -> T:
-        engine = create_engine(settings.database_url, pool_size=1)
+        engine = create_engine(url, pool_size=1, options=options)
         try:
             if write:
                 async with engine.begin() as conn:
@@ -66,22 +72,33 @@ def _run(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, write: bool) 
 
 
 def _migrate(settings: Settings) -> None:
-    from coinpurse.core.db import migrate_sync
+    """Migrations, then the coming months' history partitions (PostgreSQL), on the direct
+    URL if set: DDL bypasses PgBouncer, and runs as the role that owns the tables."""
+    from coinpurse.core.db import create_engine, migrate
+    from coinpurse.partitions.service import ensure
+
+    url, options = settings.direct_db
+
+    async def main() -> None:
+        await migrate(url, options)
+        engine = create_engine(url, pool_size=1, options=options)
+        try:
+            async with engine.begin() as conn:
+                await ensure(conn)
+        finally:
+            await engine.dispose()
 
     try:
-        migrate_sync(settings.database_url)
+        asyncio.run(main())
     except Exception as exc:  # a clear line, not a traceback, for a wrong URL or a down server
-        click.echo(f"coinpurse: could not migrate {_safe_url(settings)}: {exc}", err=True)
+        click.echo(f"coinpurse: could not migrate {_safe_url(url)}: {exc}", err=True)
         sys.exit(1)
 
 
-def _safe_url(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
+def _safe_url(url: str) -> str:
+    from coinpurse.core.cluster.urls import safe
 
-    try:
-        return make_url(settings.database_url).render_as_string(hide_password=True)
-    except Exception:
-        return "the database"
+    return safe(url)
 
 
 @click.group()
@@ -95,7 +112,7 @@ def migrate() -> None:
     """Apply the database migrations (safe to run from several processes at once)."""
     settings = _settings()
     _migrate(settings)
-    click.echo(f"migrated {_safe_url(settings)}")
+    click.echo(f"migrated {_safe_url(settings.direct_db[0])}")
 
 
 @main.command()
@@ -143,14 +160,19 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
     """Seed demo data once (fixed idempotency keys), then print a key and a token."""
     from coinpurse.auth import keys
     from coinpurse.auth.tokens import issue_hs256
-    from coinpurse.demo import seed
+    from coinpurse.demo import DEMO_ACCOUNTS, seed, seed_accounts
 
+    # The demo signs in with built-in accounts (the web wallet and console), pays at the
+    # mock checkout of this very server, and lets alice withdraw once she is verified.
+    os.environ.setdefault("COINPURSE_AUTH", "builtin")
+    os.environ.setdefault("COINPURSE_WITHDRAWAL_CURRENCIES",
+                          f"{next(iter(settings.currencies))}:10")
     if settings.jwt_secret is None and settings.jwt_public_key is None:
         if not DEMO_SECRET_FILE.exists():
             DEMO_SECRET_FILE.write_text(secrets.token_urlsafe(32))
             DEMO_SECRET_FILE.chmod(0o600)
         os.environ["COINPURSE_JWT_SECRET"] = DEMO_SECRET_FILE.read_text().strip()
-        settings = _settings()
+    settings = _settings()
     if settings.jwt_secret is None:
         click.echo("coinpurse: --demo signs tokens with COINPURSE_JWT_SECRET; it is unset, "
                    "and a public key cannot sign", err=True)
@@ -158,12 +180,23 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
 
     _, key = _run(settings, lambda c: keys.create_key(c, "demo", "*"), write=True)
     asyncio.run(seed(settings))
+    totp = asyncio.run(seed_accounts(settings)) if settings.auth == "builtin" else {}
     token = issue_hs256(settings.jwt_secret.get_secret_value(), "alice", ttl_s=7 * 86_400,
                         iss=settings.jwt_issuer, aud=settings.jwt_audience)
     base = f"http://{host}:{port}"
     DEMO_ENV_FILE.write_text(f"export KEY={key}\nexport TOKEN={token}\nexport BASE={base}\n")
+    lines = []
+    if settings.auth == "builtin":
+        lines.append(f"Web wallet {base}/wallet and console {base}/console; sign in as:")
+        for acc in DEMO_ACCOUNTS:
+            extra = f"; 2FA secret {totp[acc.user_id]}" if acc.user_id in totp else ""
+            lines.append(f"  {acc.email:<22} {acc.password:<20} {acc.note}{extra}")
+        if totp:
+            lines.append("A current 2FA code (or use an authenticator app): .venv/bin/python "
+                         "-c 'import pyotp; print(pyotp.TOTP(\"SECRET\").now())'")
+        lines.append("")
     click.echo(
-        "\n=== Coinpurse demo ===\n"
+        "\n=== Coinpurse demo ===\n" + "\n".join(lines) +
         f"Service key (service 'demo', all scopes): {key}\n"
         f"Token of user 'alice' (7 days):           {token}\n\n"
         f"In another terminal:  source {DEMO_ENV_FILE}   (sets KEY, TOKEN and BASE)\n"
@@ -210,20 +243,86 @@ main.add_command(verify)
 
 
 @main.group()
+def partitions() -> None:
+    """Monthly partitions of the history tables (PostgreSQL; docs/partitioning.md)."""
+
+
+@partitions.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def partitions_list(as_json: bool) -> None:
+    """The attached months of each history table, and how many are ready ahead."""
+    from coinpurse.partitions import service as p
+
+    async def read(conn: Any) -> dict[str, Any]:
+        found = await p.months(conn)
+        return {"tables": {t: [{"name": x.name, "month": x.month.isoformat()[:7],
+                                "rows_estimate": x.rows} for x in parts]
+                           for t, parts in found.items()},
+                "months_ahead": await p.ahead(conn)}
+
+    found = _run(_settings(), read, write=False)
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    if not found["tables"]:
+        click.echo("the history tables are not partitioned (SQLite keeps plain tables)")
+        return
+    for table, parts in found["tables"].items():
+        click.echo(f"{table}: " + ", ".join(x["month"] for x in parts))
+    click.echo(f"months ready after the current one: {found['months_ahead']}")
+
+
+@partitions.command("ensure")
+@click.option("--ahead", "ahead_months", default=1, show_default=True,
+              type=click.IntRange(0, 24), help="Months to create after the current one.")
+def partitions_ensure(ahead_months: int) -> None:
+    """Create the coming months' partitions now (the job does it every hour)."""
+    from coinpurse.partitions.service import ensure
+
+    created = _run(_settings(), lambda c: ensure(c, ahead_months=ahead_months), write=True,
+                   direct=True)
+    click.echo("created: " + (", ".join(created) or "nothing, all there"))
+
+
+@partitions.command("detach")
+@click.option("--before", "before", required=True, help="Detach the months before this one "
+              "(YYYY-MM), from every history table.")
+def partitions_detach(before: str) -> None:
+    """Detach old months for archiving: each becomes a plain table (pg_dump -t it, then
+    DROP TABLE). Balances stay; `coinpurse check` counts the detached entries' totals."""
+    from coinpurse.partitions.service import detach_before
+
+    try:
+        year, month_text = before.split("-")
+        month = date(int(year), int(month_text), 1)
+    except ValueError:
+        raise click.BadParameter(f"{before!r} is not a month such as 2026-01",
+                                 param_hint="--before") from None
+    try:
+        detached = _run(_settings(), lambda c: detach_before(c, month), write=True,
+                        direct=True)
+    except ValueError as exc:
+        click.echo(f"coinpurse: {exc}", err=True)
+        sys.exit(2)
+    click.echo("detached: " + (", ".join(detached) or "nothing before " + before))
+
+
+@main.group()
 def admin() -> None:
-    """Built-in accounts with the admin or auditor role."""
+    """Built-in accounts with the admin, auditor or merchant role."""
 
 
 @admin.command("create")
 @click.option("--email", required=True)
-@click.option("--role", type=click.Choice(["admin", "auditor"]), default="admin",
+@click.option("--role", type=click.Choice(["admin", "auditor", "merchant"]), default="admin",
               show_default=True)
 @click.option("--password", envvar="COINPURSE_ADMIN_PASSWORD",
               help="Default: read from standard input, or prompted on a terminal.")
 @click.option("--json", "as_json", is_flag=True)
 def admin_create(email: str, role: str, password: str | None, as_json: bool) -> None:
     """Create an admin (or give an existing account the role). The admin must then sign in,
-    enrol two-factor authentication and sign in again with a code before any admin call."""
+    enrol two-factor authentication and sign in again with a code before any admin call.
+    ``--role merchant`` makes a merchant account (it sells products; no admin rights)."""
     from coinpurse.auth import accounts
     from coinpurse.core.errors import ValidationFailed
 
@@ -330,7 +429,10 @@ def keys_revoke(key_id: str) -> None:
 @click.option("--user", "user_id", required=True, help="The user id (the token's sub).")
 @click.option("--ttl", "ttl_s", default=3600, show_default=True,
               type=click.IntRange(1, 30 * 86_400))
-def token(user_id: str, ttl_s: int) -> None:
+@click.option("--role", type=click.Choice(["user", "merchant", "admin", "auditor"]),
+              default="user", show_default=True,
+              help="The token's role claim (admin and auditor tokens also claim mfa).")
+def token(user_id: str, ttl_s: int, role: str) -> None:
     """Print a user token signed with COINPURSE_JWT_SECRET (for development)."""
     from coinpurse.auth.tokens import USER_ID_RE, issue_hs256
 
@@ -341,4 +443,6 @@ def token(user_id: str, ttl_s: int) -> None:
     if not USER_ID_RE.match(user_id):
         raise click.BadParameter("user ids are 1-128 of letters, digits, . _ @ + -")
     click.echo(issue_hs256(settings.jwt_secret.get_secret_value(), user_id, ttl_s=ttl_s,
-                           iss=settings.jwt_issuer, aud=settings.jwt_audience))
+                           iss=settings.jwt_issuer, aud=settings.jwt_audience,
+                           role=None if role == "user" else role,
+                           mfa=True if role in ("admin", "auditor") else None))

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from coinpurse.auth.keycache import KeyCache
 from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.config import Settings
+from coinpurse.core.cluster.reads import ReadRouter
 from coinpurse.core.db import create_engine
 from coinpurse.events.service import Outbox, Wakeup
 from coinpurse.http.ratelimit import RateLimits
@@ -31,10 +32,15 @@ class AppState:
     rate_limits: RateLimits
     key_cache: KeyCache
     wakeup: Wakeup
+    # Reads that a standby may serve (COINPURSE_READ_DATABASE_URL; core.cluster.reads).
+    reads: ReadRouter
 
 
 async def open_state(settings: Settings, *, committers: int | None = None) -> AppState:
-    db = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    db = create_engine(settings.database_url, pool_size=settings.db_pool_size,
+                       options=settings.db_options)
+    read_db = create_engine(settings.read_database_url, pool_size=settings.db_pool_size,
+                            options=settings.db_options) if settings.read_database_url else None
     ledger = Ledger(
         db,
         may_go_negative=settings.may_go_negative,
@@ -42,6 +48,7 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
         batch_max=settings.batch_max,
         committers=committers or settings.committer_count,
         queue_max=settings.ledger_queue_max,
+        retry_s=settings.db_retry_s,
     )
     verifier = TokenVerifier(
         secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
@@ -53,8 +60,9 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
     wakeup = Wakeup()
     ledger.add_hook(Outbox(wakeup))  # every batch writes its events in its own commit
     state = AppState(settings=settings, db=db, ledger=ledger, verifier=verifier,
-                     rate_limits=RateLimits(settings), key_cache=key_cache, wakeup=wakeup)
-    key_cache.start(settings.database_url)
+                     rate_limits=RateLimits(settings), key_cache=key_cache, wakeup=wakeup,
+                     reads=ReadRouter(db, read_db))
+    key_cache.start(*settings.direct_db)
     await ledger.start()
     return state
 
@@ -63,3 +71,5 @@ async def close_state(state: AppState) -> None:
     await state.ledger.stop()
     await state.key_cache.stop()
     await state.db.dispose()
+    if state.reads.standby is not None:
+        await state.reads.standby.dispose()

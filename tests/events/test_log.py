@@ -16,6 +16,7 @@ from coinpurse.config import Settings
 from coinpurse.core.db import create_engine
 from coinpurse.events import repository, service
 from coinpurse.events.tables import events
+from coinpurse.partitions import service as partitions
 from tests.conftest import MakeKey, _truncate
 
 
@@ -179,9 +180,12 @@ async def test_old_events_are_purged(settings: Settings) -> None:
         async with db.begin() as conn:
             await service.emit(conn, "test.old", {})
             await service.emit(conn, "test.new", {})
+        old = datetime.now(UTC) - timedelta(days=31)
         async with db.begin() as conn:
+            # PostgreSQL: the events of that month go to its partition (none on SQLite)
+            await partitions.ensure(conn, now=old, ahead_months=0)
             await conn.execute(update(events).where(events.c.type == "test.old").values(
-                created_at=datetime.now(UTC) - timedelta(days=31)))
+                created_at=old))
         assert await service.purge(db, retention_days=30) == 1
         async with db.connect() as conn:
             left = await repository.read(conn, after=0, limit=10)

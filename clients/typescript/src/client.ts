@@ -238,7 +238,9 @@ export type TopupRequest = In<"/api/v1/topups", "post">;
 export type TopupOrder = Out<"/api/v1/topups", "post">;
 export type VerifyRequest = Exclude<In<"/api/v1/topups/{order_id}/verify", "post">, null>;
 export type WithdrawalRequest = In<"/api/v1/withdrawals", "post">;
-export type Withdrawal = Out<"/api/v1/withdrawals", "post">;
+export type Withdrawal = Out<"/api/v1/withdrawals/{withdrawal_id}", "get">;
+/** A new withdrawal, with the wallet after its hold. */
+export type WithdrawalCreated = Out<"/api/v1/withdrawals", "post">;
 export type KycRequest = In<"/api/v1/kyc", "post">;
 export type KycSubmission = Out<"/api/v1/kyc", "post">;
 export type KycStatus = Out<"/api/v1/kyc", "get">;
@@ -419,7 +421,8 @@ export class UserClient extends BaseClient {
                         { params: { order_id: orderId }, body: proof, replaySafe: true });
   }
 
-  requestWithdrawal(body: WithdrawalRequest, options: MoneyOptions = {}): Promise<Withdrawal> {
+  requestWithdrawal(body: WithdrawalRequest,
+                    options: MoneyOptions = {}): Promise<WithdrawalCreated> {
     return this.request("post", "/api/v1/withdrawals", { body, idempotent: true, ...options });
   }
 

@@ -149,6 +149,10 @@ export class RefreshTokenReused extends CoinpurseError {
   static override readonly defaultCode: string = "refresh_token_reused";
 }
 
+export class CsrfFailed extends CoinpurseError {
+  static override readonly defaultCode: string = "csrf_failed";
+}
+
 export class Conflict extends CoinpurseError {
   static override readonly defaultCode: string = "conflict";
 }
@@ -247,6 +251,34 @@ export class ReconciliationRunning extends CoinpurseError {
   static override readonly defaultCode: string = "reconciliation_running";
 }
 
+export class OutOfStock extends CoinpurseError {
+  static override readonly defaultCode: string = "out_of_stock";
+}
+
+export class PriceChanged extends CoinpurseError {
+  static override readonly defaultCode: string = "price_changed";
+}
+
+export class ProductInactive extends CoinpurseError {
+  static override readonly defaultCode: string = "product_inactive";
+}
+
+export class OwnProduct extends CoinpurseError {
+  static override readonly defaultCode: string = "own_product";
+}
+
+export class OrderRefunded extends CoinpurseError {
+  static override readonly defaultCode: string = "order_refunded";
+}
+
+export class RefundExceedsPaid extends CoinpurseError {
+  static override readonly defaultCode: string = "refund_exceeds_paid";
+}
+
+export class PreconditionFailed extends CoinpurseError {
+  static override readonly defaultCode: string = "precondition_failed";
+}
+
 export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>> = {
   validation_error: ValidationFailed,
   unauthorized: Unauthorized,
@@ -264,6 +296,7 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   mfa_required: MfaRequired,
   invalid_mfa_code: InvalidMfaCode,
   refresh_token_reused: RefreshTokenReused,
+  csrf_failed: CsrfFailed,
   conflict: Conflict,
   already_reversed: AlreadyReversed,
   service_unavailable: ServiceUnavailable,
@@ -287,6 +320,13 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   kyc_submission_pending: KycSubmissionPending,
   kyc_submission_not_pending: KycSubmissionNotPending,
   reconciliation_running: ReconciliationRunning,
+  out_of_stock: OutOfStock,
+  price_changed: PriceChanged,
+  product_inactive: ProductInactive,
+  own_product: OwnProduct,
+  order_refunded: OrderRefunded,
+  refund_exceeds_paid: RefundExceedsPaid,
+  precondition_failed: PreconditionFailed,
 };
 
 /** The exception for a problem answer: its code's class, else the base class. */

@@ -206,3 +206,55 @@ class GiftReport:
     totals_by_gift_type: list[GiftTotal] = field(default_factory=list)
     totals_by_receiver: list[GiftTotal] = field(default_factory=list)
     totals_by_agency: list[GiftTotal] = field(default_factory=list)
+
+
+# --- the console's dashboard and exports ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class DayVolume:
+    """Transactions of one kind in one currency on one UTC day (YYYY-MM-DD)."""
+
+    date: str
+    currency: str
+    kind: str
+    count: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayFees:
+    date: str
+    currency: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailyStats:
+    days: list[str]  # every UTC day of the range, oldest first
+    volume: list[DayVolume]  # only days and kinds with activity
+    fees: list[DayFees]
+    fee_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCounts:
+    """What waits for an operator's decision."""
+
+    withdrawals: int
+    kyc_submissions: int
+    adjustments: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One transaction in one currency, as a line of the CSV export."""
+
+    transaction_id: str
+    created_at: datetime
+    kind: str
+    currency: str
+    amount: int
+    description: str
+    reference_id: str
+    service: str | None
+    initiator: str

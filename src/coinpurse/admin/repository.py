@@ -9,6 +9,7 @@ positive entries in that currency. The audit log's SQL is ``core.audit``'s.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coinpurse.admin.model import (
     Adjustment,
     CurrencyStats,
+    DayFees,
+    DayVolume,
+    ExportRow,
     FoundTransaction,
     GiftFilter,
     GiftGrouping,
@@ -27,6 +31,7 @@ from coinpurse.admin.model import (
     KindTotal,
     LedgerLine,
     LedgerTotal,
+    PendingCounts,
     PostedTransaction,
     SentGift,
     ServiceStats,
@@ -38,9 +43,11 @@ from coinpurse.admin.model import (
 from coinpurse.admin.tables import adjustments, reversals
 from coinpurse.core.db import insert
 from coinpurse.gifts.tables import gifts
+from coinpurse.kyc.tables import kyc_submissions
 from coinpurse.ledger.model import Posting
 from coinpurse.ledger.service import RowInserts
 from coinpurse.ledger.tables import accounts, entries, transactions
+from coinpurse.withdrawals.tables import withdrawals
 
 # --- adjustments ----------------------------------------------------------------------------
 
@@ -175,7 +182,8 @@ def _where(f: TxFilter) -> list[Any]:
             addr.append(_users_wallets(f.user_id))
         conds.append(exists(
             select(entries.c.id).join(accounts, accounts.c.id == entries.c.account_id)
-            .where(entries.c.transaction_id == transactions.c.id, and_(*addr))))
+            .where(entries.c.transaction_id == transactions.c.id,
+                   entries.c.created_at == transactions.c.created_at, and_(*addr))))
     return conds
 
 
@@ -244,6 +252,12 @@ async def search_transactions(conn: AsyncConnection, f: TxFilter, *, before: str
 
 # --- a user's ledger ------------------------------------------------------------------------
 
+# An entry's transaction. created_at too: equal by construction, and on PostgreSQL it finds
+# the transaction in its own monthly partition (coinpurse.partitions).
+_same_transaction = (transactions.c.id == entries.c.transaction_id) \
+    & (transactions.c.created_at == entries.c.created_at)
+
+
 async def user_ledger(conn: AsyncConnection, user_id: str, *, currency: str | None,
                       before: int | None, limit: int) -> UserLedger:
     """Every entry of the user's wallets (sub-wallets too) and totals in and out per kind."""
@@ -257,7 +271,7 @@ async def user_ledger(conn: AsyncConnection, user_id: str, *, currency: str | No
                transactions.c.reference_id, transactions.c.service, transactions.c.initiator,
                transactions.c.internal_notes)
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        .join(transactions, _same_transaction)
         .where(*conds).order_by(entries.c.id.desc()).limit(limit + 1)
     )
     if before is not None:
@@ -271,7 +285,7 @@ async def user_ledger(conn: AsyncConnection, user_id: str, *, currency: str | No
                func.sum(case((entries.c.amount < 0, -entries.c.amount), else_=0)).label("out"),
                func.count().label("n"))
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        .join(transactions, _same_transaction)
         .where(*conds).group_by(transactions.c.kind, accounts.c.currency)
         .order_by(transactions.c.kind, accounts.c.currency))).all()
     return UserLedger(
@@ -339,6 +353,92 @@ async def stats(conn: AsyncConnection, currencies: list[str], now: datetime) -> 
             volume_7d=v.get("7d", {}), count_24h=v.get("24h_count", {}),
             count_7d=v.get("7d_count", {}))
     return Stats(generated_at=now, currencies=per_currency, users_with_wallet=int(users))
+
+
+# --- the console's dashboard ----------------------------------------------------------------
+
+def _day(conn: AsyncConnection, column: Any) -> Any:
+    """The UTC calendar day of a timestamp as YYYY-MM-DD, on either database."""
+    if conn.dialect.name == "sqlite":  # stored as naive UTC text
+        return func.substr(column, 1, 10)
+    return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+
+
+async def daily_volume(conn: AsyncConnection, since: datetime,
+                       currency: str | None) -> list[DayVolume]:
+    """Per UTC day, currency and kind: how many transactions, and their amounts (as in the
+    transaction search: a transaction's amount in a currency is its positive entries')."""
+    day = _day(conn, transactions.c.created_at)
+    stmt = (select(day.label("day"), _tx_amounts.c.currency, transactions.c.kind,
+                   func.count().label("n"), func.sum(_tx_amounts.c.amount).label("total"))
+            .join(transactions, transactions.c.id == _tx_amounts.c.transaction_id)
+            .where(transactions.c.created_at >= since)
+            .group_by(day, _tx_amounts.c.currency, transactions.c.kind)
+            .order_by(day, _tx_amounts.c.currency, transactions.c.kind))
+    if currency:
+        stmt = stmt.where(_tx_amounts.c.currency == currency)
+    return [DayVolume(str(r.day), r.currency, r.kind, int(r.n), int(r.total))
+            for r in (await conn.execute(stmt)).all()]
+
+
+async def daily_fees(conn: AsyncConnection, fee_address: str, since: datetime,
+                     currency: str | None) -> list[DayFees]:
+    """Per UTC day and currency: what entered the platform's fee account."""
+    day = _day(conn, entries.c.created_at)
+    stmt = (select(day.label("day"), accounts.c.currency,
+                   func.sum(entries.c.amount).label("total"))
+            .join(accounts, accounts.c.id == entries.c.account_id)
+            .where(accounts.c.address == fee_address, entries.c.amount > 0,
+                   entries.c.created_at >= since)
+            .group_by(day, accounts.c.currency)
+            .order_by(day, accounts.c.currency))
+    if currency:
+        stmt = stmt.where(accounts.c.currency == currency)
+    return [DayFees(str(r.day), r.currency, int(r.total))
+            for r in (await conn.execute(stmt)).all()]
+
+
+async def pending_counts(conn: AsyncConnection) -> PendingCounts:
+    """The approval queues' lengths (withdrawals' and KYC's tables are read, never written)."""
+    counts = []
+    for table in (withdrawals, kyc_submissions, adjustments):
+        counts.append(int((await conn.execute(
+            select(func.count()).select_from(table)
+            .where(table.c.status == "pending"))).scalar_one()))
+    return PendingCounts(*counts)
+
+
+async def export_batches(conn: AsyncConnection, f: TxFilter, *, limit: int,
+                         batch: int) -> AsyncIterator[list[ExportRow]]:
+    """The transaction search's matches, newest first, ``batch`` transactions at a time (one
+    row per transaction and currency), at most ``limit`` transactions in all."""
+    matching = _matching(f).subquery("matching")
+    before: str | None = None
+    left = limit
+    while left > 0:
+        ids_stmt = select(matching.c.id).distinct()
+        if before is not None:
+            ids_stmt = ids_stmt.where(matching.c.id < before)
+        ids = [r[0] for r in (await conn.execute(
+            ids_stmt.order_by(matching.c.id.desc()).limit(min(batch, left)))).all()]
+        if not ids:
+            return
+        txs = {r.id: r for r in (await conn.execute(
+            select(transactions).where(transactions.c.id.in_(ids)))).all()}
+        amounts: dict[str, list[tuple[str, int]]] = {}
+        for r in (await conn.execute(select(_tx_amounts).where(
+                _tx_amounts.c.transaction_id.in_(ids)).order_by(_tx_amounts.c.currency))).all():
+            amounts.setdefault(r.transaction_id, []).append((r.currency, int(r.amount)))
+        rows: list[ExportRow] = []
+        for tx_id in ids:
+            t = txs[tx_id]
+            rows.extend(ExportRow(t.id, t.created_at, t.kind, cur, amount, t.description,
+                                  t.reference_id, t.service, t.initiator)
+                        for cur, amount in amounts.get(tx_id, [])
+                        if not f.currency or cur == f.currency)
+        yield rows
+        before = ids[-1]
+        left -= len(ids)
 
 
 # --- gifts ----------------------------------------------------------------------------------

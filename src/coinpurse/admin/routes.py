@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from coinpurse.admin import schemas as s
 from coinpurse.admin.errors import AlreadyReversed
 from coinpurse.admin.model import Adjustment, GiftFilter, TxFilter
-from coinpurse.admin.service import AdminService
+from coinpurse.admin.service import DAYS_MAX, EXPORT_MAX, AdminService
 from coinpurse.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from coinpurse.core.pages import PAGE_MAX
 from coinpurse.core.types import ADDRESS_RE, KIND_RE, USER_ID_RE, UtcDateTime
@@ -73,6 +73,38 @@ async def search_transactions(
     return _answer(s.TransactionSearchOut.from_domain(found))
 
 
+@router.get("/transactions/export.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "One row per transaction and currency."},
+                       **problems(*_READ, UnknownCurrency)},
+            summary="Export a transaction search as CSV")
+async def export_transactions(
+    admin: Admin, state: State,
+    user_id: Annotated[str | None, Query(pattern=USER_ID_RE)] = None,
+    address: Annotated[str | None, Query(pattern=ADDRESS_RE, max_length=255)] = None,
+    currency: Annotated[str | None, Query(max_length=16)] = None,
+    kind: Annotated[str | None, Query(pattern=KIND_RE)] = None,
+    service_name: Annotated[str | None, Query(alias="service", max_length=64)] = None,
+    reference_id: Annotated[str | None, Query(max_length=64)] = None,
+    created_from: UtcDateTime | None = None,
+    created_to: UtcDateTime | None = None,
+    amount_min: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    amount_max: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=EXPORT_MAX,
+                                description="Most transactions exported, newest first.")]
+    = 10_000,
+) -> StreamingResponse:
+    """The filters of `GET /admin/v1/transactions`. Columns: transaction_id, created_at,
+    kind, currency, amount, description, reference_id, service, initiator. Amounts are
+    integers in minor units, as everywhere in the API. Text that a spreadsheet would take for
+    a formula is prefixed with `'`."""
+    f = TxFilter(user_id, address, currency, kind, service_name, reference_id, created_from,
+                 created_to, amount_min, amount_max)
+    chunks = _admin(state).export_csv(f, limit=limit)
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": 'attachment; filename="transactions.csv"'})
+
+
 @router.get("/users/{user_id}/ledger", response_model=s.UserLedgerOut,
             responses=problems(*_READ),
             summary="Every entry of a user, with services, internal notes and totals")
@@ -91,6 +123,28 @@ async def stats(admin: Admin, state: State) -> Response:
     (paid out of its account) and collected, volume per kind over 24 hours and 7 days; and
     the number of users with a wallet."""
     return _answer(s.StatsOut.model_validate(await _admin(state).stats()))
+
+
+@router.get("/stats/daily", response_model=s.DailyOut,
+            responses=problems(*_READ, UnknownCurrency),
+            summary="Volume per day, currency and kind; fees per day")
+async def daily_stats(admin: Admin, state: State,
+                      days: Annotated[int, Query(ge=1, le=DAYS_MAX, description="How many "
+                                                 "UTC days, ending today.")] = 30,
+                      currency: Annotated[str | None, Query(max_length=16)] = None
+                      ) -> Response:
+    """What the console's dashboard draws. A transaction's amount in a currency is the sum
+    of its postings in it (as in `GET /admin/v1/transactions`). Fees are what entered
+    `COINPURSE_PLATFORM_FEE_ADDRESS`."""
+    found = await _admin(state).daily_stats(days=days, currency=currency,
+                                            fee_address=state.settings.platform_fee_address)
+    return _answer(s.DailyOut.model_validate(found))
+
+
+@router.get("/stats/pending", response_model=s.PendingOut, responses=problems(*_READ),
+            summary="How many withdrawals, KYC submissions and adjustments wait for a decision")
+async def pending(admin: Admin, state: State) -> Response:
+    return _answer(s.PendingOut.model_validate(await _admin(state).pending()))
 
 
 @router.get("/accounts/{address}", response_model=AccountOut, responses=problems(*_READ),

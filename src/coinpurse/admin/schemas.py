@@ -160,6 +160,33 @@ class StatsOut(Out):
     users_with_wallet: int
 
 
+class DailyVolumeOut(Out):
+    date: str = Field(description="UTC day, YYYY-MM-DD.")
+    currency: str
+    kind: str = Field(description="Transaction kind: topup, withdrawal, gift, credit, ...")
+    count: int
+    amount: int = Field(description="Sum of the transactions' amounts, in minor units.")
+
+
+class DailyFeesOut(Out):
+    date: str
+    currency: str
+    amount: int = Field(description="Paid into the platform fee account that day.")
+
+
+class DailyOut(Out):
+    days: list[str] = Field(description="Every UTC day of the range, oldest first.")
+    volume: list[DailyVolumeOut] = Field(description="Only days and kinds with activity.")
+    fees: list[DailyFeesOut]
+    fee_address: str
+
+
+class PendingOut(Out):
+    withdrawals: int
+    kyc_submissions: int
+    adjustments: int
+
+
 class AuditEntryOut(Out):
     model_config = ConfigDict(coerce_numbers_to_str=True)  # the entry's BIGINT id
 

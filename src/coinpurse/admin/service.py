@@ -9,9 +9,13 @@ written to the audit log in the transaction that makes it.
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,8 +24,10 @@ from coinpurse.admin import repository
 from coinpurse.admin.errors import AlreadyReversed
 from coinpurse.admin.model import (
     Adjustment,
+    DailyStats,
     GiftFilter,
     GiftReport,
+    PendingCounts,
     PostedTransaction,
     Stats,
     TransactionSearch,
@@ -36,7 +42,7 @@ from coinpurse.auth.scopes import parse_scopes
 from coinpurse.auth.settings import AuthSettings
 from coinpurse.auth.tokens import Principal
 from coinpurse.core import audit, cursor
-from coinpurse.core.clock import utcnow
+from coinpurse.core.clock import day_start, iso, utcnow
 from coinpurse.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from coinpurse.ledger import queries as ledger_queries
 from coinpurse.ledger.errors import IdempotencyKeyReused
@@ -56,6 +62,11 @@ from coinpurse.ledger.service import Ledger, RowInserts, SqlWrite
 from coinpurse.ledger.views import rejection_problem, transaction_view
 
 ADJUSTMENT_ACCOUNT = "service:adjustments"
+DAYS_MAX = 366  # the dashboard's longest period
+EXPORT_MAX = 100_000  # transactions in one CSV export
+EXPORT_BATCH = 500
+EXPORT_COLUMNS = ("transaction_id", "created_at", "kind", "currency", "amount", "description",
+                  "reference_id", "service", "initiator")
 FLOW_SERVICES = frozenset({"payments", "withdrawals"})
 _ADJUSTMENT_NS = uuid.UUID("6f1d0c3e-4b7a-4f43-9a55-1b0b2c6d7e8f")
 
@@ -116,6 +127,49 @@ class AdminService:
     async def adjustments(self, *, status: str | None, limit: int) -> list[Adjustment]:
         async with self.db.connect() as conn:
             return await repository.list_adjustments(conn, status=status, limit=limit)
+
+    async def daily_stats(self, *, days: int, currency: str | None,
+                          fee_address: str) -> DailyStats:
+        """The last ``days`` UTC days, today included: volume per currency and kind, and
+        what entered ``fee_address`` (the platform's fees)."""
+        assert 1 <= days <= DAYS_MAX
+        if currency:
+            self.settings.currency(currency)
+        since = day_start(utcnow()) - timedelta(days=days - 1)
+        async with self.db.connect() as conn:
+            volume = await repository.daily_volume(conn, since, currency)
+            fees = await repository.daily_fees(conn, fee_address, since, currency)
+        first = since.date()
+        return DailyStats(days=[(first + timedelta(days=i)).isoformat() for i in range(days)],
+                          volume=volume, fees=fees, fee_address=fee_address)
+
+    async def pending(self) -> PendingCounts:
+        async with self.db.connect() as conn:
+            return await repository.pending_counts(conn)
+
+    def export_csv(self, f: TxFilter, *, limit: int) -> AsyncIterator[str]:
+        """The transaction search as CSV text, streamed a batch at a time. Amounts are
+        integers in minor units; text a spreadsheet would run as a formula is quoted."""
+        assert 1 <= limit <= EXPORT_MAX
+        if f.currency:
+            self.settings.currency(f.currency)  # refused before the answer starts
+
+        async def chunks() -> AsyncIterator[str]:
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(EXPORT_COLUMNS)
+            async with self.db.connect() as conn:
+                async for rows in repository.export_batches(conn, f, limit=limit,
+                                                            batch=EXPORT_BATCH):
+                    writer.writerows([csv_cell(v) for v in (
+                        r.transaction_id, iso(r.created_at), r.kind, r.currency, r.amount,
+                        r.description, r.reference_id, r.service, r.initiator)] for r in rows)
+                    yield out.getvalue()
+                    out.seek(0)
+                    out.truncate()
+            yield out.getvalue()
+
+        return chunks()
 
     # --- service keys ---------------------------------------------------------------------
 
@@ -314,6 +368,12 @@ class AdminService:
                                details={"reason": reason, "status": result.response.status},
                                ip=ip)
         return result.response
+
+
+def csv_cell(value: Any) -> str:
+    """Text a spreadsheet would run as a formula (= + - @, tab, CR) gets a leading quote."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 async def _get(conn: AsyncConnection, adjustment_id: str) -> Adjustment:

@@ -32,6 +32,7 @@ from coinpurse.auth.errors import (
     RefreshTokenReused,
 )
 from coinpurse.auth.model import Credentials, Session, TotpEnrolment, User
+from coinpurse.auth.qr import qr_data_uri
 from coinpurse.auth.settings import AuthSettings
 from coinpurse.auth.tokens import ROLES
 from coinpurse.core.errors import Unauthorized, ValidationFailed
@@ -73,15 +74,16 @@ def _sha(text: str) -> str:
 
 
 async def create_user(conn: AsyncConnection, email: str, password: str,
-                      role: str = "user") -> User | None:
-    """Create an account; None if the e-mail is taken (the caller must not say so)."""
+                      role: str = "user", *, user_id: str | None = None) -> User | None:
+    """Create an account; None if the e-mail is taken (the caller must not say so).
+    ``user_id`` is for the demo's readable ids; accounts otherwise get a generated one."""
     assert role in ROLES
     email = normalize_email(email)
     check_password_policy(password, email)
     password_hash = _hasher.hash(password)  # before the lookup: same time either way
     if await repository.email_taken(conn, email):
         return None
-    user = User(new_id(), email, role, False, datetime.now(UTC))
+    user = User(user_id or new_id(), email, role, False, datetime.now(UTC))
     await repository.insert_user(conn, user, password_hash)
     return user
 
@@ -139,11 +141,13 @@ async def verify_second_factor(conn: AsyncConnection, found: Credentials,
     await repository.set_recovery_codes(conn, found.user.id, tuple(left))
 
 
-def access_token(settings: AuthSettings, user: User, *, mfa: bool) -> str:
+def access_token(settings: AuthSettings, user: User, *, mfa: bool, session_id: str) -> str:
+    """``sid`` names the sign-in (the refresh family), so that a browser session can be
+    ended at once (its cookie is refused as soon as the family is revoked)."""
     assert settings.jwt_secret is not None
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
-        "sub": user.id, "role": user.role, "mfa": mfa, "typ": "access",
+        "sub": user.id, "role": user.role, "mfa": mfa, "typ": "access", "sid": session_id,
         "iat": now, "exp": now + timedelta(seconds=settings.access_token_ttl_s),
         "jti": secrets.token_hex(8),
     }
@@ -158,12 +162,13 @@ async def start_session(conn: AsyncConnection, settings: AuthSettings, user: Use
                         mfa: bool, family_id: str | None = None) -> Session:
     raw = "cpr_" + secrets.token_urlsafe(32)
     now = datetime.now(UTC)
+    family_id = family_id or new_id()
     await repository.insert_refresh_token(
-        conn, token_id=new_id(), user_id=user.id, family_id=family_id or new_id(),
+        conn, token_id=new_id(), user_id=user.id, family_id=family_id,
         token_hash=_sha(raw), mfa=mfa, created_at=now,
         expires_at=now + timedelta(seconds=settings.refresh_token_ttl_s))
-    return Session(user, access_token(settings, user, mfa=mfa), raw,
-                   settings.access_token_ttl_s, mfa)
+    return Session(user, access_token(settings, user, mfa=mfa, session_id=family_id), raw,
+                   settings.access_token_ttl_s, mfa, family_id)
 
 
 async def refresh(conn: AsyncConnection, settings: AuthSettings, raw: str) -> Session:
@@ -194,6 +199,17 @@ async def revoke_family_of(conn: AsyncConnection, raw: str) -> None:
         await revoke_family(conn, token.family_id)
 
 
+async def family_of(conn: AsyncConnection, raw: str) -> str | None:
+    """The sign-in a refresh token belongs to, if it is one of ours."""
+    token = await repository.refresh_token(conn, _sha(raw))
+    return token.family_id if token is not None else None
+
+
+async def family_active(conn: AsyncConnection, family_id: str) -> bool:
+    """A sign-in lives while its family has a token that is not revoked."""
+    return await repository.family_active(conn, family_id)
+
+
 async def logout(conn: AsyncConnection, raw: str) -> str | None:
     """Revoke the token's family; the user it belonged to, if it was one of ours."""
     token = await repository.refresh_token(conn, _sha(raw))
@@ -209,7 +225,7 @@ async def enroll_totp(conn: AsyncConnection, user: User) -> TotpEnrolment:
     secret = pyotp.random_base32()
     await repository.set_totp_secret(conn, user.id, secret)
     uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=TOTP_ISSUER)
-    return TotpEnrolment(secret, uri)
+    return TotpEnrolment(secret, uri, qr_data_uri(uri))
 
 
 async def _credentials(conn: AsyncConnection, user: User) -> Credentials:

@@ -1,4 +1,4 @@
-"""Sign-in refusals of the built-in accounts."""
+"""Sign-in refusals of the built-in accounts, and of browser sessions."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ class RefreshTokenReused(CoinpurseError):
     code = "refresh_token_reused"
     status = 401
     title = "This refresh token was already used; every session of its family is revoked"
+
+
+class CsrfFailed(CoinpurseError):
+    """A cookie-authenticated request that changes state without the session's CSRF token."""
+
+    code = "csrf_failed"
+    status = 403
+    title = "Missing or wrong CSRF token"

@@ -28,6 +28,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from coinpurse.auth.keys import CHANGES_CHANNEL, ServiceKey
+from coinpurse.core.cluster.urls import DbOptions, connect_kwargs
 
 log = logging.getLogger("coinpurse.keycache")
 ENTRIES_MAX = 10_000
@@ -36,6 +37,8 @@ RECONNECT_S = 5.0
 
 def sidecar_path(database_url: str) -> Path | None:
     """The file whose modification time stands for 'a key changed' on SQLite."""
+    if not database_url.startswith("sqlite"):
+        return None
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
@@ -102,9 +105,17 @@ class KeyCache:
                 self._stamp = stamp
                 self.clear()
 
-    def start(self, database_url: str) -> None:
-        if database_url.startswith("postgres"):
-            self._task = asyncio.create_task(self._listen(database_url), name="key-cache")
+    def start(self, database_url: str, options: DbOptions | None = None) -> None:
+        """``database_url``: one where LISTEN works, i.e. not through a transaction pooler
+        (``Settings.direct_db``). Behind one, with no direct URL, the cache stays off and
+        every request reads its key: correct, one query dearer."""
+        options = options or DbOptions()
+        if database_url.startswith("postgres") and options.pooling == "transaction":
+            log.info("key cache off: LISTEN needs a session; set COINPURSE_DIRECT_DATABASE_URL "
+                     "to a URL that bypasses the transaction pooler to turn it on")
+        elif database_url.startswith("postgres"):
+            self._task = asyncio.create_task(self._listen(database_url, options),
+                                             name="key-cache")
         else:
             self._sidecar = sidecar_path(database_url)
             if self._sidecar is not None:
@@ -118,14 +129,14 @@ class KeyCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _listen(self, database_url: str) -> None:
-        dsn = make_url(database_url.replace("postgres://", "postgresql://", 1)).set(
-            drivername="postgresql").render_as_string(hide_password=False)
+    async def _listen(self, database_url: str, options: DbOptions) -> None:
+        # A multi-host URL finds the primary again after a failover (target_session_attrs).
+        kwargs = connect_kwargs(database_url, options)
         while True:
             conn = None
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(dsn)
+                conn = await asyncpg.connect(**kwargs)
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(CHANGES_CHANNEL, self.clear)
                 self.clear()  # changes made while nobody listened

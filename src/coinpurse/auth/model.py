@@ -45,13 +45,16 @@ class RefreshToken:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A signed-in session: a short-lived access token and a single-use refresh token."""
+    """A signed-in session: a short-lived access token and a single-use refresh token.
+    ``session_id`` names the sign-in (the refresh family), which a browser session's
+    cookies and CSRF token are bound to."""
 
     user: User
     access_token: str
     refresh_token: str
     expires_in: int
     mfa: bool
+    session_id: str
     token_type: str = "bearer"
 
 
@@ -71,6 +74,7 @@ class Me:
 class TotpEnrolment:
     secret: str
     otpauth_uri: str
+    qr_code: str  # the URI as an SVG data: URI
 
 
 @dataclass(frozen=True, slots=True)

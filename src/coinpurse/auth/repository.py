@@ -109,6 +109,13 @@ async def spend_refresh_token(conn: AsyncConnection, token_id: str, now: datetim
     return spent.rowcount == 1
 
 
+async def family_active(conn: AsyncConnection, family_id: str) -> bool:
+    t = refresh_tokens.c
+    row = (await conn.execute(select(t.id).where(
+        t.family_id == family_id, t.revoked_at.is_(None)).limit(1))).first()
+    return row is not None
+
+
 async def revoke_family(conn: AsyncConnection, family_id: str, now: datetime) -> None:
     await conn.execute(update(refresh_tokens)
                        .where(refresh_tokens.c.family_id == family_id,

@@ -1,4 +1,7 @@
-"""Sign-in for standalone deployments (``COINPURSE_AUTH=builtin``), and ``/api/v1/me``."""
+"""Sign-in for standalone deployments (``COINPURSE_AUTH=builtin``), and ``/api/v1/me``.
+
+The browser session routes (``/api/v1/auth/session``) are the same sign-in, refresh and
+sign-out, with the tokens in httpOnly cookies instead of the answer (``http.cookies``)."""
 
 from __future__ import annotations
 
@@ -8,15 +11,25 @@ from starlette.responses import Response
 
 from coinpurse.auth import schemas as s
 from coinpurse.auth.errors import (
+    CsrfFailed,
     InvalidCredentials,
     InvalidMfaCode,
     MfaRequired,
     RefreshTokenReused,
 )
+from coinpurse.auth.model import Session
 from coinpurse.auth.service import AuthService
-from coinpurse.core.errors import RateLimited, Unauthorized, ValidationFailed
+from coinpurse.auth.tokens import Principal
+from coinpurse.core.errors import (
+    CoinpurseError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
+from coinpurse.http import cookies
 from coinpurse.http.deps import CurrentPrincipal, State, client_ip
-from coinpurse.http.responses import json_response, problems
+from coinpurse.http.responses import json_response, problem_response, problems
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -48,7 +61,8 @@ async def register(body: s.RegisterIn, request: Request, state: State) -> Respon
     svc = _accounts(state)
     svc.require_builtin()
     await state.rate_limits.hit(state.rate_limits.login_ip, "register-ip", client_ip(request))
-    await svc.register(body.email, body.password, ip=client_ip(request))
+    await svc.register(body.email, body.password, role=body.account_type,
+                       ip=client_ip(request))
     return _answer(s.AcceptedOut(
         status="accepted", detail="if this e-mail is new, the account exists now; sign in"),
         status=202)
@@ -129,3 +143,79 @@ async def disable(body: s.DisableIn, principal: CurrentPrincipal, request: Reque
     done = await svc.disable_totp(user, body.totp_code, body.recovery_code,
                                   ip=client_ip(request))
     return _answer(s.DisableOut.model_validate(done))
+
+
+# --- browser sessions -----------------------------------------------------------------------
+
+def _with_cookies(svc: AuthService, request: Request, session: Session) -> Response:
+    out = _answer(s.BrowserSessionOut.model_validate(session))
+    cookies.set_session(out, request, access_token=session.access_token,
+                        refresh_token=session.refresh_token,
+                        csrf_token=svc.csrf_token(session.session_id),
+                        refresh_ttl_s=svc.settings.refresh_token_ttl_s)
+    return out
+
+
+def _refused(exc: CoinpurseError, request: Request) -> Response:
+    """A refused refresh also clears the cookies: that session is over."""
+    out = problem_response(exc)
+    cookies.clear_session(out, request)
+    return out
+
+
+@router.post("/auth/session", response_model=s.BrowserSessionOut,
+             responses=problems(*_LOGIN_ERRORS, NotFound),
+             summary="Sign in a browser: the session goes into httpOnly cookies")
+async def sign_in_browser(body: s.LoginIn, request: Request, state: State) -> Response:
+    """The same sign-in as `POST /api/v1/auth/login` (2FA, rate limits, audit), but the
+    tokens are set as cookies: `cp_session` (access, httpOnly), `cp_refresh` (httpOnly,
+    sent only to this path) and `cp_csrf` (readable: echo it in `X-CSRF-Token` on every
+    state-changing request). All `SameSite=Strict`, `Secure` over HTTPS. The API then takes
+    the session cookie wherever it takes `Authorization: Bearer`."""
+    svc = _accounts(state)
+    svc.require_builtin()
+    await _limit_attempts(state, request, body.email.strip().lower())
+    session = await svc.login(body.email, body.password, body.totp_code, body.recovery_code,
+                              ip=client_ip(request))
+    return _with_cookies(svc, request, session)
+
+
+@router.post("/auth/session/refresh", response_model=s.BrowserSessionOut,
+             responses=problems(Unauthorized, CsrfFailed, RefreshTokenReused, NotFound),
+             summary="Renew the browser session's access cookie")
+async def refresh_browser(request: Request, state: State) -> Response:
+    """Rotates the refresh cookie (single use, like `POST /api/v1/auth/refresh`). Needs
+    `X-CSRF-Token`. A refused refresh also clears the cookies."""
+    svc = _accounts(state)
+    svc.require_builtin()
+    csrf_header, csrf_cookie = cookies.csrf_pair(request)
+    try:
+        session = await svc.refresh_browser(cookies.refresh_token(request),
+                                            csrf_header=csrf_header, csrf_cookie=csrf_cookie,
+                                            ip=client_ip(request))
+    except (Unauthorized, RefreshTokenReused) as exc:
+        return _refused(exc, request)
+    return _with_cookies(svc, request, session)
+
+
+@router.post("/auth/session/logout", status_code=204,
+             responses=problems(CsrfFailed, NotFound),
+             summary="Sign the browser out: the session ends now, cookies are cleared")
+async def sign_out_browser(request: Request, state: State) -> Response:
+    """Revokes the sign-in, so the access cookie is refused at once too (a Bearer access
+    token, by contrast, runs until it expires). Needs `X-CSRF-Token`."""
+    svc = _accounts(state)
+    svc.require_builtin()
+    principal: Principal | None = None
+    if (access := cookies.access_token(request)) is not None:
+        try:
+            principal = state.verifier.principal(access)
+        except Unauthorized:  # run out: the refresh cookie still names the sign-in
+            principal = None
+    csrf_header, csrf_cookie = cookies.csrf_pair(request)
+    await svc.sign_out_browser(principal, cookies.refresh_token(request),
+                               csrf_header=csrf_header, csrf_cookie=csrf_cookie,
+                               ip=client_ip(request))
+    out = Response(status_code=204)
+    cookies.clear_session(out, request)
+    return out

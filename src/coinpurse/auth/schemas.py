@@ -3,7 +3,7 @@ document and the answers all come from these models."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -20,6 +20,8 @@ RawToken = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 class RegisterIn(StrictModel):
     email: Email
     password: Password = Field(description=f"At least {PASSWORD_MIN} characters.")
+    account_type: Literal["user", "merchant"] = Field(
+        default="user", description="`merchant` accounts can also sell products (the shop).")
 
 
 class LoginIn(StrictModel):
@@ -70,6 +72,8 @@ class MeOut(Out):
 class EnrollOut(Out):
     secret: str = Field(description="Base32 TOTP secret for an authenticator app.")
     otpauth_uri: str
+    qr_code: str = Field(description="The otpauth URI as a QR code: an SVG `data:` URI, made "
+                         "by Coinpurse itself (the secret never leaves the server).")
 
 
 class ConfirmOut(Out):
@@ -93,3 +97,11 @@ class SessionOut(Out):
     refresh_token: str
     mfa: bool = Field(description="Whether this session passed two-factor authentication.")
     user: UserOut
+
+
+class BrowserSessionOut(Out):
+    """A browser's sign-in: the tokens are in httpOnly cookies, never in the answer."""
+
+    user: UserOut
+    mfa: bool = Field(description="Whether this sign-in passed two-factor authentication.")
+    expires_in: int = Field(description="Seconds until the access cookie needs a refresh.")

@@ -31,6 +31,7 @@ class Principal:
     user_id: str
     role: str = "user"
     mfa: bool = False
+    session_id: str | None = None  # built-in sign-in: its refresh family (the ``sid`` claim)
 
 
 class TokenVerifier:
@@ -99,7 +100,9 @@ class TokenVerifier:
         amr = claims.get("amr")
         mfa = claims.get("mfa") is True or (
             isinstance(amr, list) and any(m in ("mfa", "otp") for m in amr))
-        return Principal(user_id=sub, role=role, mfa=mfa)
+        sid = claims.get("sid")
+        return Principal(user_id=sub, role=role, mfa=mfa,
+                         session_id=sid if isinstance(sid, str) and len(sid) <= 64 else None)
 
 
 def issue_hs256(secret: str, user_id: str, *, ttl_s: int = 86_400, **claims: Any) -> str:

@@ -15,24 +15,25 @@ from typing import Any
 
 from sqlalchemy import Table, and_, event, inspect, or_, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from coinpurse.core.cluster.faults import mark_disconnect
+from coinpurse.core.cluster.urls import DbOptions, sqlalchemy_url
+from coinpurse.core.cluster.urls import is_postgres as is_postgres_url
 
 MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
 MIGRATE_LOCK_ID = 7_262_311_904  # pg advisory lock: one migrator at a time
 
 
-def async_url(url: str) -> str:
-    """Turn the user's URL (``sqlite:///x.db``, ``postgresql://...``) into the async driver's."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    elif backend == "postgresql":
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    else:  # pragma: no cover - config validation rejects it first
-        raise ValueError(f"unsupported database: {backend}")
-    return parsed.render_as_string(hide_password=False)
+def async_url(url: str) -> URL:
+    """Turn the user's URL (``sqlite:///x.db``, ``postgresql://h1,h2/db``) into the async
+    driver's (a host list becomes ``host=`` parameters: ``core.cluster.urls``)."""
+    if url.startswith("sqlite"):
+        return make_url(url).set(drivername="sqlite+aiosqlite")
+    if is_postgres_url(url):
+        return sqlalchemy_url(url, "postgresql+asyncpg")
+    raise ValueError(f"unsupported database: {url.split(':', 1)[0]}")  # pragma: no cover
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -82,22 +83,49 @@ def after_commit(conn: AsyncConnection, hook: Callable[[], None]) -> None:
     conn.info.setdefault(AFTER_COMMIT, []).append(hook)
 
 
-def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 10,
+                  options: DbOptions | None = None) -> AsyncEngine:
     aurl = async_url(url)
-    if aurl.startswith("sqlite"):
+    if aurl.get_backend_name() == "sqlite":
         engine = create_async_engine(aurl, pool_size=pool_size, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return Engine(engine.sync_engine)
     # No overflow: connections that come and go cost PostgreSQL a process each; a request
     # that finds the pool busy waits for a connection instead.
-    return Engine(create_async_engine(
+    # No pre-ping (a round trip per checkout): a connection found dead raises a disconnect
+    # error, on which SQLAlchemy invalidates every pooled connection made before it, and
+    # the ledger retries (coinpurse.ledger.retry).
+    engine = create_async_engine(
         aurl,
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=False,
-        connect_args={"server_settings": {"application_name": "coinpurse"}},
-    ).sync_engine)
+        connect_args=pg_connect_args(options or DbOptions()),
+    )
+    event.listen(engine.sync_engine, "handle_error", mark_disconnect)
+    return Engine(engine.sync_engine)
+
+
+def pg_connect_args(options: DbOptions) -> dict[str, Any]:
+    """asyncpg's connection arguments: bounded waits, and no named prepared statement that
+    outlives its transaction behind a transaction pooler."""
+    args: dict[str, Any] = {
+        "server_settings": {"application_name": "coinpurse"},
+        "timeout": options.connect_timeout_s,  # all hosts of a multi-host URL together
+        "command_timeout": options.command_timeout_s,
+    }
+    if options.pooling == "transaction":
+        # PgBouncer 1.18 (Debian 12) does not track prepared statements: each transaction
+        # may run on another server connection. Unnamed statements live until the next
+        # Parse on the same server connection, i.e. inside our own transaction.
+        args.update(prepared_statement_cache_size=0, statement_cache_size=0,
+                    prepared_statement_name_func=_unnamed)
+    return args
+
+
+def _unnamed() -> str:
+    return ""
 
 
 def _alembic_config(url: str) -> Any:
@@ -117,22 +145,21 @@ def _upgrade_sync(conn: Any, url: str) -> None:
     command.upgrade(cfg, "head")
 
 
-async def migrate(url: str) -> None:
-    """Apply every migration; safe to call from several processes at once on PostgreSQL."""
-    engine = create_engine(url, pool_size=1)
+async def migrate(url: str, options: DbOptions | None = None) -> None:
+    """Apply every migration; safe to call from several processes at once on PostgreSQL.
+
+    All of it in one transaction that first takes a transaction-scoped advisory lock: a
+    second migrator waits, then finds nothing left to do. Transaction-scoped, so it also
+    works through PgBouncer in transaction mode (a session lock could be taken on one
+    server connection and released on another)."""
+    engine = create_engine(url, pool_size=1, options=options)
     try:
         async with engine.connect() as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
             if conn.dialect.name == "postgresql":
-                await conn.execute(text(f"SELECT pg_advisory_lock({MIGRATE_LOCK_ID})"))
-                await conn.commit()
-            try:
-                await conn.run_sync(_upgrade_sync, url)
-                await conn.commit()
-            finally:
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(text(f"SELECT pg_advisory_unlock({MIGRATE_LOCK_ID})"))
-                    await conn.commit()
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK_ID})"))
+            await conn.run_sync(_upgrade_sync, url)
+            await conn.commit()
     finally:
         await engine.dispose()
 
@@ -152,19 +179,21 @@ def head_revision() -> str:
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    if not url.startswith("sqlite"):
+        return None  # a multi-host PostgreSQL URL is not SQLAlchemy's to parse
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
 
 
-async def check_ready(url: str) -> None:
+async def check_ready(url: str, options: DbOptions | None = None) -> None:
     """Raise DatabaseNotReady unless the database exists, answers, and is at the head
     migration; never creates a SQLite file (connecting to a missing one would)."""
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise DatabaseNotReady(f"there is no database at {path}: run `coinpurse migrate`")
-    engine = create_engine(url, pool_size=1)
+    engine = create_engine(url, pool_size=1, options=options)
     try:
         async with engine.connect() as conn:
             has_table = await conn.run_sync(
@@ -186,8 +215,8 @@ async def check_ready(url: str) -> None:
         raise DatabaseNotReady(f"the database is {state}: run `coinpurse migrate`")
 
 
-def migrate_sync(url: str) -> None:
-    asyncio.run(migrate(url))
+def migrate_sync(url: str, options: DbOptions | None = None) -> None:
+    asyncio.run(migrate(url, options))
 
 
 def is_postgres(conn: AsyncConnection) -> bool:

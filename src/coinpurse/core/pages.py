@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 PAGE_MAX = 100  # the largest ``limit`` of any list
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list, newest first, and the opaque cursor of the next (None: the last)."""
+
+    items: list[T]
+    next_cursor: str | None
 
 
 async def newest_first(db: AsyncEngine, table: Table, *, equal: dict[str, Any],

@@ -12,10 +12,14 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from dataclasses import replace
+from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coinpurse.core.cluster import urls
+from coinpurse.core.cluster.urls import DbOptions
 
 PREFIX = "COINPURSE_"
 # Read by the tools around the service, not by the service itself.
@@ -37,15 +41,38 @@ class CoreSettings(BaseSettings):
 
     database_url: str = "sqlite:///./coinpurse.db"
     db_pool_size: int = Field(default=20, ge=1, le=200)
+    # A PostgreSQL cluster (docs/high-availability.md): bounded waits on a dead server,
+    # PgBouncer in transaction mode, a direct URL for LISTEN and migrations, and optional
+    # history reads from a standby.
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    db_command_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    db_pooling: Literal["session", "transaction"] = "session"
+    direct_database_url: str | None = None
+    read_database_url: str | None = None
     log_level: str = "info"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "direct_database_url", "read_database_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if (value is None or value.strip() == "") and info.field_name != "database_url":
+            return None
+        assert value is not None
         if not value.startswith(("sqlite://", "sqlite+", "postgresql://", "postgres://",
                                  "postgresql+")):
             raise ValueError("must start with sqlite:/// or postgresql://")
+        if urls.is_multi_host(value):
+            urls.parse(value)  # a ValueError names what is wrong
         return value
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> CoreSettings:
+        extra = [n for n in ("direct_database_url", "read_database_url") if getattr(self, n)]
+        if self.is_sqlite and (extra or self.db_pooling != "session"):
+            names = [f"{PREFIX}{n.upper()}" for n in extra]
+            if self.db_pooling != "session":
+                names.append(f"{PREFIX}DB_POOLING")
+            raise ValueError(", ".join(names) + " need PostgreSQL")
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -57,6 +84,19 @@ class CoreSettings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def db_options(self) -> DbOptions:
+        """For ``database_url`` (which may go through PgBouncer)."""
+        return DbOptions(connect_timeout_s=self.db_connect_timeout_s,
+                         command_timeout_s=self.db_command_timeout_s, pooling=self.db_pooling)
+
+    @property
+    def direct_db(self) -> tuple[str, DbOptions]:
+        """A session-capable URL for LISTEN and migrations: the direct URL if set."""
+        if self.direct_database_url:
+            return self.direct_database_url, replace(self.db_options, pooling="session")
+        return self.database_url, self.db_options
 
 
 def parse_int(text: str, what: str, lo: int = 1, hi: int = 2**63 - 1) -> int:

@@ -7,41 +7,33 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
-from coinpurse.auth.accounts import get_user
-from coinpurse.core import cursor
 from coinpurse.core.errors import Forbidden, Unauthorized, ValidationFailed
+from coinpurse.core.pages import PAGE_MAX
 from coinpurse.core.types import USER_ID_RE
 from coinpurse.gifts import schemas as s
-from coinpurse.gifts.service import (
-    GiftRefused,
-    agency_of,
-    gift_side_writes,
-    list_gifts,
-    plan_gift,
-    render_gift,
-    set_agency,
-)
+from coinpurse.gifts.service import Gifts
 from coinpurse.http.deps import IdempotencyKey, Service, State, UserId
-from coinpurse.http.responses import json_response, problems, raw_json_response
-from coinpurse.ledger import queries
+from coinpurse.http.responses import model_response, problems, replay_response
 from coinpurse.ledger.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientFunds,
     UnknownCurrency,
 )
-from coinpurse.ledger.idempotency import claim
 
 router = APIRouter(tags=["gifts"])
+UserPath = Annotated[str, Path(pattern=USER_ID_RE)]
+
+
+def _gifts(state: State) -> Gifts:
+    return Gifts(state.db, state.ledger, state.settings,
+                 builtin_accounts=state.settings.auth == "builtin")
 
 
 @router.get("/api/v1/gifts/catalog", response_model=s.CatalogOut,
             responses=problems(Unauthorized), summary="Gift types and their prices")
 async def catalog(user_id: UserId, state: State) -> Response:
-    return json_response({"data": [
-        {"gift_type": g.code, "price": g.price, "currency": g.currency}
-        for g in state.settings.gift_types.values()
-    ]})
+    return model_response(s.CatalogOut.of(_gifts(state).catalog()))
 
 
 @router.post("/api/v1/gifts", status_code=201, response_model=s.SentGiftOut,
@@ -58,22 +50,22 @@ async def send_gift(body: s.GiftIn, user_id: UserId, state: State,
     `validation_error` with a `reason`: `self_gift`, `unknown_gift_type`,
     `currency_mismatch`, `currency_not_giftable`, `amount_not_allowed`, and with built-in
     accounts `unknown_recipient`."""
-    if body.currency is not None:
-        state.settings.currency(body.currency)
-    async with state.db.connect() as conn:
-        agency = await agency_of(conn, body.to_user_id)
-        if state.settings.auth == "builtin" and await get_user(conn, body.to_user_id) is None:
-            raise GiftRefused("unknown_recipient", f"there is no user {body.to_user_id!r}")
-    plan = plan_gift(state.settings, user_id, to_user_id=body.to_user_id,
-                     gift_type=body.gift_type, amount=body.amount, currency=body.currency,
-                     message=body.message, context_id=body.context_id, agency_id=agency)
-    result = await state.ledger.submit(
-        [plan.spec(state.settings.platform_fee_address)], render=render_gift(plan),
-        claim=claim(f"user:{user_id}", idem, "gift", body.model_dump(mode="json")),
-        side_writes=gift_side_writes(plan),
-    )
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return raw_json_response(result.response.body, result.response.status, headers)
+    return replay_response(await _gifts(state).send(user_id, body, idem))
+
+
+@router.post("/api/v1/gifts/quote", response_model=s.GiftQuoteOut,
+             responses=problems(ValidationFailed, Unauthorized, UnknownCurrency),
+             summary="The split of a gift, without sending it")
+async def quote_gift(body: s.GiftIn, user_id: UserId, state: State) -> Response:
+    """Takes the body of `POST /api/v1/gifts` and answers the split it would make now: what
+    the receiver, their agency and the platform would get, so a page can ask the giver to
+    confirm. The same refusals (`validation_error` with a `reason`); nothing is stored or
+    moved, and the balance is checked only when the gift is sent."""
+    plan = await _gifts(state).quote(user_id, body)
+    return model_response(s.GiftQuoteOut(
+        to_user_id=plan.receiver, gift_type=plan.gift_type, currency=plan.currency,
+        amount=plan.amount, receiver_amount=plan.split.receiver,
+        agency_commission=plan.split.agency, platform_fee=plan.split.platform))
 
 
 @router.get("/api/v1/gifts", response_model=s.GiftPage,
@@ -83,35 +75,30 @@ async def my_gifts(
     user_id: UserId,
     state: State,
     direction: Literal["sent", "received"] = "sent",
-    limit: Annotated[int, Query(ge=1, le=queries.PAGE_MAX)] = 50,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
 ) -> Response:
-    data, next_id = await list_gifts(state.db, user_id, direction=direction,
-                                     before=cursor.decode_text(cursor_), limit=limit)
-    return json_response({"data": data,
-                          "next_cursor": cursor.encode_text(next_id) if next_id else None})
+    page = await _gifts(state).page(user_id, direction=direction, cursor_text=cursor_,
+                                    limit=limit)
+    return model_response(s.GiftPage.of(page))
 
 
 @router.put("/internal/v1/users/{user_id}/agency", response_model=s.AgencyOut,
             responses=problems(ValidationFailed, Unauthorized, Forbidden),
             tags=["internal"], summary="Set or clear a user's agency")
-async def put_agency(
-    user_id: Annotated[str, Path(pattern=USER_ID_RE)], body: s.AgencyIn, state: State,
-    key: Service,
-) -> Response:
+async def put_agency(user_id: UserPath, body: s.AgencyIn, state: State,
+                     key: Service) -> Response:
     """Gifts to this user then pay the agency's commission to `agency:<agency_id>`.
     Scope `users:write`."""
     key.require("users:write")
-    await set_agency(state.db, user_id, body.agency_id)
-    return json_response({"user_id": user_id, "agency_id": body.agency_id})
+    await _gifts(state).set_agency(user_id, body.agency_id)
+    return model_response(s.AgencyOut(user_id=user_id, agency_id=body.agency_id))
 
 
 @router.get("/internal/v1/users/{user_id}/agency", response_model=s.AgencyOut,
             responses=problems(Unauthorized, Forbidden), tags=["internal"],
             summary="A user's agency")
-async def get_agency(user_id: Annotated[str, Path(pattern=USER_ID_RE)], state: State,
-                     key: Service) -> Response:
+async def get_agency(user_id: UserPath, state: State, key: Service) -> Response:
     key.require("wallet:read")
-    async with state.db.connect() as conn:
-        agency = await agency_of(conn, user_id)
-    return json_response({"user_id": user_id, "agency_id": agency})
+    agency = await _gifts(state).agency(user_id)
+    return model_response(s.AgencyOut(user_id=user_id, agency_id=agency))

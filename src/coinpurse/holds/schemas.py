@@ -1,4 +1,5 @@
-"""Request and response models of holds."""
+"""Holds' requests and answers: each shape defined once, for validation, the OpenAPI
+document and the answer."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from coinpurse.core.clock import iso
 from coinpurse.core.types import (
     Address,
     Amount,
@@ -17,6 +19,7 @@ from coinpurse.core.types import (
     StrictModel,
     UserId,
 )
+from coinpurse.ledger.model import Balance, HoldState
 from coinpurse.wallets.schemas import BalanceOut
 
 EXPIRES_IN_MAX_S = 7 * 86_400
@@ -47,7 +50,6 @@ class HoldIn(StrictModel):
             "destination": "user:77", "expires_in_s": 900,
         }]},
     )
-
 
     @model_validator(mode="after")
     def _elsewhere(self) -> HoldIn:
@@ -82,3 +84,23 @@ class HoldOut(BaseModel):
     wallet: BalanceOut | None = Field(
         default=None, description="The user's balance after the operation (writes only)."
     )
+
+    @classmethod
+    def of(cls, hold: HoldState, wallet: Balance | None = None) -> HoldOut:
+        released = hold.amount - hold.captured_amount if hold.status != "held" else 0
+        return cls.model_validate({
+            "id": hold.id, "status": hold.status, "user_id": hold.address.removeprefix("user:"),
+            "currency": hold.currency, "amount": hold.amount,
+            "captured_amount": hold.captured_amount, "released_amount": released,
+            "destination": hold.destination, "kind": hold.kind,
+            "description": hold.description, "reference_id": hold.reference_id,
+            "metadata": hold.metadata, "service": hold.service,
+            "transaction_id": hold.transaction_id, "created_at": iso(hold.created_at),
+            "expires_at": iso(hold.expires_at), "closed_at": iso(hold.closed_at),
+            "wallet": wallet.as_dict() if wallet is not None else None,
+        })
+
+    def answer(self) -> bytes:
+        """A read has no ``wallet``: the key is left out, not null."""
+        leave_out = {"wallet"} if self.wallet is None else None
+        return self.model_dump_json(exclude=leave_out).encode()

@@ -1,100 +1,106 @@
-"""Holds: reserve now, capture or release later; expired holds release themselves."""
+"""Holds: reserve now, capture or release later; expired holds release themselves.
+
+The holds table is the ledger's (only the ledger writes it, under its locks), so a hold is
+read with ``ledger.queries`` and changed by handing the ledger an operation.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from coinpurse.ledger.idempotency import StoredResponse
-from coinpurse.ledger.model import HoldOutcome, HoldState, Outcome, Rejection, ReleaseHold
-from coinpurse.ledger.service import Ledger
-from coinpurse.ledger.tables import holds
+from coinpurse.core.clock import utcnow
+from coinpurse.core.errors import NotFound
+from coinpurse.core.ids import new_id
+from coinpurse.holds import schemas as s
+from coinpurse.ledger import queries
+from coinpurse.ledger.idempotency import StoredResponse, claim
+from coinpurse.ledger.model import (
+    CaptureHold,
+    HoldOutcome,
+    HoldState,
+    Operation,
+    Outcome,
+    PlaceHold,
+    Rejection,
+    ReleaseHold,
+)
+from coinpurse.ledger.service import JobResult, Ledger
 from coinpurse.ledger.views import rejection_problem
 
-log = logging.getLogger("coinpurse.holds")
 EXPIRE_BATCH = 500
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def hold_view(hold: HoldState) -> dict[str, Any]:
-    released = hold.amount - hold.captured_amount if hold.status != "held" else 0
-    return {
-        "id": hold.id,
-        "status": hold.status,
-        "user_id": hold.address.removeprefix("user:"),
-        "currency": hold.currency,
-        "amount": hold.amount,
-        "captured_amount": hold.captured_amount,
-        "released_amount": released,
-        "destination": hold.destination,
-        "kind": hold.kind,
-        "description": hold.description,
-        "reference_id": hold.reference_id,
-        "metadata": dict(hold.metadata),
-        "service": hold.service,
-        "transaction_id": hold.transaction_id,
-        "created_at": _iso(hold.created_at),
-        "expires_at": _iso(hold.expires_at),
-        "closed_at": _iso(hold.closed_at),
-    }
-
-
 def render_hold(status: int) -> Callable[[list[Outcome]], StoredResponse]:
+    """The hold after the operation, with the user's balance; or the refusal."""
+
     def render(outcomes: list[Outcome]) -> StoredResponse:
         (outcome,) = outcomes
         if isinstance(outcome, Rejection):
             return rejection_problem(outcome)
         assert isinstance(outcome, HoldOutcome)
-        body = hold_view(outcome.hold)
-        body["wallet"] = outcome.balance.as_dict()
-        return StoredResponse(status, orjson.dumps(body))
+        return StoredResponse(status, s.HoldOut.of(outcome.hold, outcome.balance).answer())
 
     return render
 
 
-async def get_hold(db: AsyncEngine, hold_id: str) -> HoldState | None:
-    async with db.connect() as conn:
-        row = (await conn.execute(select(holds).where(holds.c.id == hold_id))).first()
-    if row is None:
-        return None
-    return HoldState(
-        id=row.id, address=row.address, currency=row.currency, amount=row.amount,
-        destination=row.destination, status=row.status, service=row.service, kind=row.kind,
-        description=row.description, reference_id=row.reference_id,
-        metadata=orjson.loads(row.metadata_json), created_at=row.created_at,
-        expires_at=row.expires_at, captured_amount=row.captured_amount,
-        transaction_id=row.transaction_id, closed_at=row.closed_at,
-    )
+def _expired(_outcomes: list[Outcome]) -> StoredResponse:
+    return StoredResponse(200, b"{}")  # nobody waits for this answer
 
 
-async def expire_due(db: AsyncEngine, ledger: Ledger, now: datetime | None = None) -> int:
-    """Release every hold past its expiry; returns how many this call expired."""
-    now = now or datetime.now(UTC)
-    async with db.connect() as conn:
-        ids = (await conn.execute(
-            select(holds.c.id)
-            .where(holds.c.status == "held", holds.c.expires_at <= now)
-            .order_by(holds.c.expires_at)
-            .limit(EXPIRE_BATCH)
-        )).scalars().all()
-    if not ids:
-        return 0
+@dataclass(frozen=True, slots=True)
+class Holds:
+    db: AsyncEngine
+    ledger: Ledger
 
-    def render(_outcomes: list[Outcome]) -> StoredResponse:
-        return StoredResponse(200, b"{}")
+    async def _submit(self, service: str, idem: str, op: Operation, name: str,
+                      payload: object, status: int) -> JobResult:
+        return await self.ledger.submit(
+            [op], render=render_hold(status),
+            claim=claim(f"service:{service}", idem, name, payload))
 
-    result = await ledger.submit(
-        [ReleaseHold(hold_id=i, service=None, status="expired") for i in ids], render=render
-    )
-    assert result.outcomes is not None
-    # A hold captured or voided meanwhile answers hold_not_open: nothing to do for it.
-    return sum(isinstance(o, HoldOutcome) for o in result.outcomes)
+    async def place(self, service: str, body: s.HoldIn, idem: str) -> JobResult:
+        op = PlaceHold(
+            hold_id=new_id(), address=f"user:{body.user_id}", currency=body.currency,
+            amount=body.amount, destination=body.destination or f"service:{service}",
+            description=body.description, reference_id=body.reference_id, service=service,
+            expires_at=utcnow() + timedelta(seconds=body.expires_in_s), kind=body.kind,
+            metadata=body.metadata,
+        )
+        # The hold id and expiry are decided here, so hash only what the caller sent.
+        return await self._submit(service, idem, op, "hold", body.model_dump(mode="json"), 201)
+
+    async def get(self, service: str, hold_id: str) -> HoldState:
+        """Only the service that placed a hold sees it; another's is ``not_found``."""
+        async with self.db.connect() as conn:
+            hold = await queries.hold(conn, hold_id)
+        if hold is None or hold.service != service:
+            raise NotFound(f"no hold {hold_id!r}")
+        return hold
+
+    async def capture(self, service: str, hold_id: str, amount: int | None,
+                      idem: str) -> JobResult:
+        """The ledger checks the hold's owner and state again under its row lock."""
+        op = CaptureHold(hold_id=hold_id, service=service, amount=amount)
+        return await self._submit(service, idem, op, f"capture:{hold_id}", {"amount": amount},
+                                  200)
+
+    async def void(self, service: str, hold_id: str, idem: str) -> JobResult:
+        op = ReleaseHold(hold_id=hold_id, service=service, status="voided")
+        return await self._submit(service, idem, op, f"void:{hold_id}", {}, 200)
+
+    async def expire_due(self, now: datetime | None = None) -> int:
+        """Release up to ``EXPIRE_BATCH`` holds past their expiry; returns how many."""
+        async with self.db.connect() as conn:
+            ids = await queries.due_holds(conn, now or utcnow(), EXPIRE_BATCH)
+        if not ids:
+            return 0
+        result = await self.ledger.submit(
+            [ReleaseHold(hold_id=i, service=None, status="expired") for i in ids],
+            render=_expired)
+        assert result.outcomes is not None
+        # A hold captured or voided meanwhile answers hold_not_open: nothing to do for it.
+        return sum(isinstance(o, HoldOutcome) for o in result.outcomes)

@@ -9,9 +9,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
+from coinpurse.auth.service import AuthService
 from coinpurse.auth.tokens import Principal
 from coinpurse.core.errors import Forbidden, Unauthorized, ValidationFailed
 from coinpurse.core.types import IDEMPOTENCY_KEY_RE
+from coinpurse.http import cookies
 from coinpurse.state import AppState
 
 
@@ -54,11 +56,22 @@ async def current_service(
 
 async def current_principal(
     state: State,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
-    principal = state.verifier.principal(credentials.credentials)
+    """A Bearer token; or, with built-in accounts, a browser's session cookie (``cp_session``,
+    with the CSRF check on requests that change state). Every user route, and the live
+    stream, takes the caller from here."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        principal = state.verifier.principal(credentials.credentials)
+    else:
+        token = cookies.access_token(request)
+        if token is None or state.settings.auth != "builtin":
+            raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
+        csrf_header, csrf_cookie = cookies.csrf_pair(request)
+        principal = await AuthService(state.db, state.settings).cookie_principal(
+            state.verifier.principal(token), changes_state=cookies.changes_state(request),
+            csrf_header=csrf_header, csrf_cookie=csrf_cookie)
     await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
     return principal
 

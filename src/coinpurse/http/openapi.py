@@ -15,7 +15,9 @@ Wallets and a double-entry ledger for your app's users.
 
 * **Internal API** (`/internal/v1`, header `X-API-Key`): credit, debit and transfer money,
   read any balance and the audit history. Every POST needs an `Idempotency-Key` header.
-* **User API** (`/api/v1`, `Authorization: Bearer <jwt>`): the caller's balances and history.
+* **User API** (`/api/v1`, `Authorization: Bearer <jwt>`, or a browser's session cookie from
+  `POST /api/v1/auth/session` with `X-CSRF-Token`): the caller's balances and history.
+* **Web wallet** at `/wallet` and **admin console** at `/console`, built on these same routes.
 
 Amounts are JSON integers in minor units. Errors are `application/problem+json` with a
 stable `code`: """ + ", ".join(f"`{e.code}`" for e in registered()) + "."

@@ -1,4 +1,4 @@
-"""Fast JSON responses (routes build bytes with orjson and skip response-model
+"""Fast JSON responses (routes render bytes themselves and skip response-model
 revalidation), problem+json responses, and their OpenAPI declarations."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from coinpurse.core.errors import PROBLEM_CONTENT_TYPE, CoinpurseError
@@ -16,6 +17,11 @@ from coinpurse.ledger.service import JobResult
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json",
                     headers=headers)
+
+
+def model_response(model: BaseModel, status: int = 200) -> Response:
+    """An answer rendered from its schema model: serialized once, not validated again."""
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
 
 
 def raw_json_response(

@@ -51,12 +51,17 @@ def limit_refusal(settings: KycSettings, tier: int, currency: str, name: str, *,
                          f"{requested} asked", **extra)
 
 
+def withdrawal_tier(settings: KycSettings) -> int | None:
+    """The lowest tier that may withdraw (None: none may)."""
+    return next((lvl for lvl, t in sorted(settings.tiers.items()) if t.withdrawals), None)
+
+
 def withdrawal_refusal(settings: KycSettings, level: int) -> KycRequired | None:
     """Why a user at ``level`` may not withdraw at all, naming the tier that may; None if
     their tier allows withdrawals."""
     if settings.tier_for(level).withdrawals:
         return None
-    needed = next((lvl for lvl, t in sorted(settings.tiers.items()) if t.withdrawals), None)
+    needed = withdrawal_tier(settings)
     return KycRequired(
         f"withdrawals need verification to tier {needed}" if needed is not None
         else "withdrawals are not allowed at any tier", tier=level, required_tier=needed,

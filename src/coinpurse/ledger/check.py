@@ -20,12 +20,19 @@ _CHECKS: dict[str, str] = {
     "negative_user_balance":
         "SELECT address, currency, balance, held FROM accounts "
         "WHERE address LIKE 'user:%' AND (balance < 0 OR balance < held)",
-    # A balance equals the sum of its entries.
+    # A balance equals the sum of its entries (with those of archived months, if any).
     "balance_not_sum_of_entries":
         "SELECT a.address, a.currency, a.balance, COALESCE(e.total, 0) AS entries_total "
-        "FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM entries "
+        "FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM ("
+        "SELECT account_id, amount FROM entries UNION ALL "
+        "SELECT account_id, total FROM archived_entry_totals) x "
         "GROUP BY account_id) e ON e.account_id = a.id "
         "WHERE a.balance <> COALESCE(e.total, 0)",
+    # Every entry's transaction exists (on PostgreSQL no foreign key says so: the history
+    # tables are partitioned by month, and a transaction's entries share its month).
+    "entry_without_transaction":
+        "SELECT e.id, e.transaction_id FROM entries e WHERE NOT EXISTS (SELECT 1 FROM "
+        "transactions t WHERE t.id = e.transaction_id AND t.created_at = e.created_at)",
     # Each transaction's entries sum to zero per currency (double entry).
     "unbalanced_transaction":
         "SELECT e.transaction_id, a.currency, SUM(e.amount) AS total FROM entries e "

@@ -2,18 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coinpurse.ledger.model import Balance
-from coinpurse.ledger.tables import accounts, entries, transactions
+from coinpurse.ledger.model import Balance, HoldState, Posting
+from coinpurse.ledger.tables import accounts, entries, holds, transactions
 
 PAGE_MAX = 100
+
+
+class HistoryEntry(NamedTuple):
+    """A line of an account's history: one entry and what its transaction says. A named
+    tuple: pages are read on hot paths, and a frozen dataclass costs four times as much to
+    build."""
+
+    id: int
+    transaction_id: str
+    currency: str
+    amount: int  # signed: negative when money left the account
+    balance_after: int
+    created_at: datetime
+    kind: str
+    description: str
+    reference_id: str
+    service: str | None
+    initiator: str
+    internal_notes: str | None
+    metadata_json: str  # parsed only where it is shown (the audit view)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        found: dict[str, Any] = orjson.loads(self.metadata_json)
+        return found
+
+
+class EntryLine(NamedTuple):
+    id: int
+    posting_index: int
+    address: str
+    currency: str
+    amount: int
+    balance_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """A committed transaction as stored, with its entries (the audit view)."""
+
+    id: str
+    kind: str
+    description: str
+    reference_id: str
+    metadata: Mapping[str, Any]
+    postings: tuple[Posting, ...]
+    service: str | None
+    initiator: str
+    internal_notes: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    entries: tuple[EntryLine, ...]
 
 
 async def balances(
@@ -43,6 +96,16 @@ async def account_balances(conn: AsyncConnection, address: str) -> dict[str, Bal
     return {r.currency: Balance(r.balance, r.held) for r in rows}
 
 
+async def account_versions(conn: AsyncConnection, address: str) -> list[tuple[str, int]]:
+    """Each currency's change count of ``address`` (``accounts.version``): equal on a
+    standby and on the primary exactly when the standby holds every entry of the address
+    (read routing, ``core.cluster.reads``)."""
+    rows = (await conn.execute(
+        select(accounts.c.currency, accounts.c.version)
+        .where(accounts.c.address == address).order_by(accounts.c.currency))).all()
+    return [(r.currency, int(r.version)) for r in rows]
+
+
 async def entries_page(
     conn: AsyncConnection,
     address: str,
@@ -50,19 +113,22 @@ async def entries_page(
     currency: str | None,
     before_id: int | None,
     limit: int,
-) -> tuple[list[Row[Any]], int | None]:
-    """Newest first; returns the rows and the id to continue before, if there are more."""
+) -> tuple[list[HistoryEntry], int | None]:
+    """Newest first; returns the entries and the id to continue before, if there are more."""
     assert 1 <= limit <= PAGE_MAX
     stmt = (
         select(
-            entries.c.id, entries.c.transaction_id, entries.c.amount, entries.c.balance_after,
-            entries.c.created_at, entries.c.posting_index, accounts.c.currency,
-            transactions.c.kind, transactions.c.description, transactions.c.reference_id,
-            transactions.c.metadata_json, transactions.c.service, transactions.c.initiator,
-            transactions.c.internal_notes,
+            entries.c.id, entries.c.transaction_id, accounts.c.currency, entries.c.amount,
+            entries.c.balance_after, entries.c.created_at, transactions.c.kind,
+            transactions.c.description, transactions.c.reference_id, transactions.c.service,
+            transactions.c.initiator, transactions.c.internal_notes,
+            transactions.c.metadata_json,
         )
         .join(accounts, accounts.c.id == entries.c.account_id)
-        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        # created_at too: equal by construction, and on PostgreSQL it lets each row's
+        # transaction be found in its own monthly partition (coinpurse.partitions).
+        .join(transactions, (transactions.c.id == entries.c.transaction_id)
+              & (transactions.c.created_at == entries.c.created_at))
         .where(accounts.c.address == address)
         .order_by(entries.c.id.desc())
         .limit(limit + 1)
@@ -71,67 +137,58 @@ async def entries_page(
         stmt = stmt.where(accounts.c.currency == currency)
     if before_id is not None:
         stmt = stmt.where(entries.c.id < before_id)
-    rows: list[Row[Any]] = list((await conn.execute(stmt)).all())  # type: ignore[arg-type]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_id: int | None = rows[-1].id if more else None
-    return rows, next_id
+    rows = (await conn.execute(stmt)).all()
+    found = [HistoryEntry._make(r) for r in rows[:limit]]
+    return found, (found[-1].id if len(rows) > limit else None)
 
 
-def entry_view(row: Row[Any], *, audit: bool) -> dict[str, Any]:
-    """A history line; the audit view adds what users must never see."""
-    view: dict[str, Any] = {
-        "id": str(row.id),
-        "transaction_id": row.transaction_id,
-        "currency": row.currency,
-        "amount": row.amount,
-        "kind": row.kind,
-        "description": row.description,
-        "reference_id": row.reference_id,
-        "balance_after": row.balance_after,
-        "created_at": _iso(row.created_at),
-    }
-    if audit:
-        view["service"] = row.service
-        view["initiator"] = row.initiator
-        view["internal_notes"] = row.internal_notes
-        view["metadata"] = orjson.loads(row.metadata_json)
-    return view
-
-
-async def transaction(conn: AsyncConnection, tx_id: str) -> dict[str, Any] | None:
-    """The audit view of one transaction with its entries."""
+async def transaction(conn: AsyncConnection, tx_id: str) -> TransactionRecord | None:
+    """One transaction as stored, with its entries."""
     row = (await conn.execute(select(transactions).where(transactions.c.id == tx_id))).first()
     if row is None:
         return None
     entry_rows = (
         await conn.execute(
-            select(entries.c.id, entries.c.posting_index, entries.c.amount,
-                   entries.c.balance_after, accounts.c.address, accounts.c.currency)
+            select(entries.c.id, entries.c.posting_index, accounts.c.address,
+                   accounts.c.currency, entries.c.amount, entries.c.balance_after)
             .join(accounts, accounts.c.id == entries.c.account_id)
-            .where(entries.c.transaction_id == tx_id)
+            .where(entries.c.transaction_id == tx_id,
+                   entries.c.created_at == row.created_at)  # its month's partition only
             .order_by(entries.c.id)
         )
     ).all()
-    return {
-        "id": row.id,
-        "kind": row.kind,
-        "description": row.description,
-        "reference_id": row.reference_id,
-        "metadata": orjson.loads(row.metadata_json),
-        "postings": orjson.loads(row.postings_json),
-        "service": row.service,
-        "initiator": row.initiator,
-        "internal_notes": row.internal_notes,
-        "idempotency_key": row.idempotency_key,
-        "created_at": _iso(row.created_at),
-        "entries": [
-            {"id": str(e.id), "posting_index": e.posting_index, "address": e.address,
-             "currency": e.currency, "amount": e.amount, "balance_after": e.balance_after}
-            for e in entry_rows
-        ],
-    }
+    return TransactionRecord(
+        id=row.id, kind=row.kind, description=row.description, reference_id=row.reference_id,
+        metadata=orjson.loads(row.metadata_json),
+        postings=tuple(Posting(p["source"], p["destination"], p["amount"], p["currency"])
+                       for p in orjson.loads(row.postings_json)),
+        service=row.service, initiator=row.initiator, internal_notes=row.internal_notes,
+        idempotency_key=row.idempotency_key, created_at=row.created_at,
+        entries=tuple(EntryLine._make(e) for e in entry_rows),
+    )
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+async def hold(conn: AsyncConnection, hold_id: str) -> HoldState | None:
+    """A hold as it stands, read without a lock (the ledger locks it to change it)."""
+    row = (await conn.execute(select(holds).where(holds.c.id == hold_id))).first()
+    if row is None:
+        return None
+    return HoldState(
+        id=row.id, address=row.address, currency=row.currency, amount=row.amount,
+        destination=row.destination, status=row.status, service=row.service, kind=row.kind,
+        description=row.description, reference_id=row.reference_id,
+        metadata=orjson.loads(row.metadata_json), created_at=row.created_at,
+        expires_at=row.expires_at, captured_amount=row.captured_amount,
+        transaction_id=row.transaction_id, closed_at=row.closed_at,
+    )
+
+
+async def due_holds(conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
+    """Ids of open holds past their expiry, the longest overdue first."""
+    ids = (await conn.execute(
+        select(holds.c.id)
+        .where(holds.c.status == "held", holds.c.expires_at <= now)
+        .order_by(holds.c.expires_at)
+        .limit(limit)
+    )).scalars().all()
+    return list(ids)

@@ -4,7 +4,9 @@ Requests become jobs on a bounded queue. A committer task takes every job waitin
 ``batch_max``), applies them in one database transaction and answers each. There is no timer:
 while one batch commits the next one gathers, so an idle process answers at once and a busy
 one batches more. A refused transaction fails only its own job; a database error on a batch
-re-runs its jobs one by one so that one bad job cannot fail its neighbours. When the queue is
+re-runs its jobs one by one so that one bad job cannot fail its neighbours; a batch
+whose connection failed (a failover, a restart) is re-run whole for up to ``retry_s``, where
+its idempotency keys make that safe (``ledger.retry``). When the queue is
 full a request is refused at once (503 ``overloaded``) rather than left waiting.
 
 Hooks (``LedgerHook``) see every batch: ``write`` inside its database transaction (rows that
@@ -26,10 +28,11 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.core.clock import utcnow
+from coinpurse.core.cluster import faults
 from coinpurse.core.errors import CoinpurseError, Overloaded, ServiceUnavailable
 from coinpurse.core.ids import new_id
 from coinpurse.ledger import engine as ledger_engine
-from coinpurse.ledger import idempotency, store
+from coinpurse.ledger import idempotency, retry, store
 from coinpurse.ledger.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from coinpurse.ledger.idempotency import Claim, StoredResponse
 from coinpurse.ledger.model import (
@@ -107,6 +110,9 @@ class LedgerHook(Protocol):
         """Once the batch has committed; must not block (schedule work instead)."""
 
 
+_Committed = tuple[list[JobResult | CoinpurseError], CommittedBatch]
+
+
 @dataclass(slots=True)
 class _Batch:
     """What the jobs of one batch decided, accumulated while they are applied in order."""
@@ -153,8 +159,11 @@ class Ledger:
         batch_max: int = 500,
         committers: int = 1,
         queue_max: int = 10_000,
+        retry_s: float = 20.0,
     ) -> None:
+        """``retry_s``: how long a batch whose connection failed is retried (ledger.retry)."""
         self._db = db
+        self._retry_s = retry_s
         self._may_go_negative = may_go_negative
         self._ttl = timedelta(seconds=idempotency_ttl_s)
         self._batch_max = batch_max
@@ -237,13 +246,21 @@ class Ledger:
                 jobs.append(self._queue.get_nowait())
             try:
                 await self._run(jobs)
+            except asyncio.CancelledError:  # stopped, perhaps while retrying: answer them
+                for job in jobs:
+                    _settle(job, ServiceUnavailable("the server is shutting down; retry with "
+                                                    "the same idempotency key"))
+                raise
             except Exception:  # pragma: no cover - _run answers every job itself
                 log.exception("committer failed")
 
     async def _run(self, jobs: list[Job]) -> None:
         try:
-            answers, committed = await self._commit(jobs)
+            jobs, done = await self._commit_or_retry(jobs)
         except Exception as exc:
+            jobs = [job for job in jobs if not job.future.done()]  # a retry answered some
+            if not jobs:
+                return
             if len(jobs) > 1:
                 log.warning("batch of %d failed (%r); retrying one by one", len(jobs), exc)
                 for job in jobs:
@@ -253,6 +270,9 @@ class Ledger:
             _settle(jobs[0], ServiceUnavailable("the transaction could not be committed; "
                                                 "retry with the same idempotency key"))
             return
+        if done is None:  # a retry gave up and answered them
+            return
+        answers, committed = done
         self.batches_committed += 1
         self.jobs_committed += len(jobs)
         self._notify(committed)
@@ -266,17 +286,33 @@ class Ledger:
             except Exception:  # a listener's bug must not fail answered money movements
                 log.exception("after-commit hook %r failed", hook)
 
-    async def _commit(
-        self, jobs: list[Job],
-    ) -> tuple[list[JobResult | CoinpurseError], CommittedBatch]:
-        """One database transaction for the whole batch; answers are sent after commit."""
+    async def _commit_or_retry(self, jobs: list[Job]) -> tuple[list[Job], _Committed | None]:
+        """Commit the batch; if its connection failed, re-run what is safe (ledger.retry)
+        and return the jobs that finally committed (the others are answered)."""
+        try:
+            return jobs, await self._commit(jobs)
+        except Exception as exc:
+            if not faults.is_transient(exc):
+                raise
+            return await retry.rerun(jobs, self._commit, exc, budget_s=self._retry_s)
+
+    async def _commit(self, jobs: list[Job]) -> _Committed:
+        """One database transaction for the whole batch; answers are sent after commit.
+        A fault once COMMIT is on its way raises ``retry.CommitUnknown``."""
         now = utcnow()
-        async with self._db.begin() as conn:
-            answers, live = await self._check_claims(conn, jobs)
-            batch = await self._lock(conn, [jobs[i] for i in live], now)
-            for i in live:
-                answers[i] = await self._apply(conn, jobs[i], batch)
-            committed = await self._write(conn, batch)
+        committing = False
+        try:
+            async with self._db.begin() as conn:
+                answers, live = await self._check_claims(conn, jobs)
+                batch = await self._lock(conn, [jobs[i] for i in live], now)
+                for i in live:
+                    answers[i] = await self._apply(conn, jobs[i], batch)
+                committed = await self._write(conn, batch)
+                committing = True  # from here on, a lost connection leaves it unknown
+        except Exception as exc:
+            if committing:
+                raise retry.CommitUnknown(exc) from exc
+            raise
         self._known_accounts.add(batch.states)  # committed: every batch can see them now
         assert all(a is not None for a in answers)
         return [a for a in answers if a is not None], committed

@@ -76,6 +76,9 @@ class LedgerSettings(CoreSettings):
     # Concurrent batches per process. One is best measured (bench/): batches grow larger and
     # do not wait on each other's row locks; more helps only when commits are slow.
     committers: int = Field(default=1, ge=1, le=32)
+    # How long a batch whose database connection failed (a failover, a restart) is retried,
+    # where its idempotency keys make that safe (ledger/retry.py), before answering 503.
+    db_retry_s: float = Field(default=20.0, ge=0, le=600)
 
     _overdraft: tuple[str, ...] = PrivateAttr(default=())
 

@@ -115,3 +115,16 @@ holds = Table(
     Index(None, "status", "expires_at"),
     Index(None, "address", "currency"),
 )
+
+# Per account, the total of the entries of a history month detached for archiving (PostgreSQL;
+# coinpurse.partitions, migration 0113): a balance equals these plus its live entries.
+archived_entry_totals = Table(
+    "archived_entry_totals",
+    metadata,
+    Column("partition_name", String(63), primary_key=True),
+    Column("account_id", BigInteger, primary_key=True),
+    Column("total", BigInteger, nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("archived_at", UTCDateTime, nullable=False),
+    Index(None, "account_id"),
+)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from coinpurse.ledger.errors import REJECTIONS
 from coinpurse.ledger.idempotency import StoredResponse
 from coinpurse.ledger.model import Outcome, Rejection, Transaction
@@ -54,15 +52,15 @@ def rejection_problem(rejection: Rejection) -> StoredResponse:
 
 
 def render_one(
-    view: Callable[[Transaction], dict[str, Any]],
+    answer: Callable[[Transaction], bytes], status: int = 201,
 ) -> Callable[[list[Outcome]], StoredResponse]:
-    """Renderer for a request that posts a single transaction: 201, or its problem."""
+    """Renderer for a request that posts a single transaction: its answer, or its problem."""
 
     def render(outcomes: list[Outcome]) -> StoredResponse:
         (outcome,) = outcomes
         if isinstance(outcome, Rejection):
             return rejection_problem(outcome)
         assert isinstance(outcome, Transaction)
-        return StoredResponse(201, orjson.dumps(view(outcome)))
+        return StoredResponse(status, answer(outcome))
 
     return render

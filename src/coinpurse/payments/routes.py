@@ -176,14 +176,13 @@ async def mock_checkout_action(order_id: OrderId, action: Literal["pay", "declin
     return RedirectResponse(f"{target}&payment_id={payment_id}&signature={signature}", 303)
 
 
-@router.get("/topup-return", response_class=HTMLResponse, tags=["mock"],
+@router.get("/topup-return", tags=["mock"], status_code=303,
             summary="Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set")
-async def topup_return(status: Annotated[str, Query(max_length=16)] = "success",
-                       order_id: Annotated[str, Query(max_length=36)] = "") -> Response:
-    text = ("Payment received: your balance updates in a moment." if status == "success"
-            else "Payment cancelled: nothing was charged.")
-    return HTMLResponse(f"<!doctype html><title>Top-up</title><p>{html.escape(text)}</p>"
-                        f"<p>Order <code>{html.escape(order_id)}</code></p>")
+async def topup_return(request: Request) -> Response:
+    """Leads to the web wallet's top-up page, which confirms the payment (the verify call)
+    and shows the outcome; the query (`order_id`, `status`, the payment's proof) is kept."""
+    query = request.url.query
+    return RedirectResponse("/wallet/topup-return" + (f"?{query}" if query else ""), 303)
 
 
 # ---------------------------------------------------------------- operators

@@ -19,7 +19,7 @@ from coinpurse.core.errors import (
 from coinpurse.core.pages import PAGE_MAX
 from coinpurse.core.types import ADDRESS_RE, USER_ID_RE
 from coinpurse.http.deps import IdempotencyKey, Service, State, UserId
-from coinpurse.http.responses import json_response, problems, replay_response
+from coinpurse.http.responses import model_response, problems, replay_response
 from coinpurse.ledger.errors import (
     BalanceOverflow,
     IdempotencyKeyInUse,
@@ -28,7 +28,6 @@ from coinpurse.ledger.errors import (
     UnknownCurrency,
 )
 from coinpurse.wallets import schemas as s
-from coinpurse.wallets import service
 from coinpurse.wallets.errors import CurrencyNotTransferable
 from coinpurse.wallets.service import Wallets
 
@@ -49,14 +48,14 @@ Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 
 
 def _wallets(state: State) -> Wallets:
-    return Wallets(state.db, state.ledger, state.settings)
+    return Wallets(state.db, state.ledger, state.settings, state.reads)
 
 
 async def _change(state: State, body: s.WalletChangeIn, key: Service, idem: str,
                   op: Literal["credit", "debit"]) -> Response:
     currency = state.settings.currency(body.currency)
     key.require(f"wallet:{op}:{currency}")
-    return replay_response(await service.change(_wallets(state), key.service, body, idem, op))
+    return replay_response(await _wallets(state).change(key.service, body, idem, op))
 
 
 @router.post(
@@ -102,7 +101,7 @@ async def transfer(body: s.TransferIn, state: State, key: Service,
     `transfers:write:<currency>` for each currency used). Postings apply in order; a user
     wallet never goes below zero, `world`, `service:*` and `provider:*` accounts may."""
     _authorize_transfer(state, key, body)
-    return replay_response(await service.transfer(_wallets(state), key.service, body, idem))
+    return replay_response(await _wallets(state).transfer(key.service, body, idem))
 
 
 @router.post(
@@ -119,17 +118,15 @@ async def transfer_batch(body: s.BatchIn, state: State, key: Service,
     `COINPURSE_BATCH_BODY_MAX_BYTES` (1 MiB)."""
     for t in body.transfers:
         _authorize_transfer(state, key, t)
-    return replay_response(
-        await service.transfer_batch(_wallets(state), key.service, body, idem))
+    return replay_response(await _wallets(state).transfer_batch(key.service, body, idem))
 
 
 @router.get("/wallet/balance/{user_id}", response_model=s.WalletsOut,
             responses=problems(*_READ_ERRORS), summary="A user's balances in every currency")
 async def balance(user_id: UserPath, state: State, key: Service) -> Response:
     key.require("wallet:read")
-    found = await service.balances(_wallets(state), f"user:{user_id}")
-    return json_response(
-        {"user_id": user_id, "wallets": {c: b.as_dict() for c, b in found.items()}})
+    found = await _wallets(state).user_balances(user_id)
+    return model_response(s.WalletsOut.of(user_id, found))
 
 
 @router.get("/accounts/{address}", response_model=s.AccountOut,
@@ -141,9 +138,8 @@ async def account(
 ) -> Response:
     """Every configured currency, zero where the account has never been used."""
     key.require("wallet:read")
-    found = await service.balances(_wallets(state), address)
-    return json_response(
-        {"address": address, "balances": {c: b.as_dict() for c, b in found.items()}})
+    found = await _wallets(state).balances(address)
+    return model_response(s.AccountOut.of(address, found))
 
 
 @router.get("/transactions/{transaction_id}", response_model=s.TransactionAuditOut,
@@ -154,10 +150,10 @@ async def get_transaction(
     key: Service,
 ) -> Response:
     key.require("wallet:read")
-    found = await service.transaction(state.db, transaction_id)
+    found = await _wallets(state).transaction(transaction_id)
     if found is None:
         raise NotFound(f"no transaction {transaction_id!r}")
-    return json_response(found)
+    return model_response(s.TransactionAuditOut.of(found))
 
 
 @router.get("/wallet/transactions/{user_id}", response_model=s.AuditHistoryPage,
@@ -170,18 +166,27 @@ async def user_history(
 ) -> Response:
     """Newest first, with the service that made each transaction and its internal notes."""
     key.require("wallet:read")
-    return json_response(await service.history(
-        _wallets(state), user_id, currency=currency, limit=limit, cursor_text=cursor_,
-        audit=True))
+    page = await _wallets(state).history(user_id, currency=currency, limit=limit,
+                                         cursor_text=cursor_)
+    return model_response(s.AuditHistoryPage.of(page))
+
+
+@user_router.get("/currencies", response_model=s.CurrencyList, responses=problems(Unauthorized),
+                 summary="Currencies and their scales")
+async def currencies(user_id: UserId, state: State) -> Response:
+    """So a client can show `150` of a scale-2 currency as `1.50` without knowing the
+    server's configuration."""
+    return model_response(s.CurrencyList.of(_wallets(state).currencies(),
+                                            giftable=state.settings.giftable,
+                                            sellable=state.settings.sellable))
 
 
 @user_router.get("/wallet/balance", response_model=s.WalletsOut,
                  responses=problems(Unauthorized), summary="The caller's balances")
 async def my_balance(user_id: UserId, state: State) -> Response:
     """`balance` is what was posted, `held` what open holds reserve, `available` the rest."""
-    found = await service.balances(_wallets(state), f"user:{user_id}")
-    return json_response(
-        {"user_id": user_id, "wallets": {c: b.as_dict() for c, b in found.items()}})
+    found = await _wallets(state).user_balances(user_id)
+    return model_response(s.WalletsOut.of(user_id, found))
 
 
 @user_router.get("/wallet/transactions", response_model=s.HistoryPage,
@@ -192,6 +197,6 @@ async def my_history(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """Pass `next_cursor` back as `cursor` for the next page; it is null on the last one."""
-    return json_response(await service.history(
-        _wallets(state), user_id, currency=currency, limit=limit, cursor_text=cursor,
-        audit=False))
+    page = await _wallets(state).history(user_id, currency=currency, limit=limit,
+                                         cursor_text=cursor)
+    return model_response(s.HistoryPage.of(page))

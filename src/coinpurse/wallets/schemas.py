@@ -1,11 +1,16 @@
-"""Request and response models of the internal service API."""
+"""The wallet API's requests and answers: each shape is defined once, here, and serves the
+validation, the OpenAPI document and the answer itself (``of`` builds it from the ledger's
+types; routes and renderers serialize it once with ``model_dump_json``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from coinpurse.core.clock import iso
+from coinpurse.core.pages import Page
 from coinpurse.core.types import (
     Address,
     Amount,
@@ -18,7 +23,9 @@ from coinpurse.core.types import (
     StrictModel,
     UserId,
 )
-from coinpurse.ledger.model import POSTINGS_MAX
+from coinpurse.ledger.model import POSTINGS_MAX, Balance, Outcome, Posting, Rejection, Transaction
+from coinpurse.ledger.queries import HistoryEntry, TransactionRecord
+from coinpurse.ledger.settings import Currency
 
 
 class WalletChangeIn(StrictModel):
@@ -95,7 +102,14 @@ class BatchIn(StrictModel):
     )
 
 
+# Answers. Each ``of`` builds its model from the ledger's types in one validation call from
+# plain values (building the nested models one by one costs about twice as much on these hot
+# routes); the route or the ledger's renderer then serializes it once.
+
+
 class BatchResultOut(BaseModel):
+    """A posted transfer has an `id`; a refused one a `code` and a `detail` instead."""
+
     index: int
     status: str = Field(description="`posted` or `rejected`.")
     reference_id: str
@@ -110,6 +124,27 @@ class BatchOut(BaseModel):
     rejected: int
     results: list[BatchResultOut]
 
+    @classmethod
+    def of(cls, body: BatchIn, outcomes: Sequence[Outcome]) -> BatchOut:
+        results: list[dict[str, Any]] = []
+        for i, (transfer, outcome) in enumerate(zip(body.transfers, outcomes, strict=True)):
+            if isinstance(outcome, Rejection):
+                results.append({"index": i, "status": "rejected",
+                                "reference_id": transfer.reference_id, "code": outcome.code,
+                                "detail": outcome.detail})
+            else:
+                assert isinstance(outcome, Transaction)
+                results.append({"index": i, "status": "posted",
+                                "reference_id": transfer.reference_id, "id": outcome.id})
+        posted = sum(r["status"] == "posted" for r in results)
+        return cls.model_validate({"atomic": body.atomic, "posted": posted,
+                                   "rejected": len(results) - posted, "results": results})
+
+    def answer(self) -> bytes:
+        """Slim on purpose (a full view of 1,000 transactions would be megabytes): the
+        fields a result does not have are left out, not null."""
+        return self.model_dump_json(exclude_none=True).encode()
+
 
 class BalanceOut(BaseModel):
     balance: int
@@ -121,10 +156,38 @@ class WalletsOut(BaseModel):
     user_id: str
     wallets: dict[str, BalanceOut]
 
+    @classmethod
+    def of(cls, user_id: str, found: Mapping[str, Balance]) -> WalletsOut:
+        return cls.model_validate(
+            {"user_id": user_id, "wallets": {c: b.as_dict() for c, b in found.items()}})
+
+
+class CurrencyOut(BaseModel):
+    code: str
+    scale: int = Field(description="Digits after the point: amounts are in 10^-scale units.")
+    giftable: bool = Field(description="Whether gifts may be paid in it.")
+    sellable: bool = Field(description="Whether shop products may be priced in it.")
+
+
+class CurrencyList(BaseModel):
+    data: list[CurrencyOut]
+
+    @classmethod
+    def of(cls, found: Iterable[Currency], *, giftable: frozenset[str],
+           sellable: frozenset[str]) -> CurrencyList:
+        return cls.model_validate({"data": [
+            {"code": c.code, "scale": c.scale, "giftable": c.code in giftable,
+             "sellable": c.code in sellable} for c in found]})
+
 
 class AccountOut(BaseModel):
     address: str
     balances: dict[str, BalanceOut]
+
+    @classmethod
+    def of(cls, address: str, found: Mapping[str, Balance]) -> AccountOut:
+        return cls.model_validate(
+            {"address": address, "balances": {c: b.as_dict() for c, b in found.items()}})
 
 
 class PostingOut(BaseModel):
@@ -134,9 +197,31 @@ class PostingOut(BaseModel):
     currency: str
 
 
-class AccountBalanceOut(BalanceOut):
+def _postings(postings: Iterable[Posting]) -> list[dict[str, Any]]:
+    return [{"source": p.source, "destination": p.destination, "amount": p.amount,
+             "currency": p.currency} for p in postings]
+
+
+class AccountBalanceOut(BaseModel):
     address: str
     currency: str
+    balance: int
+    held: int
+    available: int
+
+
+def _transaction_fields(tx: Transaction) -> dict[str, Any]:
+    """The fields every answer about a posted transaction shares."""
+    spec = tx.spec
+    return {
+        "id": tx.id, "kind": spec.kind, "description": spec.description,
+        "reference_id": spec.reference_id, "metadata": spec.metadata,
+        "postings": _postings(spec.postings), "service": spec.service,
+        "initiator": spec.initiator, "internal_notes": spec.internal_notes,
+        "idempotency_key": tx.idempotency_key, "created_at": iso(tx.created_at),
+        "balances": [{"address": a, "currency": c, **b.as_dict()}
+                     for (a, c), b in sorted(tx.balances_after.items())],
+    }
 
 
 class TransactionOut(BaseModel):
@@ -155,6 +240,10 @@ class TransactionOut(BaseModel):
         description="Every account the transaction touched, after it."
     )
 
+    @classmethod
+    def of(cls, tx: Transaction) -> TransactionOut:
+        return cls.model_validate(_transaction_fields(tx))
+
 
 class WalletTransactionOut(TransactionOut):
     user_id: str
@@ -162,6 +251,16 @@ class WalletTransactionOut(TransactionOut):
     amount: int
     balance_after: int = Field(description="The user's balance in this currency after it.")
     wallet: BalanceOut
+
+    @classmethod
+    def of_change(cls, tx: Transaction, user_id: str, currency: str) -> WalletTransactionOut:
+        """A credit or a debit: the transaction plus the user's wallet after it."""
+        wallet = tx.balances_after[(f"user:{user_id}", currency)]
+        return cls.model_validate({
+            **_transaction_fields(tx), "user_id": user_id, "currency": currency,
+            "amount": tx.spec.postings[0].amount, "balance_after": wallet.balance,
+            "wallet": wallet.as_dict(),
+        })
 
 
 class EntryOut(BaseModel):
@@ -187,6 +286,17 @@ class TransactionAuditOut(BaseModel):
     created_at: str
     entries: list[EntryOut]
 
+    @classmethod
+    def of(cls, t: TransactionRecord) -> TransactionAuditOut:
+        return cls.model_validate({
+            "id": t.id, "kind": t.kind, "description": t.description,
+            "reference_id": t.reference_id, "metadata": t.metadata,
+            "postings": _postings(t.postings), "service": t.service,
+            "initiator": t.initiator, "internal_notes": t.internal_notes,
+            "idempotency_key": t.idempotency_key, "created_at": iso(t.created_at),
+            "entries": [{**e._asdict(), "id": str(e.id)} for e in t.entries],
+        })
+
 
 class HistoryEntryOut(BaseModel):
     id: str
@@ -201,17 +311,44 @@ class HistoryEntryOut(BaseModel):
 
 
 class AuditHistoryEntryOut(HistoryEntryOut):
+    """A history line as auditors see it: with what users never see (the service and
+    initiator of its transaction, the operators' notes, the metadata)."""
+
     service: str | None
     initiator: str
     internal_notes: str | None
     metadata: dict[str, Any]
 
 
+def _history_fields(e: HistoryEntry) -> dict[str, Any]:
+    return {
+        "id": str(e.id), "transaction_id": e.transaction_id, "currency": e.currency,
+        "amount": e.amount, "kind": e.kind, "description": e.description,
+        "reference_id": e.reference_id, "balance_after": e.balance_after,
+        "created_at": iso(e.created_at),
+    }
+
+
+def _audit_history_fields(e: HistoryEntry) -> dict[str, Any]:
+    return {**_history_fields(e), "service": e.service, "initiator": e.initiator,
+            "internal_notes": e.internal_notes, "metadata": e.metadata}
+
+
 class HistoryPage(BaseModel):
     data: list[HistoryEntryOut]
     next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: Page[HistoryEntry]) -> HistoryPage:
+        return cls.model_validate({"data": [_history_fields(e) for e in page.items],
+                                   "next_cursor": page.next_cursor})
 
 
 class AuditHistoryPage(BaseModel):
     data: list[AuditHistoryEntryOut]
     next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: Page[HistoryEntry]) -> AuditHistoryPage:
+        return cls.model_validate({"data": [_audit_history_fields(e) for e in page.items],
+                                   "next_cursor": page.next_cursor})

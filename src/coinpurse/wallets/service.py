@@ -1,87 +1,38 @@
 """The wallet API's rules: what a credit, a debit and a transfer post, who may move which
-currency between users, and how a history page is read. Money moves through the ledger."""
+currency between users, and how balances and histories are read. Money moves through the
+ledger; its reads come from ``ledger.queries`` (the wallets own no table).
+
+A write's answer is rendered inside the ledger's batch, before the commit, because the
+idempotency row that replays it byte for byte commits with the money movement: so the
+service renders it, from the schema models, and returns the ledger's ``JobResult``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.core import cursor
+from coinpurse.core.cluster.reads import ReadRouter
+from coinpurse.core.pages import Page
 from coinpurse.ledger import queries
 from coinpurse.ledger.idempotency import StoredResponse, claim
-from coinpurse.ledger.model import (
-    Balance,
-    Outcome,
-    Posting,
-    Rejection,
-    Transaction,
-    TransactionSpec,
-)
+from coinpurse.ledger.model import Balance, Outcome, Posting, TransactionSpec
+from coinpurse.ledger.queries import HistoryEntry, TransactionRecord
 from coinpurse.ledger.service import JobResult, Ledger
-from coinpurse.ledger.views import render_one, transaction_view
+from coinpurse.ledger.settings import Currency
+from coinpurse.ledger.views import render_one
 from coinpurse.wallets import schemas as s
 from coinpurse.wallets.errors import CurrencyNotTransferable
 from coinpurse.wallets.settings import WalletSettings
-
-
-@dataclass(frozen=True, slots=True)
-class Wallets:
-    """What the wallet rules need; built by the routes from the app's state."""
-
-    db: AsyncEngine
-    ledger: Ledger
-    settings: WalletSettings
 
 
 def user_of(address: str) -> str | None:
     """The user id of a ``user:<id>[:<wallet>]`` address."""
     parts = address.split(":")
     return parts[1] if parts[0] == "user" and len(parts) > 1 else None
-
-
-def wallet_view(user_id: str, currency: str) -> Callable[[Transaction], dict[str, Any]]:
-    """A credit or debit: the transaction plus the user's wallet after it."""
-
-    def view(tx: Transaction) -> dict[str, Any]:
-        body = transaction_view(tx)
-        wallet = tx.balances_after[(f"user:{user_id}", currency)]
-        body.update(
-            user_id=user_id,
-            currency=currency,
-            amount=tx.spec.postings[0].amount,
-            balance_after=wallet.balance,
-            wallet=wallet.as_dict(),
-        )
-        return body
-
-    return view
-
-
-async def change(w: Wallets, service: str, body: s.WalletChangeIn, idem: str,
-                 op: Literal["credit", "debit"]) -> JobResult:
-    """A credit moves money from ``service:<name>`` to the user, a debit back."""
-    currency = body.currency
-    service_account = f"service:{service}"
-    user_account = f"user:{body.user_id}"
-    source, destination = ((service_account, user_account) if op == "credit"
-                           else (user_account, service_account))
-    spec = TransactionSpec(
-        kind=op,
-        postings=(Posting(source, destination, body.amount, currency),),
-        description=body.description,
-        reference_id=body.reference_id,
-        metadata=body.metadata,
-        initiator=service_account,
-        service=service,
-        internal_notes=body.internal_notes,
-    )
-    return await w.ledger.submit(
-        [spec], render=render_one(wallet_view(body.user_id, currency)),
-        claim=claim(f"service:{service}", idem, op, body.model_dump(mode="json")))
 
 
 def transfer_spec(settings: WalletSettings, service: str, body: s.TransferIn) -> TransactionSpec:
@@ -106,74 +57,94 @@ def transfer_spec(settings: WalletSettings, service: str, body: s.TransferIn) ->
     )
 
 
-async def transfer(w: Wallets, service: str, body: s.TransferIn, idem: str) -> JobResult:
-    spec = transfer_spec(w.settings, service, body)
-    return await w.ledger.submit(
-        [spec], render=render_one(transaction_view),
-        claim=claim(f"service:{service}", idem, "transfer", body.model_dump(mode="json")))
+def change_spec(service: str, body: s.WalletChangeIn,
+                op: Literal["credit", "debit"]) -> TransactionSpec:
+    """A credit moves money from ``service:<name>`` to the user, a debit back."""
+    service_account = f"service:{service}"
+    user_account = f"user:{body.user_id}"
+    source, destination = ((service_account, user_account) if op == "credit"
+                           else (user_account, service_account))
+    return TransactionSpec(
+        kind=op,
+        postings=(Posting(source, destination, body.amount, body.currency),),
+        description=body.description,
+        reference_id=body.reference_id,
+        metadata=body.metadata,
+        initiator=service_account,
+        service=service,
+        internal_notes=body.internal_notes,
+    )
 
 
-def render_batch(body: s.BatchIn) -> Callable[[list[Outcome]], StoredResponse]:
-    """A batch: one slim result per transfer, in order (full views would be megabytes)."""
+@dataclass(frozen=True, slots=True)
+class Wallets:
+    """What the wallet rules need: the database (reads), the ledger (writes), the settings;
+    ``reads``: where histories may be read (a standby, when it is up to date)."""
 
-    def render(outcomes: list[Outcome]) -> StoredResponse:
-        results: list[dict[str, Any]] = []
-        for i, (transfer, outcome) in enumerate(zip(body.transfers, outcomes, strict=True)):
-            if isinstance(outcome, Rejection):
-                results.append({"index": i, "status": "rejected",
-                                "reference_id": transfer.reference_id, "code": outcome.code,
-                                "detail": outcome.detail})
-            else:
-                assert isinstance(outcome, Transaction)
-                results.append({"index": i, "status": "posted",
-                                "reference_id": transfer.reference_id, "id": outcome.id})
-        posted = sum(r["status"] == "posted" for r in results)
-        return StoredResponse(200, orjson.dumps({
-            "atomic": body.atomic, "posted": posted, "rejected": len(results) - posted,
-            "results": results,
-        }))
+    db: AsyncEngine
+    ledger: Ledger
+    settings: WalletSettings
+    reads: ReadRouter | None = None
 
-    return render
+    async def change(self, service: str, body: s.WalletChangeIn, idem: str,
+                     op: Literal["credit", "debit"]) -> JobResult:
+        user_id, currency = body.user_id, body.currency
+        return await self.ledger.submit(
+            [change_spec(service, body, op)],
+            render=render_one(lambda tx: s.WalletTransactionOut.of_change(
+                tx, user_id, currency).model_dump_json().encode()),
+            claim=claim(f"service:{service}", idem, op, body.model_dump(mode="json")))
 
+    async def transfer(self, service: str, body: s.TransferIn, idem: str) -> JobResult:
+        spec = transfer_spec(self.settings, service, body)
+        return await self.ledger.submit(
+            [spec], render=render_one(lambda tx: s.TransactionOut.of(tx).model_dump_json()
+                                      .encode()),
+            claim=claim(f"service:{service}", idem, "transfer", body.model_dump(mode="json")))
 
-async def transfer_batch(w: Wallets, service: str, body: s.BatchIn, idem: str) -> JobResult:
-    """Each transfer is its own transaction with its own result; one idempotent call."""
-    specs = [transfer_spec(w.settings, service, t) for t in body.transfers]
-    return await w.ledger.submit(
-        specs, atomic=body.atomic, render=render_batch(body),
-        claim=claim(f"service:{service}", idem, "batch", body.model_dump(mode="json")))
+    async def transfer_batch(self, service: str, body: s.BatchIn, idem: str) -> JobResult:
+        """Each transfer is its own transaction with its own result; one idempotent call."""
+        specs = [transfer_spec(self.settings, service, t) for t in body.transfers]
 
+        def render(outcomes: list[Outcome]) -> StoredResponse:
+            return StoredResponse(200, s.BatchOut.of(body, outcomes).answer())
 
-async def balances(w: Wallets, address: str) -> dict[str, Balance]:
-    """Every configured currency, zero where the account has never been used."""
-    async with w.db.connect() as conn:
-        return await queries.balances(conn, address, w.settings.currencies)
+        return await self.ledger.submit(
+            specs, atomic=body.atomic, render=render,
+            claim=claim(f"service:{service}", idem, "batch", body.model_dump(mode="json")))
 
+    def currencies(self) -> list[Currency]:
+        """The configured currencies and their scales, in their configured order."""
+        return list(self.settings.currencies.values())
 
-async def account_balances(db: AsyncEngine, address: str) -> dict[str, Balance]:
-    """Only the currencies the account has been used in."""
-    async with db.connect() as conn:
-        return await queries.account_balances(conn, address)
+    async def balances(self, address: str) -> dict[str, Balance]:
+        """Every configured currency, zero where the account has never been used."""
+        async with self.db.connect() as conn:
+            return await queries.balances(conn, address, self.settings.currencies)
 
+    async def user_balances(self, user_id: str) -> dict[str, Balance]:
+        """The user's main wallet in every configured currency."""
+        return await self.balances(f"user:{user_id}")
 
-async def transaction(db: AsyncEngine, tx_id: str) -> dict[str, Any] | None:
-    async with db.connect() as conn:
-        return await queries.transaction(conn, tx_id)
+    async def transaction(self, tx_id: str) -> TransactionRecord | None:
+        async with self.db.connect() as conn:
+            return await queries.transaction(conn, tx_id)
 
+    async def history(self, user_id: str, *, currency: str | None, limit: int,
+                      cursor_text: str | None) -> Page[HistoryEntry]:
+        """A page of the user's entries, newest first: from a standby when one is
+        configured and holds every change of this wallet (so never older than the
+        primary's), else from the primary."""
+        if currency is not None:
+            self.settings.currency(currency)
+        before = cursor.decode(cursor_text)
+        address = f"user:{user_id}"
+        reads = self.reads or ReadRouter(self.db)
 
-async def history(w: Wallets, user_id: str, *, currency: str | None, limit: int,
-                  cursor_text: str | None, audit: bool) -> dict[str, Any]:
-    """A page of the user's entries, newest first; the audit view adds what users must
-    never see (service, initiator, internal notes, metadata)."""
-    if currency is not None:
-        w.settings.currency(currency)
-    before = cursor.decode(cursor_text)
-    async with w.db.connect() as conn:
-        rows, next_id = await queries.entries_page(
-            conn, f"user:{user_id}", currency=currency, before_id=before, limit=limit
-        )
-    return {
-        "data": [queries.entry_view(r, audit=audit) for r in rows],
-        "next_cursor": cursor.encode(next_id) if next_id is not None else None,
-    }
+        async def versions(conn: AsyncConnection) -> object:
+            return await queries.account_versions(conn, address)
 
+        async with reads.connect(versions) as conn:
+            found, next_id = await queries.entries_page(
+                conn, address, currency=currency, before_id=before, limit=limit)
+        return Page(found, cursor.encode(next_id) if next_id is not None else None)

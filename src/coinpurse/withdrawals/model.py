@@ -28,3 +28,29 @@ class Withdrawal:
     payout_error: str | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUse:
+    limit: int | None  # None: no limit at this tier
+    used: int  # pending, approved and paid withdrawals in the period
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyLimits:
+    currency: str
+    min_amount: int
+    max_amount: int | None
+    daily: PeriodUse
+    monthly: PeriodUse
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalLimits:
+    """What a user may withdraw now: what the request itself checks, read in advance."""
+
+    tier: int
+    allowed: bool
+    required_tier: int | None
+    debt: int
+    currencies: list[CurrencyLimits]

@@ -71,6 +71,17 @@ async def my_withdrawals(user_id: UserId, state: State,
         next_cursor=cursor.encode_text(next_id) if next_id else None))
 
 
+@router.get("/api/v1/withdrawals/limits", response_model=s.WithdrawalLimitsOut,
+            responses=problems(Unauthorized),
+            summary="What the caller may withdraw: bounds, KYC limits and what is used")
+async def my_limits(user_id: UserId, state: State) -> Response:
+    """Per withdrawable currency: the bounds of one withdrawal, and the KYC tier's daily and
+    monthly totals with what is used of them; whether the tier may withdraw at all and which
+    tier may; the debt a refunded top-up left. `POST /api/v1/withdrawals` checks all of it
+    again."""
+    return _answer(s.WithdrawalLimitsOut.model_validate(await svc.limits(_w(state), user_id)))
+
+
 @router.get("/api/v1/withdrawals/{withdrawal_id}", response_model=s.WithdrawalOut,
             responses=problems(Unauthorized, NotFound), summary="One of the caller's")
 async def my_withdrawal(withdrawal_id: WithdrawalId, user_id: UserId,

@@ -95,3 +95,30 @@ class WithdrawalPage(BaseModel):
 class AdminWithdrawalPage(BaseModel):
     data: list[AdminWithdrawalOut]
     next_cursor: str | None
+
+
+class PeriodOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    limit: int | None = Field(description="Null: no limit at this tier.")
+    used: int = Field(description="Pending, approved and paid withdrawals in the period.")
+
+
+class CurrencyLimitsOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    currency: str
+    min_amount: int
+    max_amount: int | None
+    daily: PeriodOut
+    monthly: PeriodOut
+
+
+class WithdrawalLimitsOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    tier: int = Field(description="The caller's KYC tier.")
+    allowed: bool = Field(description="Whether this tier may withdraw at all.")
+    required_tier: int | None = Field(description="The lowest tier that may withdraw.")
+    debt: int = Field(description="Left by refunded top-ups; withdrawals wait until repaid.")
+    currencies: list[CurrencyLimitsOut]

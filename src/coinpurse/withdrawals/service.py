@@ -45,7 +45,12 @@ from coinpurse.payments import service as payments_service
 from coinpurse.payments.errors import DebtOutstanding
 from coinpurse.withdrawals import repository as repo
 from coinpurse.withdrawals.errors import CurrencyNotWithdrawable, WithdrawalNotPending
-from coinpurse.withdrawals.model import Withdrawal
+from coinpurse.withdrawals.model import (
+    CurrencyLimits,
+    PeriodUse,
+    Withdrawal,
+    WithdrawalLimits,
+)
 from coinpurse.withdrawals.payouts import PAYOUT_PROVIDERS, Payout, PayoutError
 from coinpurse.withdrawals.schemas import WithdrawalCreatedOut
 from coinpurse.withdrawals.settings import WithdrawalSettings
@@ -82,6 +87,28 @@ async def list_withdrawals(db: AsyncEngine, *, user_id: str | None = None,
                            limit: int = 50) -> tuple[list[Withdrawal], str | None]:
     return await repo.list_withdrawals(db, user_id=user_id, status=status, before=before,
                                        limit=limit)
+
+
+async def limits(w: Withdrawals, user_id: str) -> WithdrawalLimits:
+    """Per withdrawable currency: the bounds of one withdrawal, the KYC tier's daily and
+    monthly totals and how much of them is used, so a page can explain a refusal before the
+    user meets it. Read-only; a request checks all of it again, under the account's lock."""
+    now = utcnow()
+    found = []
+    async with w.db.connect() as conn:
+        level = await kyc_service.tier_level(conn, user_id)
+        tier = w.kyc.tier_for(level)
+        debt = await payments_service.total_debt(conn, user_id)
+        for currency, bounds in w.settings.withdrawable.items():
+            limit = tier.limits_for(currency)
+            periods = [PeriodUse(limit.get(name), await repo.used_since(
+                conn, user_id, currency, since, ())) for name, since in (
+                ("withdraw_daily", day_start(now)), ("withdraw_monthly", month_start(now)))]
+            found.append(CurrencyLimits(currency, bounds.min_amount, bounds.max_amount,
+                                        *periods))
+    return WithdrawalLimits(tier=level, allowed=tier.withdrawals,
+                            required_tier=kyc_service.withdrawal_tier(w.kyc), debt=debt,
+                            currencies=found)
 
 
 # ---------------------------------------------------------------- request

@@ -131,6 +131,12 @@ class RefreshTokenReused(CoinpurseError):
     default_code = "refresh_token_reused"
 
 
+class CsrfFailed(CoinpurseError):
+    """A browser session's request without its CSRF token (not raised for keys or tokens)."""
+
+    default_code = "csrf_failed"
+
+
 class Conflict(CoinpurseError):
     default_code = "conflict"
 
@@ -231,19 +237,50 @@ class ReconciliationRunning(CoinpurseError):
     default_code = "reconciliation_running"
 
 
+class OutOfStock(CoinpurseError):
+    default_code = "out_of_stock"
+
+
+class PriceChanged(CoinpurseError):
+    default_code = "price_changed"
+
+
+class ProductInactive(CoinpurseError):
+    default_code = "product_inactive"
+
+
+class OwnProduct(CoinpurseError):
+    default_code = "own_product"
+
+
+class OrderRefunded(CoinpurseError):
+    default_code = "order_refunded"
+
+
+class RefundExceedsPaid(CoinpurseError):
+    default_code = "refund_exceeds_paid"
+
+
+class PreconditionFailed(CoinpurseError):
+    default_code = "precondition_failed"
+
+
 ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
     cls.default_code: cls
     for cls in (
         ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, PayloadTooLarge,
         UnsupportedMediaType, UnknownCurrency, CurrencyNotTransferable, IdempotencyKeyReused,
         IdempotencyKeyInUse, RateLimited, InvalidCredentials, MfaRequired, InvalidMfaCode,
-        RefreshTokenReused, Conflict, AlreadyReversed, ServiceUnavailable, Overloaded,
+        RefreshTokenReused, CsrfFailed, Conflict, AlreadyReversed, ServiceUnavailable,
+        Overloaded,
         InternalError,
         InsufficientFunds, BalanceOverflow, HoldNotOpen, CaptureExceedsHold, InvalidPosting,
         BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,
         WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
         ReconciliationRunning,
+        OutOfStock, PriceChanged, ProductInactive, OwnProduct, OrderRefunded,
+        RefundExceedsPaid, PreconditionFailed,
     )
 }
 

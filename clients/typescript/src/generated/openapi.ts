@@ -168,6 +168,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/currencies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Currencies and their scales
+         * @description So a client can show `150` of a scale-2 currency as `1.50` without knowing the
+         *     server's configuration.
+         */
+        get: operations["currencies_api_v1_currencies_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/wallet/balance": {
         parameters: {
             query?: never;
@@ -327,6 +348,29 @@ export interface paths {
          *     accounts `unknown_recipient`.
          */
         post: operations["send_gift_api_v1_gifts_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gifts/quote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The split of a gift, without sending it
+         * @description Takes the body of `POST /api/v1/gifts` and answers the split it would make now: what
+         *     the receiver, their agency and the platform would get, so a page can ask the giver to
+         *     confirm. The same refusals (`validation_error` with a `reason`); nothing is stored or
+         *     moved, and the balance is checked only when the gift is sent.
+         */
+        post: operations["quote_gift_api_v1_gifts_quote_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -504,7 +548,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set */
+        /**
+         * Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set
+         * @description Leads to the web wallet's top-up page, which confirms the payment (the verify call)
+         *     and shows the outcome; the query (`order_id`, `status`, the payment's proof) is kept.
+         */
         get: operations["topup_return_topup_return_get"];
         put?: never;
         post?: never;
@@ -617,6 +665,29 @@ export interface paths {
          *     (`limit_exceeded`, with `limit` naming which).
          */
         post: operations["request_withdrawal_api_v1_withdrawals_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/withdrawals/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What the caller may withdraw: bounds, KYC limits and what is used
+         * @description Per withdrawable currency: the bounds of one withdrawal, and the KYC tier's daily and
+         *     monthly totals with what is used of them; whether the tier may withdraw at all and which
+         *     tier may; the debt a refunded top-up left. `POST /api/v1/withdrawals` checks all of it
+         *     again.
+         */
+        get: operations["my_limits_api_v1_withdrawals_limits_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -959,6 +1030,72 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign in a browser: the session goes into httpOnly cookies
+         * @description The same sign-in as `POST /api/v1/auth/login` (2FA, rate limits, audit), but the
+         *     tokens are set as cookies: `cp_session` (access, httpOnly), `cp_refresh` (httpOnly,
+         *     sent only to this path) and `cp_csrf` (readable: echo it in `X-CSRF-Token` on every
+         *     state-changing request). All `SameSite=Strict`, `Secure` over HTTPS. The API then takes
+         *     the session cookie wherever it takes `Authorization: Bearer`.
+         */
+        post: operations["sign_in_browser_api_v1_auth_session_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/session/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew the browser session's access cookie
+         * @description Rotates the refresh cookie (single use, like `POST /api/v1/auth/refresh`). Needs
+         *     `X-CSRF-Token`. A refused refresh also clears the cookies.
+         */
+        post: operations["refresh_browser_api_v1_auth_session_refresh_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/session/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign the browser out: the session ends now, cookies are cleared
+         * @description Revokes the sign-in, so the access cookie is refused at once too (a Bearer access
+         *     token, by contrast, runs until it expires). Needs `X-CSRF-Token`.
+         */
+        post: operations["sign_out_browser_api_v1_auth_session_logout_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/v1/transactions": {
         parameters: {
             query?: never;
@@ -973,6 +1110,29 @@ export interface paths {
          *     it; `amount_min`/`amount_max` and `currency` filter on that.
          */
         get: operations["search_transactions_admin_v1_transactions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/transactions/export.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export a transaction search as CSV
+         * @description The filters of `GET /admin/v1/transactions`. Columns: transaction_id, created_at,
+         *     kind, currency, amount, description, reference_id, service, initiator. Amounts are
+         *     integers in minor units, as everywhere in the API. Text that a spreadsheet would take for
+         *     a formula is prefixed with `'`.
+         */
+        get: operations["export_transactions_admin_v1_transactions_export_csv_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1012,6 +1172,45 @@ export interface paths {
          *     the number of users with a wallet.
          */
         get: operations["stats_admin_v1_stats_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/stats/daily": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Volume per day, currency and kind; fees per day
+         * @description What the console's dashboard draws. A transaction's amount in a currency is the sum
+         *     of its postings in it (as in `GET /admin/v1/transactions`). Fees are what entered
+         *     `COINPURSE_PLATFORM_FEE_ADDRESS`.
+         */
+        get: operations["daily_stats_admin_v1_stats_daily_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/stats/pending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How many withdrawals, KYC submissions and adjustments wait for a decision */
+        get: operations["pending_admin_v1_stats_pending_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1303,6 +1502,199 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/products": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The catalog: products for sale, newest first (public)
+         * @description No token needed. Active products only. Answers carry an `ETag` and
+         *     `Cache-Control: public, max-age=COINPURSE_SHOP_CACHE_MAX_AGE_S`; send the ETag back in
+         *     `If-None-Match` to get 304 Not Modified while the page is unchanged.
+         */
+        get: operations["list_products_api_v1_products_get"];
+        put?: never;
+        /**
+         * Put a product up for sale (merchants)
+         * @description Merchant accounts only (403 `forbidden` with `reason: merchant_required`): built-in
+         *     accounts registered with `"account_type": "merchant"`, or tokens with `"role":
+         *     "merchant"`. The answer carries the product's `ETag`.
+         */
+        post: operations["create_product_api_v1_products_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{product_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One product of the catalog (public)
+         * @description 404 if it is not for sale (inactive or deleted). The `ETag` is `"v<version>"`.
+         */
+        get: operations["get_product_api_v1_products__product_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Withdraw a product for good (its merchant or an admin)
+         * @description Soft: it leaves the catalog and cannot be bought; its orders still show it.
+         */
+        delete: operations["delete_product_api_v1_products__product_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a product (its merchant or an admin)
+         * @description Only the fields sent change. `stock` is absolute: the units for sale from now on.
+         *     A sale being paid at that moment finishes first (it holds the product's row); to be
+         *     sure the stock you replace is the one you read, send its ETag in `If-Match` (412
+         *     `precondition_failed` if a sale or an edit came between). Anyone else than the
+         *     product's merchant or an admin gets 403 (404 for a product not in the catalog).
+         */
+        patch: operations["update_product_api_v1_products__product_id__patch"];
+        trace?: never;
+    };
+    "/api/v1/merchant/products": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's own products, inactive ones included */
+        get: operations["my_products_api_v1_merchant_products_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's purchases, newest first */
+        get: operations["my_orders_api_v1_orders_get"];
+        put?: never;
+        /**
+         * Buy a product with the wallet's money
+         * @description One database transaction, or nothing: the stock goes down (never below zero), one
+         *     ledger transaction (`kind: purchase`) moves `unit_price x quantity` from the buyer to
+         *     the merchant and the platform's fee (`COINPURSE_SHOP_FEE_BP` of it, rounded down) from
+         *     the merchant to `COINPURSE_SHOP_FEE_ADDRESS`, and the order is written `paid`.
+         *
+         *     Refusals, in this order: 404 `not_found` (no such product, or deleted), 422
+         *     `own_product`, 409 `product_inactive`, 409 `price_changed` (`expected_unit_price`
+         *     differs; `unit_price` is the current one), 409 `out_of_stock` (`stock` left), 422
+         *     `insufficient_funds`. The `Idempotency-Key` is scoped to the buyer: a retry replays the
+         *     first answer, refusals included (use a new key to try again).
+         */
+        post: operations["place_order_api_v1_orders_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{order_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One order, with its refunds (its buyer, its merchant, admins)
+         * @description Anyone else gets 404, as for an order that does not exist.
+         */
+        get: operations["get_order_api_v1_orders__order_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{order_id}/refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Refund an order, in full or in part (its merchant or an admin)
+         * @description One transaction (`kind: refund`) pays the buyer back: the merchant its share and
+         *     the fee account the fee, pro rata (on running totals, rounded down, so refunds that
+         *     add up to the order return exactly its fee). `amount` defaults to what is left; all
+         *     refunds together are at most what was paid (422 `refund_exceeds_paid`, 409
+         *     `order_refunded` once nothing is left). 422 `insufficient_funds` if the merchant's
+         *     available balance cannot cover its share: nothing changes, and the same
+         *     `Idempotency-Key` works again once it can. `restock: true` puts the units this refund
+         *     pays back (whole units, pro rata) back in stock. The order becomes
+         *     `partially_refunded` or `refunded`. The buyer gets 403; anyone else 404.
+         */
+        post: operations["refund_order_api_v1_orders__order_id__refund_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/merchant/sales": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's sales, newest first, with totals per product and currency
+         * @description `totals` cover every order of the filter, not only this page: units and amounts
+         *     sold, fees, refunds, and `net_amount`, what the merchant kept.
+         */
+        get: operations["my_sales_api_v1_merchant_sales_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every order, newest first, with filters (admins and auditors) */
+        get: operations["admin_orders_admin_v1_orders_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1333,16 +1725,16 @@ export interface components {
         };
         /** AccountBalanceOut */
         AccountBalanceOut: {
+            /** Address */
+            address: string;
+            /** Currency */
+            currency: string;
             /** Balance */
             balance: number;
             /** Held */
             held: number;
             /** Available */
             available: number;
-            /** Address */
-            address: string;
-            /** Currency */
-            currency: string;
         };
         /** AccountOut */
         AccountOut: {
@@ -1657,7 +2049,11 @@ export interface components {
             /** Ip */
             ip: string | null;
         };
-        /** AuditHistoryEntryOut */
+        /**
+         * AuditHistoryEntryOut
+         * @description A history line as auditors see it: with what users never see (the service and
+         *     initiator of its transaction, the operators' notes, the metadata).
+         */
         AuditHistoryEntryOut: {
             /** Id */
             id: string;
@@ -1739,7 +2135,10 @@ export interface components {
             /** Results */
             results: components["schemas"]["BatchResultOut"][];
         };
-        /** BatchResultOut */
+        /**
+         * BatchResultOut
+         * @description A posted transfer has an `id`; a refused one a `code` and a `detail` instead.
+         */
         BatchResultOut: {
             /** Index */
             index: number;
@@ -1762,6 +2161,23 @@ export interface components {
             code?: string | null;
             /** Detail */
             detail?: string | null;
+        };
+        /**
+         * BrowserSessionOut
+         * @description A browser's sign-in: the tokens are in httpOnly cookies, never in the answer.
+         */
+        BrowserSessionOut: {
+            user: components["schemas"]["UserOut"];
+            /**
+             * Mfa
+             * @description Whether this sign-in passed two-factor authentication.
+             */
+            mfa: boolean;
+            /**
+             * Expires In
+             * @description Seconds until the access cookie needs a refresh.
+             */
+            expires_in: number;
         };
         /** CaptureIn */
         CaptureIn: {
@@ -1790,6 +2206,42 @@ export interface components {
              * @description Single-use; shown this once.
              */
             recovery_codes: string[];
+        };
+        /** CurrencyLimitsOut */
+        CurrencyLimitsOut: {
+            /** Currency */
+            currency: string;
+            /** Min Amount */
+            min_amount: number;
+            /** Max Amount */
+            max_amount: number | null;
+            daily: components["schemas"]["PeriodOut"];
+            monthly: components["schemas"]["PeriodOut"];
+        };
+        /** CurrencyList */
+        CurrencyList: {
+            /** Data */
+            data: components["schemas"]["CurrencyOut"][];
+        };
+        /** CurrencyOut */
+        CurrencyOut: {
+            /** Code */
+            code: string;
+            /**
+             * Scale
+             * @description Digits after the point: amounts are in 10^-scale units.
+             */
+            scale: number;
+            /**
+             * Giftable
+             * @description Whether gifts may be paid in it.
+             */
+            giftable: boolean;
+            /**
+             * Sellable
+             * @description Whether shop products may be priced in it.
+             */
+            sellable: boolean;
         };
         /** CurrencyStatsOut */
         CurrencyStatsOut: {
@@ -1823,6 +2275,57 @@ export interface components {
             count_7d: {
                 [key: string]: number;
             };
+        };
+        /** DailyFeesOut */
+        DailyFeesOut: {
+            /** Date */
+            date: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description Paid into the platform fee account that day.
+             */
+            amount: number;
+        };
+        /** DailyOut */
+        DailyOut: {
+            /**
+             * Days
+             * @description Every UTC day of the range, oldest first.
+             */
+            days: string[];
+            /**
+             * Volume
+             * @description Only days and kinds with activity.
+             */
+            volume: components["schemas"]["DailyVolumeOut"][];
+            /** Fees */
+            fees: components["schemas"]["DailyFeesOut"][];
+            /** Fee Address */
+            fee_address: string;
+        };
+        /** DailyVolumeOut */
+        DailyVolumeOut: {
+            /**
+             * Date
+             * @description UTC day, YYYY-MM-DD.
+             */
+            date: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Kind
+             * @description Transaction kind: topup, withdrawal, gift, credit, ...
+             */
+            kind: string;
+            /** Count */
+            count: number;
+            /**
+             * Amount
+             * @description Sum of the transactions' amounts, in minor units.
+             */
+            amount: number;
         };
         /** DecisionIn */
         DecisionIn: {
@@ -1876,6 +2379,11 @@ export interface components {
             secret: string;
             /** Otpauth Uri */
             otpauth_uri: string;
+            /**
+             * Qr Code
+             * @description The otpauth URI as a QR code: an SVG `data:` URI, made by Coinpurse itself (the secret never leaves the server).
+             */
+            qr_code: string;
         };
         /** EntryOut */
         EntryOut: {
@@ -2001,6 +2509,29 @@ export interface components {
             data: components["schemas"]["GiftOut"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /**
+         * GiftQuoteOut
+         * @description A gift's split before it is sent (``service.GiftPlan``).
+         */
+        GiftQuoteOut: {
+            /** To User Id */
+            to_user_id: string;
+            /** Gift Type */
+            gift_type: string | null;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description What the giver pays.
+             */
+            amount: number;
+            /** Receiver Amount */
+            receiver_amount: number;
+            /** Agency Commission */
+            agency_commission: number;
+            /** Platform Fee */
+            platform_fee: number;
         };
         /** GiftReportOut */
         GiftReportOut: {
@@ -2417,6 +2948,32 @@ export interface components {
             /** Created At */
             created_at?: string | null;
         };
+        /**
+         * OrderIn
+         * @example {
+         *       "expected_unit_price": 250,
+         *       "product_id": "0190a0b0-0000-7000-8000-000000000001",
+         *       "quantity": 1
+         *     }
+         */
+        OrderIn: {
+            /**
+             * Product Id
+             * @example 0190a0b0-0000-7000-8000-000000000001
+             */
+            product_id: string;
+            /**
+             * Quantity
+             * @description Units to buy: 1 to COINPURSE_SHOP_QUANTITY_MAX (default 100).
+             * @default 1
+             */
+            quantity?: number;
+            /**
+             * Expected Unit Price
+             * @description The unit price the buyer saw; if the product now costs something else the order is refused (409 `price_changed`) and nothing is charged.
+             */
+            expected_unit_price?: number | null;
+        };
         /** OrderOut */
         OrderOut: {
             /** Id */
@@ -2499,6 +3056,28 @@ export interface components {
             /** Providers */
             providers: string[];
         };
+        /** PendingOut */
+        PendingOut: {
+            /** Withdrawals */
+            withdrawals: number;
+            /** Kyc Submissions */
+            kyc_submissions: number;
+            /** Adjustments */
+            adjustments: number;
+        };
+        /** PeriodOut */
+        PeriodOut: {
+            /**
+             * Limit
+             * @description Null: no limit at this tier.
+             */
+            limit: number | null;
+            /**
+             * Used
+             * @description Pending, approved and paid withdrawals in the period.
+             */
+            used: number;
+        };
         /** PostingIn */
         PostingIn: {
             /**
@@ -2549,6 +3128,137 @@ export interface components {
              * @description ISO 4217 code, lower case.
              */
             currency: string;
+        };
+        /**
+         * ProductIn
+         * @example {
+         *       "active": true,
+         *       "currency": "points",
+         *       "description": "Deals double damage",
+         *       "metadata": {
+         *         "sku": "sw-gold"
+         *       },
+         *       "name": "Golden sword",
+         *       "price": 250,
+         *       "stock": 10
+         *     }
+         */
+        ProductIn: {
+            /**
+             * Name
+             * @description 1 to 120 characters.
+             * @example Golden sword
+             */
+            name: string;
+            /**
+             * Description
+             * @description At most 2000 characters.
+             * @default
+             */
+            description?: string;
+            /**
+             * Price
+             * @description Per unit, in minor units, 1 to 2^63-1.
+             * @example 250
+             */
+            price: number;
+            /**
+             * Currency
+             * @description A configured currency code.
+             * @example points
+             */
+            currency: string;
+            /**
+             * Stock
+             * @description Units for sale, 0 to 2^63-1 (absolute).
+             * @example 10
+             */
+            stock: number;
+            /**
+             * Active
+             * @description Listed in the catalog and for sale.
+             * @default true
+             */
+            active?: boolean;
+            /**
+             * Metadata
+             * @description Free JSON object, at most 4096 bytes.
+             * @example {
+             *       "campaign": "spring"
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+        };
+        /** ProductOut */
+        ProductOut: {
+            /** Id */
+            id: string;
+            /** Merchant Id */
+            merchant_id: string;
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /** Price */
+            price: number;
+            /** Currency */
+            currency: string;
+            /** Stock */
+            stock: number;
+            /** In Stock */
+            in_stock: boolean;
+            /** Active */
+            active: boolean;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+            /**
+             * Version
+             * @description Counts the changes; the ETag is `"v<version>"`.
+             */
+            version: number;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+        };
+        /** ProductPage */
+        ProductPage: {
+            /** Data */
+            data: components["schemas"]["ProductOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /**
+         * ProductPatchIn
+         * @description Only the fields sent change; `stock` is the new absolute number of units. The
+         *     currency and the merchant of a product never change.
+         * @example {
+         *       "price": 300
+         *     }
+         * @example {
+         *       "active": true,
+         *       "stock": 25
+         *     }
+         */
+        ProductPatchIn: {
+            /** Name */
+            name?: string | null;
+            /** Description */
+            description?: string | null;
+            /** Price */
+            price?: number | null;
+            /** Stock */
+            stock?: number | null;
+            /** Active */
+            active?: boolean | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            } | null;
         };
         /** RateOut */
         RateOut: {
@@ -2725,6 +3435,102 @@ export interface components {
             /** Refresh Token */
             refresh_token: string;
         };
+        /** RefundCreatedOut */
+        RefundCreatedOut: {
+            /** Id */
+            id: string;
+            /** Order Id */
+            order_id: string;
+            /**
+             * Amount
+             * @description Paid back to the buyer in all.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description Of it, the platform's fee returned (pro rata).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description Of it, taken from the merchant's wallet.
+             */
+            merchant_amount: number;
+            /** Restock Quantity */
+            restock_quantity: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Refunded By
+             * @description user:<merchant id> or admin:<id>
+             */
+            refunded_by: string;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** @description The order after the refund. */
+            order: components["schemas"]["ShopOrderOut"];
+        };
+        /**
+         * RefundIn
+         * @example {
+         *       "reason": "Item not delivered",
+         *       "restock": true
+         *     }
+         * @example {
+         *       "amount": 100,
+         *       "reason": "Partial refund: damaged",
+         *       "restock": false
+         *     }
+         */
+        RefundIn: {
+            /** Amount */
+            amount?: number | null;
+            /**
+             * Restock
+             * @description Put the units this refund pays back (in whole units, pro rata) back in stock.
+             * @default false
+             */
+            restock?: boolean;
+            /** Reason */
+            reason: string;
+        };
+        /** RefundOut */
+        RefundOut: {
+            /** Id */
+            id: string;
+            /** Order Id */
+            order_id: string;
+            /**
+             * Amount
+             * @description Paid back to the buyer in all.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description Of it, the platform's fee returned (pro rata).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description Of it, taken from the merchant's wallet.
+             */
+            merchant_amount: number;
+            /** Restock Quantity */
+            restock_quantity: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Refunded By
+             * @description user:<merchant id> or admin:<id>
+             */
+            refunded_by: string;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+        };
         /** RegisterIn */
         RegisterIn: {
             /** Email */
@@ -2734,6 +3540,13 @@ export interface components {
              * @description At least 10 characters.
              */
             password: string;
+            /**
+             * Account Type
+             * @description `merchant` accounts can also sell products (the shop).
+             * @default user
+             * @enum {string}
+             */
+            account_type?: "user" | "merchant";
         };
         /** RejectIn */
         RejectIn: {
@@ -2752,6 +3565,49 @@ export interface components {
              * @description How long the old key keeps working; default COINPURSE_KEY_ROTATION_GRACE_S.
              */
             grace_s?: number | null;
+        };
+        /** SalesOut */
+        SalesOut: {
+            /** Data */
+            data: components["schemas"]["ShopOrderOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+            /**
+             * Totals
+             * @description Per product and currency, over every order of the filter, not only this page.
+             */
+            totals: components["schemas"]["SalesTotalOut"][];
+        };
+        /** SalesTotalOut */
+        SalesTotalOut: {
+            /** Product Id */
+            product_id: string;
+            /**
+             * Product Name
+             * @description The product's current name.
+             */
+            product_name: string;
+            /** Currency */
+            currency: string;
+            /** Orders */
+            orders: number;
+            /** Quantity */
+            quantity: number;
+            /** Amount */
+            amount: number;
+            /** Fee */
+            fee: number;
+            /** Refunded Amount */
+            refunded_amount: number;
+            /** Refunded Fee */
+            refunded_fee: number;
+            /** Restocked Quantity */
+            restocked_quantity: number;
+            /**
+             * Net Amount
+             * @description What the merchant kept: amount - fee - (refunded_amount - refunded_fee).
+             */
+            net_amount: number;
         };
         /** SentGiftOut */
         SentGiftOut: {
@@ -2820,6 +3676,188 @@ export interface components {
              */
             mfa: boolean;
             user: components["schemas"]["UserOut"];
+        };
+        /** ShopOrderCreatedOut */
+        ShopOrderCreatedOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description paid, partially_refunded or refunded
+             */
+            status: string;
+            /** Buyer Id */
+            buyer_id: string;
+            /** Merchant Id */
+            merchant_id: string;
+            /** Product Id */
+            product_id: string;
+            /**
+             * Product Name
+             * @description The product's name when it was bought.
+             */
+            product_name: string;
+            /** Quantity */
+            quantity: number;
+            /** Unit Price */
+            unit_price: number;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description What the buyer paid: unit_price x quantity.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description What the merchant received: amount - fee.
+             */
+            merchant_amount: number;
+            /** Refunded Amount */
+            refunded_amount: number;
+            /**
+             * Refunded Fee
+             * @description Of the refunds, what the platform returned.
+             */
+            refunded_fee: number;
+            /** Restocked Quantity */
+            restocked_quantity: number;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /** @description The buyer's wallet after the purchase. */
+            buyer_wallet: components["schemas"]["BalanceOut"];
+        };
+        /** ShopOrderDetailOut */
+        ShopOrderDetailOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description paid, partially_refunded or refunded
+             */
+            status: string;
+            /** Buyer Id */
+            buyer_id: string;
+            /** Merchant Id */
+            merchant_id: string;
+            /** Product Id */
+            product_id: string;
+            /**
+             * Product Name
+             * @description The product's name when it was bought.
+             */
+            product_name: string;
+            /** Quantity */
+            quantity: number;
+            /** Unit Price */
+            unit_price: number;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description What the buyer paid: unit_price x quantity.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description What the merchant received: amount - fee.
+             */
+            merchant_amount: number;
+            /** Refunded Amount */
+            refunded_amount: number;
+            /**
+             * Refunded Fee
+             * @description Of the refunds, what the platform returned.
+             */
+            refunded_fee: number;
+            /** Restocked Quantity */
+            restocked_quantity: number;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /** Refunds */
+            refunds: components["schemas"]["RefundOut"][];
+        };
+        /** ShopOrderOut */
+        ShopOrderOut: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @description paid, partially_refunded or refunded
+             */
+            status: string;
+            /** Buyer Id */
+            buyer_id: string;
+            /** Merchant Id */
+            merchant_id: string;
+            /** Product Id */
+            product_id: string;
+            /**
+             * Product Name
+             * @description The product's name when it was bought.
+             */
+            product_name: string;
+            /** Quantity */
+            quantity: number;
+            /** Unit Price */
+            unit_price: number;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * @description What the buyer paid: unit_price x quantity.
+             */
+            amount: number;
+            /**
+             * Fee
+             * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
+             */
+            fee: number;
+            /**
+             * Merchant Amount
+             * @description What the merchant received: amount - fee.
+             */
+            merchant_amount: number;
+            /** Refunded Amount */
+            refunded_amount: number;
+            /**
+             * Refunded Fee
+             * @description Of the refunds, what the platform returned.
+             */
+            refunded_fee: number;
+            /** Restocked Quantity */
+            restocked_quantity: number;
+            /** Transaction Id */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+        };
+        /** ShopOrderPage */
+        ShopOrderPage: {
+            /** Data */
+            data: components["schemas"]["ShopOrderOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** StatsOut */
         StatsOut: {
@@ -3275,6 +4313,31 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** WithdrawalLimitsOut */
+        WithdrawalLimitsOut: {
+            /**
+             * Tier
+             * @description The caller's KYC tier.
+             */
+            tier: number;
+            /**
+             * Allowed
+             * @description Whether this tier may withdraw at all.
+             */
+            allowed: boolean;
+            /**
+             * Required Tier
+             * @description The lowest tier that may withdraw.
+             */
+            required_tier: number | null;
+            /**
+             * Debt
+             * @description Left by refunded top-ups; withdrawals wait until repaid.
+             */
+            debt: number;
+            /** Currencies */
+            currencies: components["schemas"]["CurrencyLimitsOut"][];
+        };
         /** WithdrawalOut */
         WithdrawalOut: {
             /** Id */
@@ -3383,7 +4446,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "overloaded" | "payload_too_large" | "payment_not_completed" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "reconciliation_running" | "refresh_token_reused" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "reconciliation_running" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
             /** @description Field errors, for validation_error. */
             errors?: Record<string, never>[];
         };
@@ -3943,6 +5006,35 @@ export interface operations {
             };
         };
     };
+    currencies_api_v1_currencies_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CurrencyList"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     my_balance_api_v1_wallet_balance_get: {
         parameters: {
             query?: never;
@@ -4402,6 +5494,48 @@ export interface operations {
                 };
             };
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    quote_gift_api_v1_gifts_quote_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GiftIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GiftQuoteOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4894,10 +6028,7 @@ export interface operations {
     };
     topup_return_topup_return_get: {
         parameters: {
-            query?: {
-                status?: string;
-                order_id?: string;
-            };
+            query?: never;
             header?: never;
             path?: never;
             cookie?: never;
@@ -4905,21 +6036,12 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Successful Response */
-            200: {
+            303: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/html": string;
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": unknown;
                 };
             };
         };
@@ -5298,6 +6420,35 @@ export interface operations {
             };
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `currency_not_withdrawable`: This currency cannot be withdrawn / `insufficient_funds`: Insufficient funds / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_limits_api_v1_withdrawals_limits_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WithdrawalLimitsOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6262,6 +7413,149 @@ export interface operations {
             };
         };
     };
+    sign_in_browser_api_v1_auth_session_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrowserSessionOut"];
+                };
+            };
+            /** @description `invalid_credentials`: Wrong e-mail or password / `mfa_required`: A two-factor code is required / `invalid_mfa_code`: The two-factor code is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `rate_limited`: Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    refresh_browser_api_v1_auth_session_refresh_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BrowserSessionOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required / `refresh_token_reused`: This refresh token was already used; every session of its family is revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `csrf_failed`: Missing or wrong CSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sign_out_browser_api_v1_auth_session_logout_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `csrf_failed`: Missing or wrong CSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     search_transactions_admin_v1_transactions_get: {
         parameters: {
             query?: {
@@ -6312,6 +7606,66 @@ export interface operations {
                 };
             };
             /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_transactions_admin_v1_transactions_export_csv_get: {
+        parameters: {
+            query?: {
+                user_id?: string | null;
+                address?: string | null;
+                currency?: string | null;
+                kind?: string | null;
+                service?: string | null;
+                reference_id?: string | null;
+                created_from?: string | null;
+                created_to?: string | null;
+                amount_min?: number | null;
+                amount_max?: number | null;
+                /** @description Most transactions exported, newest first. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One row per transaction and currency. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6391,6 +7745,104 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StatsOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    daily_stats_admin_v1_stats_daily_get: {
+        parameters: {
+            query?: {
+                /** @description How many UTC days, ending today. */
+                days?: number;
+                currency?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DailyOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pending_admin_v1_stats_pending_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PendingOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -7321,6 +8773,675 @@ export interface operations {
             };
             /** @description `not_found`: Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_products_api_v1_products_get: {
+        parameters: {
+            query?: {
+                merchant_id?: string | null;
+                /** @description Part of the name, any case. */
+                q?: string | null;
+                min_price?: number | null;
+                max_price?: number | null;
+                currency?: string | null;
+                in_stock?: boolean | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: {
+                /** @description An ETag from an earlier answer: 304 Not Modified if it still holds. */
+                "if-none-match"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductPage"];
+                };
+            };
+            /** @description Not modified: the `If-None-Match` ETag still holds. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_product_api_v1_products_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProductIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_product_api_v1_products__product_id__get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An ETag from an earlier answer: 304 Not Modified if it still holds. */
+                "if-none-match"?: string | null;
+            };
+            path: {
+                product_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductOut"];
+                };
+            };
+            /** @description Not modified: the `If-None-Match` ETag still holds. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_product_api_v1_products__product_id__delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The product's ETag (`"v<version>"`) you based the change on: 412 `precondition_failed` if it changed since. */
+                "if-match"?: string | null;
+            };
+            path: {
+                product_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `precondition_failed`: The resource changed since the version named in If-Match */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_product_api_v1_products__product_id__patch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The product's ETag (`"v<version>"`) you based the change on: 412 `precondition_failed` if it changed since. */
+                "if-match"?: string | null;
+            };
+            path: {
+                product_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProductPatchIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `precondition_failed`: The resource changed since the version named in If-Match */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_products_api_v1_merchant_products_get: {
+        parameters: {
+            query?: {
+                active?: boolean | null;
+                /** @description Part of the name, any case. */
+                q?: string | null;
+                currency?: string | null;
+                in_stock?: boolean | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_orders_api_v1_orders_get: {
+        parameters: {
+            query?: {
+                status?: ("paid" | "partially_refunded" | "refunded") | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShopOrderPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    place_order_api_v1_orders_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Required. A unique key per operation, at most 255 printable ASCII characters; a retry with the same key replays the first answer. */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OrderIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShopOrderCreatedOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `product_inactive`: The product is not for sale / `price_changed`: The price changed since you saw it / `out_of_stock`: Not enough stock left / `idempotency_key_in_use`: A request with this idempotency key is still running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `own_product`: A merchant cannot buy its own product / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_order_api_v1_orders__order_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShopOrderDetailOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    refund_order_api_v1_orders__order_id__refund_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Required. A unique key per operation, at most 255 printable ASCII characters; a retry with the same key replays the first answer. */
+                "idempotency-key"?: string | null;
+            };
+            path: {
+                order_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefundIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RefundCreatedOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `order_refunded`: The order is already fully refunded / `idempotency_key_in_use`: A request with this idempotency key is still running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `refund_exceeds_paid`: The refund is more than what is left of the order's payment / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_sales_api_v1_merchant_sales_get: {
+        parameters: {
+            query?: {
+                product_id?: string | null;
+                status?: ("paid" | "partially_refunded" | "refunded") | null;
+                currency?: string | null;
+                created_from?: string | null;
+                created_to?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SalesOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    admin_orders_admin_v1_orders_get: {
+        parameters: {
+            query?: {
+                buyer_id?: string | null;
+                merchant_id?: string | null;
+                product_id?: string | null;
+                status?: ("paid" | "partially_refunded" | "refunded") | null;
+                currency?: string | null;
+                created_from?: string | null;
+                created_to?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShopOrderPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
