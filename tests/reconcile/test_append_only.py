@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from coinpurse.config import Settings
 from coinpurse.core.db import create_engine
+from coinpurse.partitions.service import ensure, month_of, partition_name
 from tests.conftest import Server
 from tests.pgserver import find_bindir
 from tests.reconcile.conftest import Book, query, seal
@@ -123,6 +125,17 @@ def test_least_privilege_roles(pg_url: str, tmp_path: Path) -> None:
                     "TRUNCATE entries"):
             refused = _psql(owner, "-c", sql)
             assert refused.returncode != 0 and "append-only" in refused.stderr, sql
+        # A month of the partitioned tables, reached directly rather than through its parent.
+        month = partition_name("entries", month_of(datetime.now(UTC)))
+        for sql in (f"UPDATE {month} SET amount = 6", f"DELETE FROM {month}",
+                    f"TRUNCATE {month}", "DELETE FROM archived_entry_totals"):
+            refused = _psql(app, "-c", sql)
+            assert refused.returncode != 0 and "permission denied" in refused.stderr, \
+                (sql, refused.stderr)
+        for sql in (f"UPDATE {month} SET amount = 6", f"TRUNCATE {month}"):
+            refused = _psql(owner, "-c", sql)
+            assert refused.returncode != 0 and "append-only" in refused.stderr, \
+                (sql, refused.stderr)
         rows = asyncio.run(query(app, "SELECT amount FROM entries ORDER BY id"))
         assert [r.amount for r in rows] == [-5, 5]
     finally:
@@ -131,3 +144,36 @@ def test_least_privilege_roles(pg_url: str, tmp_path: Path) -> None:
         _psql(pg_url, "-c", "DROP DATABASE IF EXISTS coinpurse_roles WITH (FORCE)")
         _psql(pg_url, "-c", "DROP ROLE IF EXISTS coinpurse_app")
         _psql(pg_url, "-c", "DROP ROLE IF EXISTS coinpurse_owner")
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_every_month_is_append_only(book: Book, settings: Settings) -> None:
+    """PostgreSQL: the history tables are partitioned by month; the triggers on the parent
+    reach this month's partition (with the book's rows) and a month the partitions job
+    makes later (its row triggers cloned, its TRUNCATE trigger copied)."""
+    url = settings.database_url
+    later = datetime.now(UTC) + timedelta(days=100)
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            made = await ensure(conn, now=later)
+    finally:
+        await engine.dispose()
+    this = month_of(datetime.now(UTC))
+    for table, column in (("entries", "amount = amount + 1"),
+                          ("transactions", "description = 'x'")):
+        month = partition_name(table, this)
+        for sql in (f"UPDATE {month} SET {column}", f"DELETE FROM {month}",
+                    f"TRUNCATE {month} CASCADE"):
+            message = await _refused(url, sql)
+            assert "append-only" in message, (sql, message)
+        future = partition_name(table, month_of(later))
+        assert future in made
+        message = await _refused(url, f"TRUNCATE {future}")
+        assert "append-only" in message, message
+        triggers = await query(url, "SELECT tgname FROM pg_trigger WHERE tgrelid = "
+                                    "CAST(:t AS regclass) AND NOT tgisinternal ORDER BY tgname",
+                               {"t": future})
+        assert [t.tgname for t in triggers] == [f"{table}_append_only", f"{table}_no_truncate"]
+    rows = await query(url, f"SELECT COUNT(*) AS n FROM {partition_name('entries', this)}")
+    assert rows[0].n == 10

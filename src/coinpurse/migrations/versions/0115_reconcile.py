@@ -1,17 +1,20 @@
 """reconciliation and tamper evidence
 
 Revision ID: 0115_reconcile
-Revises: 0006
+Revises: 0113_partitions
 Create Date: 2026-12-01
 
 The hash chain's seals, reconciliation runs and their discrepancies, the marks of
 incremental runs; and the ledger made append-only: triggers refuse UPDATE, DELETE and
 TRUNCATE of ``transactions``, ``entries`` (postings live in ``transactions.postings_json``)
-and ``ledger_seals``, whoever asks, the tables' owner included. On PostgreSQL the row
-triggers are cloned to partitions if these tables are partitioned later, the TRUNCATE
-trigger is not (README "Integrity" says what to do). SQLite gets the same refusals; a
-later migration that rebuilds one of these tables on SQLite (``batch_alter_table``) must
-create its triggers again.
+and ``ledger_seals``, whoever asks, the tables' owner included. On PostgreSQL
+``transactions`` and ``entries`` are partitioned by month (0113): the triggers are created
+on the partitioned table, which clones the row triggers onto every partition, present and
+future; the TRUNCATE (statement) trigger is copied onto each existing partition here, and
+onto each new month by the partitions job (``partitions.repository``); a detached month
+keeps copies of the row triggers. SQLite gets the same refusals; a later migration that
+rebuilds one of these tables on SQLite (``batch_alter_table``) must create its triggers
+again.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from coinpurse.partitions.repository import statement_triggers_sql
+
 revision = "0115_reconcile"
-down_revision = "0006"
+down_revision = "0113_partitions"
 branch_labels = None
 depends_on = None
 
@@ -111,6 +116,11 @@ def upgrade() -> None:
                        "FOR EACH ROW EXECUTE FUNCTION coinpurse_append_only()")
             op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
                        "FOR EACH STATEMENT EXECUTE FUNCTION coinpurse_append_only()")
+            partitioned = op.get_bind().execute(sa.text(
+                "SELECT 1 FROM pg_partitioned_table WHERE partrelid = CAST(:t AS regclass)"),
+                {"t": table}).first()
+            if partitioned:  # statement triggers are not cloned: one copy per month
+                op.execute(statement_triggers_sql(table))
         return
     for table in APPEND_ONLY:
         for action in ("UPDATE", "DELETE"):
@@ -124,6 +134,11 @@ def downgrade() -> None:
         for table in APPEND_ONLY:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+            months = op.get_bind().execute(sa.text(
+                "SELECT inhrelid::regclass::text FROM pg_inherits "
+                "WHERE inhparent = CAST(:t AS regclass)"), {"t": table}).scalars().all()
+            for month in months:  # the copies of the TRUNCATE trigger
+                op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {month}")
         op.execute("DROP FUNCTION IF EXISTS coinpurse_append_only()")
     else:
         for table in APPEND_ONLY:
