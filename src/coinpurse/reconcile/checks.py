@@ -36,12 +36,14 @@ def account_name(a: AccountState) -> str:
 
 
 def check_account(a: AccountState, new_entries: Sequence[LedgerEntry], held: int, *,
-                  from_mark: bool) -> tuple[list[Discrepancy], Mark]:
+                  from_mark: bool, archived: int = 0) -> tuple[list[Discrepancy], Mark]:
     """An account's balance, its balance_after chain and its holds. ``from_mark``: the
-    entries are those after the account's mark, which the last clean run checked."""
+    entries are those after the account's mark, which the last clean run checked; else
+    all its entries still in the tables, after ``archived`` (the total of its entries in
+    archived months, where its balance_after chain resumes)."""
     found: list[Discrepancy] = []
     name = account_name(a)
-    start = a.mark_balance if from_mark and a.mark_balance is not None else 0
+    start = a.mark_balance if from_mark and a.mark_balance is not None else archived
     last_id = (a.mark_last_entry_id or 0) if from_mark else 0
     previous, total = start, start
     for e in new_entries:

@@ -25,6 +25,8 @@ CHECKS: dict[str, str] = {
                                     "account)",
     "unbalanced_transaction": "a transaction's entries do not sum to zero in a currency",
     "entry_count_mismatch": "the entries in the tables are not as many as the seals counted",
+    "archived_totals_mismatch": "the per-account totals of archived months account for "
+                                "another number of entries than those months' seals",
     # payments and withdrawals
     "paid_order_without_credit": "a paid top-up order has no credit transaction, or not "
                                  "the one it names",
@@ -82,6 +84,9 @@ class Seal:
     previous_hash: str
     event_id: int | None
     sealed_at: datetime
+    # The transaction's created_at (its month's partition): once that month is archived,
+    # the seal still links the chain but its transaction is no longer there to hash.
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

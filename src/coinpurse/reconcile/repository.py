@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from coinpurse.core.db import insert, is_postgres
-from coinpurse.ledger.tables import accounts, entries, holds, transactions
+from coinpurse.ledger.tables import accounts, archived_entry_totals, entries, holds, transactions
+from coinpurse.partitions.repository import add_months
 from coinpurse.payments.model import CREDITED
 from coinpurse.payments.tables import payment_orders
 from coinpurse.reconcile.canonical import EntryRow, TxRow
@@ -93,11 +94,12 @@ async def snapshot(conn: AsyncConnection) -> None:
 
 _SEAL_COLUMNS = (ledger_seals.c.sequence, ledger_seals.c.transaction_id,
                  ledger_seals.c.entry_count, ledger_seals.c.hash, ledger_seals.c.previous_hash,
-                 ledger_seals.c.event_id, ledger_seals.c.sealed_at)
+                 ledger_seals.c.event_id, ledger_seals.c.sealed_at,
+                 ledger_seals.c.created_at)
 
 
 def _seal(r: Any) -> Seal:
-    return Seal(*r[:7])  # the columns of _SEAL_COLUMNS, in Seal's order
+    return Seal(*r[:8])  # the columns of _SEAL_COLUMNS, in Seal's order
 
 
 async def head(conn: AsyncConnection) -> Seal | None:
@@ -113,16 +115,17 @@ async def seal_at(conn: AsyncConnection, sequence: int) -> Seal | None:
 
 
 _SEALS_AFTER = text(
-    "SELECT sequence, transaction_id, entry_count, hash, previous_hash, event_id, sealed_at "
-    "FROM ledger_seals WHERE sequence > :after AND sequence <= :through ORDER BY sequence "
-    "LIMIT :n")
+    "SELECT sequence, transaction_id, entry_count, hash, previous_hash, event_id, sealed_at, "
+    "created_at FROM ledger_seals WHERE sequence > :after AND sequence <= :through "
+    "ORDER BY sequence LIMIT :n")
 
 
 async def seals_after(conn: AsyncConnection, after: int, through: int, limit: int
                       ) -> list[Seal]:
     rows = (await conn.execute(_SEALS_AFTER, {"after": after, "through": through,
                                               "n": limit})).all()
-    return [Seal(r[0], r[1], r[2], r[3], r[4], r[5], _utc(r[6])) for r in rows]
+    return [Seal(r[0], r[1], r[2], r[3], r[4], r[5], _utc(r[6]),
+                 _utc(r[7]) if r[7] is not None else None) for r in rows]
 
 
 async def sealed_among(conn: AsyncConnection, tx_ids: Sequence[str]) -> set[str]:
@@ -135,9 +138,10 @@ async def sealed_among(conn: AsyncConnection, tx_ids: Sequence[str]) -> set[str]
 
 _PG_INSERT_SEALS = text(
     "INSERT INTO ledger_seals (sequence, transaction_id, entry_count, hash, previous_hash, "
-    "event_id, sealed_at) SELECT t.s, t.t, t.n, t.h, t.p, t.e, :at FROM unnest("
+    "event_id, sealed_at, created_at) SELECT t.s, t.t, t.n, t.h, t.p, t.e, :at, t.c FROM unnest("
     "CAST(:s AS BIGINT[]), CAST(:t AS TEXT[]), CAST(:n AS INTEGER[]), CAST(:h AS TEXT[]), "
-    "CAST(:p AS TEXT[]), CAST(:e AS BIGINT[])) AS t(s, t, n, h, p, e)")
+    "CAST(:p AS TEXT[]), CAST(:e AS BIGINT[]), CAST(:c AS TIMESTAMPTZ[])) "
+    "AS t(s, t, n, h, p, e, c)")
 
 
 async def insert_seals(conn: AsyncConnection, seals: Sequence[Seal]) -> None:
@@ -147,31 +151,43 @@ async def insert_seals(conn: AsyncConnection, seals: Sequence[Seal]) -> None:
             "s": [x.sequence for x in seals], "t": [x.transaction_id for x in seals],
             "n": [x.entry_count for x in seals], "h": [x.hash for x in seals],
             "p": [x.previous_hash for x in seals], "e": [x.event_id for x in seals],
-            "at": seals[0].sealed_at})
+            "c": [x.created_at for x in seals], "at": seals[0].sealed_at})
     elif seals:
         await conn.execute(ledger_seals.insert(), [
             {"sequence": s.sequence, "transaction_id": s.transaction_id,
              "entry_count": s.entry_count, "hash": s.hash, "previous_hash": s.previous_hash,
-             "event_id": s.event_id, "sealed_at": s.sealed_at} for s in seals])
+             "event_id": s.event_id, "sealed_at": s.sealed_at, "created_at": s.created_at}
+            for s in seals])
 
 
-async def seal_totals(conn: AsyncConnection) -> tuple[int, int]:
-    """How many seals, and how many entries they counted."""
+def _live(horizon: datetime | None) -> ColumnElement[bool]:
+    """Seals of transactions still in the tables' months (not archived before ``horizon``)."""
+    if horizon is None:
+        return ledger_seals.c.sequence.is_not(None)
+    return or_(ledger_seals.c.created_at.is_(None), ledger_seals.c.created_at >= horizon)
+
+
+async def seal_totals(conn: AsyncConnection, horizon: datetime | None = None
+                      ) -> tuple[int, int]:
+    """How many seals of live (not archived) transactions, and how many entries they
+    counted."""
     row = (await conn.execute(select(func.count(), func.coalesce(
-        func.sum(ledger_seals.c.entry_count), 0)))).one()
+        func.sum(ledger_seals.c.entry_count), 0)).where(_live(horizon)))).one()
     return int(row[0]), int(row[1])
 
 
-async def seals_without_transaction(conn: AsyncConnection, limit: int) -> list[Seal]:
+async def seals_without_transaction(conn: AsyncConnection, limit: int,
+                                    horizon: datetime | None = None) -> list[Seal]:
     rows = (await conn.execute(
         select(*_SEAL_COLUMNS).outerjoin(transactions,
                                        transactions.c.id == ledger_seals.c.transaction_id)
-        .where(transactions.c.id.is_(None)).order_by(ledger_seals.c.sequence)
-        .limit(limit))).all()
+        .where(transactions.c.id.is_(None), _live(horizon))
+        .order_by(ledger_seals.c.sequence).limit(limit))).all()
     return [_seal(r) for r in rows]
 
 
-async def seals_with_other_entry_count(conn: AsyncConnection, limit: int
+async def seals_with_other_entry_count(conn: AsyncConnection, limit: int,
+                                       horizon: datetime | None = None
                                        ) -> list[tuple[Seal, int]]:
     """Seals whose transaction now has another number of entries than they counted."""
     counted = (select(entries.c.transaction_id, func.count().label("n"))
@@ -179,9 +195,62 @@ async def seals_with_other_entry_count(conn: AsyncConnection, limit: int
     rows = (await conn.execute(
         select(*_SEAL_COLUMNS, func.coalesce(counted.c.n, 0).label("now"))
         .outerjoin(counted, counted.c.transaction_id == ledger_seals.c.transaction_id)
-        .where(ledger_seals.c.entry_count != func.coalesce(counted.c.n, 0))
+        .where(ledger_seals.c.entry_count != func.coalesce(counted.c.n, 0), _live(horizon))
         .order_by(ledger_seals.c.sequence).limit(limit))).all()
     return [(_seal(r), int(r.now)) for r in rows]
+
+
+# --- archived months (coinpurse partitions detach) ----------------------------------------
+
+
+async def archive_horizon(conn: AsyncConnection) -> datetime | None:
+    """The start of the first month not archived: the month after the newest month of
+    ``entries`` whose totals were archived (detached months are always the oldest ones).
+    None when nothing was archived. Taken from the archive's records, not from which
+    months are attached, so a month dropped without being archived is a discrepancy."""
+    names = (await conn.execute(select(archived_entry_totals.c.partition_name).distinct())
+             ).scalars().all()
+    months = sorted(n.removeprefix("entries_y") for n in names if n.startswith("entries_y"))
+    if not months:
+        return None
+    newest = months[-1]  # YYYYmMM
+    first_live = add_months(datetime(int(newest[:4]), int(newest[5:7]), 1).date(), 1)
+    return datetime(first_live.year, first_live.month, 1, tzinfo=UTC)
+
+
+async def archived_totals(conn: AsyncConnection, account_ids: Sequence[int]
+                          ) -> dict[int, int]:
+    """Per account, the total of its entries in archived months."""
+    if not account_ids:
+        return {}
+    a = archived_entry_totals
+    rows = (await conn.execute(select(a.c.account_id, func.sum(a.c.total))
+                               .where(among(conn, a.c.account_id, account_ids))
+                               .group_by(a.c.account_id))).all()
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
+async def archive_counts(conn: AsyncConnection, horizon: datetime) -> tuple[int, int]:
+    """Entries the archive's totals account for, and entries the archived months' seals
+    counted: equal unless the archive's records were changed."""
+    recorded = (await conn.execute(select(func.coalesce(func.sum(
+        archived_entry_totals.c.entries), 0)))).scalar_one()
+    sealed = (await conn.execute(select(func.coalesce(func.sum(
+        ledger_seals.c.entry_count), 0)).where(ledger_seals.c.created_at < horizon))
+    ).scalar_one()
+    return int(recorded), int(sealed)
+
+
+async def archived_among(conn: AsyncConnection, tx_ids: Iterable[str],
+                         horizon: datetime | None) -> set[str]:
+    """Which of these transactions were sealed in a month archived since."""
+    ids = list(dict.fromkeys(tx_ids))
+    if horizon is None or not ids:
+        return set()
+    rows = (await conn.execute(select(ledger_seals.c.transaction_id).where(
+        among(conn, ledger_seals.c.transaction_id, ids),
+        ledger_seals.c.created_at < horizon))).scalars().all()
+    return set(rows)
 
 
 # --- the ledger's rows --------------------------------------------------------------------------

@@ -73,7 +73,7 @@ async def _seal_all(conn: AsyncConnection, plan: Plan, previous: str,
         sequence = plan.base_sequence + len(plan.seals) + 1
         digest = seal_hash(sequence, previous, tx_id, tx, tx_entries)
         plan.seals.append(Seal(sequence, tx_id, len(tx_entries), digest, previous, event_id,
-                               now))
+                               now, tx.created_at if tx is not None else None))
         previous = digest
     return previous
 

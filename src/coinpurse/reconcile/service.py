@@ -304,19 +304,23 @@ class Reconciler:
             })
             if from_sequence is not None:
                 f.scope["mode"] = "from_sequence"
+            horizon = await repo.archive_horizon(conn)
+            if horizon is not None:
+                f.scope["archived_before"] = iso(horizon)
             if ledger:
-                await self._accounts(conn, f, base, progress, beat)
+                await self._accounts(conn, f, base, progress, beat, horizon)
             await self._walk(conn, f, base, top, progress, beat, ledger=ledger, anchor=anchor,
-                             from_sequence=from_sequence)
-            await self._unsealed(conn, f, full=base is None, now=now, ledger=ledger)
+                             from_sequence=from_sequence, horizon=horizon)
+            await self._unsealed(conn, f, full=base is None, now=now, ledger=ledger,
+                                 horizon=horizon)
             if ledger:
                 since = base.started_at - CHANGE_MARGIN if base else None
-                await self._orders(conn, f, since, progress, beat)
-                await self._withdrawals(conn, f, since, progress, beat)
+                await self._orders(conn, f, since, progress, beat, horizon)
+                await self._withdrawals(conn, f, since, progress, beat, horizon)
         return f
 
     async def _accounts(self, conn: AsyncConnection, f: Findings, base: Run | None,
-                        progress: Progress, beat: _Beat) -> None:
+                        progress: Progress, beat: _Beat, horizon: datetime | None) -> None:
         full = base is None
         f.add(checks.check_currency_sums(await repo.currency_sums(conn)))
         progress.stage("accounts", None)
@@ -330,11 +334,14 @@ class Reconciler:
             for e in found:
                 by_account.setdefault(e.account_id, []).append(e)
             held = await repo.open_holds(conn, list(floors))
+            archived = (await repo.archived_totals(conn, list(floors))
+                        if horizon is not None else {})
             for a in chunk:
                 mine = by_account.get(a.id, [])
                 problems, mark = checks.check_account(
                     a, mine, held.get(a.id, 0),
-                    from_mark=not full and a.mark_balance is not None)
+                    from_mark=not full and a.mark_balance is not None,
+                    archived=archived.get(a.id, 0))
                 f.add(problems)
                 f.marks.append(mark)
                 f.counts.add("entries", len(mine))
@@ -344,9 +351,12 @@ class Reconciler:
 
     async def _walk(self, conn: AsyncConnection, f: Findings, base: Run | None,
                     top: Seal | None, progress: Progress, beat: _Beat, *, ledger: bool,
-                    anchor: Anchor | None, from_sequence: int | None) -> None:
+                    anchor: Anchor | None, from_sequence: int | None,
+                    horizon: datetime | None) -> None:
         """Recompute each seal from the tables, in sequence order; in a ledger run also
-        check each transaction's entries and links."""
+        check each transaction's entries and links. The seal of a transaction in an
+        archived month (before ``horizon``) can only be checked for its place in the chain:
+        its rows are in the archive, proven by the head exported with it."""
         through = top.sequence if top else 0
         after, previous = 0, GENESIS_PREVIOUS
         if from_sequence is not None and from_sequence > 1:
@@ -377,7 +387,9 @@ class Reconciler:
             seals = await repo.seals_after(conn, after, through, WALK_CHUNK)
             if not seals:
                 break
-            ids = [s.transaction_id for s in seals]
+            gone = {s.sequence for s in seals if horizon is not None
+                    and s.created_at is not None and s.created_at < horizon}
+            ids = [s.transaction_id for s in seals if s.sequence not in gone]
             txs = await repo.transactions_by_id(conn, ids)
             ents = await repo.entries_of(conn, ids)
             orders: dict[str, OrderRow] = {}
@@ -386,6 +398,16 @@ class Reconciler:
                     t.reference_id for t in txs.values()
                     if checks.is_provider_credit(t.kind, t.initiator)))
             for s in seals:
+                if s.sequence in gone:
+                    if f.chain_break is None:
+                        f.chain_break = _link_check(s, after, previous, anchor)
+                        if f.chain_break is not None:
+                            f.add([f.chain_break])
+                            if not ledger:
+                                break
+                    after, previous = s.sequence, s.hash
+                    f.counts.add("archived_seals")
+                    continue
                 tx, es = txs.get(s.transaction_id), ents.get(s.transaction_id, [])
                 if f.chain_break is None:
                     brk = _chain_check(s, after, previous, tx, es, anchor)
@@ -406,13 +428,21 @@ class Reconciler:
             await beat()
 
     async def _unsealed(self, conn: AsyncConnection, f: Findings, *, full: bool,
-                        now: datetime, ledger: bool) -> None:
+                        now: datetime, ledger: bool, horizon: datetime | None) -> None:
         """Rows that no seal accounts for: inserted without the ledger, or deleted. An
         incremental run compares counts and searches only when they disagree."""
         cutoff = now - timedelta(seconds=self.settings.seal_lag_s)
+        if horizon is not None:
+            recorded, sealed = await repo.archive_counts(conn, horizon)
+            if recorded != sealed:
+                f.add([Discrepancy(
+                    "archived_totals_mismatch", "ledger", "archived_entry_totals",
+                    f"the archived months' totals account for {recorded} entries, their "
+                    f"seals for {sealed}: the archive's records were changed",
+                    expected=sealed, actual=recorded)])
         if not full:
             n_tx, n_entries = await repo.ledger_totals(conn)
-            n_seals, n_sealed_entries = await repo.seal_totals(conn)
+            n_seals, n_sealed_entries = await repo.seal_totals(conn, horizon)
             recent_tx, recent_entries = await repo.unsealed_recent(conn, cutoff)
             f.counts.add("unsealed_recent", recent_tx)
             if n_tx == n_seals + recent_tx and n_entries == n_sealed_entries + recent_entries:
@@ -432,10 +462,10 @@ class Reconciler:
         named += len(old)
         if full:
             return
-        for s in await repo.seals_without_transaction(conn, FIND_MAX):
+        for s in await repo.seals_without_transaction(conn, FIND_MAX, horizon):
             f.add([checks.diagnose(s, None, [])])
             named += 1
-        for s, now_count in await repo.seals_with_other_entry_count(conn, FIND_MAX):
+        for s, now_count in await repo.seals_with_other_entry_count(conn, FIND_MAX, horizon):
             kind = "entry_deleted" if now_count < s.entry_count else "entry_inserted"
             f.add([Discrepancy(kind, "transaction", s.transaction_id,
                                f"seal {s.sequence}: transaction {s.transaction_id} had "
@@ -449,7 +479,7 @@ class Reconciler:
                 "account for; run a full reconciliation to find them")])
 
     async def _orders(self, conn: AsyncConnection, f: Findings, since: datetime | None,
-                      progress: Progress, beat: _Beat) -> None:
+                      progress: Progress, beat: _Beat, horizon: datetime | None) -> None:
         progress.stage("orders", None)
         after = ""
         while chunk := await repo.orders_after(conn, after, ROW_CHUNK, since=since):
@@ -459,10 +489,14 @@ class Reconciler:
             named = {i for o in chunk for i in (o.credit_transaction_id,
                                                 o.reversal_transaction_id) if i}
             pool.update(await repo.linked_transactions(conn, named - pool.keys()))
+            archived = await repo.archived_among(conn, named - pool.keys(), horizon)
             by_ref: dict[str, dict[str, LinkedTx]] = {}
             for t in pool.values():
                 by_ref.setdefault(t.reference_id, {})[t.id] = t
             for o in chunk:
+                if archived and {o.credit_transaction_id, o.reversal_transaction_id} & archived:
+                    f.counts.add("orders_archived")  # its money is in an archived month
+                    continue
                 mine = dict(by_ref.get(o.id, {}))
                 for i in (o.credit_transaction_id, o.reversal_transaction_id):
                     if i and i in pool:
@@ -473,14 +507,20 @@ class Reconciler:
             await beat()
 
     async def _withdrawals(self, conn: AsyncConnection, f: Findings, since: datetime | None,
-                           progress: Progress, beat: _Beat) -> None:
+                           progress: Progress, beat: _Beat, horizon: datetime | None) -> None:
         progress.stage("withdrawals", None)
         after = ""
         while chunk := await repo.withdrawals_after(conn, after, ROW_CHUNK, since=since):
             after = chunk[-1].id
             txs = await repo.linked_transactions(conn, (w.transaction_id for w in chunk
                                                         if w.transaction_id))
+            archived = await repo.archived_among(
+                conn, (w.transaction_id for w in chunk
+                       if w.transaction_id and w.transaction_id not in txs), horizon)
             for w in chunk:
+                if w.transaction_id in archived:
+                    f.counts.add("withdrawals_archived")
+                    continue
                 f.add(checks.check_withdrawal(w, txs.get(w.transaction_id or "")))
             f.counts.add("withdrawals", len(chunk))
             progress.advance(len(chunk))
@@ -524,8 +564,10 @@ class Reconciler:
             raise ProviderNotEnabled(str(exc)) from None
 
 
-def _chain_check(s: Seal, after: int, previous: str, tx: Any, es: Sequence[Any],
-                 anchor: Anchor | None) -> Discrepancy | None:
+def _link_check(s: Seal, after: int, previous: str, anchor: Anchor | None = None
+                ) -> Discrepancy | None:
+    """A seal's place in the chain: it follows the seal before it (and, if it is the
+    exported head, has its hash)."""
     if s.sequence != after + 1:
         return Discrepancy("seal_missing", "seal", str(after + 1),
                            f"seals {after + 1} to {s.sequence - 1} are missing",
@@ -534,6 +576,18 @@ def _chain_check(s: Seal, after: int, previous: str, tx: Any, es: Sequence[Any],
         return Discrepancy("seal_out_of_order", "seal", str(s.sequence),
                            f"seal {s.sequence} (transaction {s.transaction_id}) does not "
                            f"follow seal {after}", expected=previous, actual=s.previous_hash)
+    if anchor is not None and anchor.sequence == s.sequence and anchor.hash != s.hash:
+        return Discrepancy("head_mismatch", "seal", str(s.sequence),
+                           f"seal {s.sequence} is {s.hash}, the exported head says "
+                           f"{anchor.hash}: history before it was rewritten",
+                           expected=anchor.hash, actual=s.hash)
+    return None
+
+
+def _chain_check(s: Seal, after: int, previous: str, tx: Any, es: Sequence[Any],
+                 anchor: Anchor | None) -> Discrepancy | None:
+    if (brk := _link_check(s, after, previous)) is not None:
+        return brk
     digest = seal_hash(s.sequence, previous, s.transaction_id, tx, es)
     if digest != s.hash or tx is None:
         return checks.diagnose(s, tx, es)

@@ -32,6 +32,9 @@ ledger_seals = Table(
     # older than the oldest event kept when sealing began).
     Column("event_id", BigInteger, nullable=True),
     Column("sealed_at", UTCDateTime, nullable=False),
+    # The transaction's created_at (NULL if it was missing when sealed): which month of the
+    # partitioned history it lives in, so a run knows an archived month's seals.
+    Column("created_at", UTCDateTime, nullable=True),
 )
 
 reconciliations = Table(

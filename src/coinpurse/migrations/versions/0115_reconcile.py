@@ -52,6 +52,7 @@ def _create_tables() -> None:
         sa.Column("previous_hash", sa.String(length=64), nullable=False),
         sa.Column("event_id", sa.BigInteger(), nullable=True),
         sa.Column("sealed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("sequence", name=op.f("pk_ledger_seals")),
         sa.UniqueConstraint("transaction_id", name=op.f("uq_ledger_seals_transaction_id")),
     )
