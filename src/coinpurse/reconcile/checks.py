@@ -22,8 +22,11 @@ from coinpurse.reconcile.model import (
     Mark,
     OrderRow,
     Seal,
+    ShopOrderRow,
+    ShopRefundRow,
     WithdrawalRow,
 )
+from coinpurse.shop.service import SERVICE as SHOP_SERVICE
 
 Leg = tuple[int, str, str, int]  # (posting index, address, currency, signed amount)
 
@@ -291,3 +294,111 @@ def check_withdrawal(w: WithdrawalRow, tx: LinkedTx | None) -> list[Discrepancy]
     return [Discrepancy("withdrawal_without_capture", "withdrawal", w.id,
                         f"withdrawal {w.id} is {w.status} for {w.amount} {w.currency}, but "
                         + what, expected=w.amount, actual=taken)]
+
+
+# --- the shop -----------------------------------------------------------------------------------
+
+def _owned_by(address: str, user_id: str) -> bool:
+    """The user's cash wallet or one of their sub-wallets (``user:<id>:bonus``)."""
+    own = f"user:{user_id}"
+    return address == own or address.startswith(own + ":")
+
+
+def _net(tx: LinkedTx, currency: str, owns: Any) -> int:
+    """What the accounts ``owns`` accepts gain in ``currency`` (negative: what they pay),
+    moves among them left out."""
+    total = 0
+    for p in tx.postings:
+        if p.get("currency") != currency:
+            continue
+        into, out = owns(str(p.get("destination"))), owns(str(p.get("source")))
+        if into and not out:
+            total += int(p.get("amount", 0))
+        elif out and not into:
+            total -= int(p.get("amount", 0))
+    return total
+
+
+def _shop_tx_ok(tx: LinkedTx | None, kind: str, order_id: str) -> bool:
+    return tx is not None and tx.kind == kind and tx.reference_id == order_id
+
+
+def check_shop_order(o: ShopOrderRow, purchase: LinkedTx | None,
+                     refunds: Sequence[tuple[ShopRefundRow, LinkedTx | None]]
+                     ) -> list[Discrepancy]:
+    """A shop order agrees with the ledger: its purchase takes its amount from the buyer
+    (cash or sub-wallets) and leaves the merchant the amount less the fee; each refund gives
+    the buyer its amount and takes it less its fee share from the merchant; the order's
+    refunded totals and status are the sum of its refunds."""
+    found: list[Discrepancy] = []
+    merchant = f"user:{o.merchant_id}"
+    if not _shop_tx_ok(purchase, "purchase", o.id):
+        found.append(Discrepancy(
+            "shop_order_without_purchase", "shop_order", o.id,
+            f"shop order {o.id}: its purchase {o.transaction_id} is "
+            + ("not in the ledger" if purchase is None
+               else f"a {purchase.kind} of {purchase.reference_id}"),
+            expected="a purchase transaction", actual=o.transaction_id))
+    else:
+        assert purchase is not None
+        paid = -_net(purchase, o.currency, lambda a: _owned_by(a, o.buyer_id))
+        kept = _net(purchase, o.currency, lambda a: a == merchant)
+        if (paid, kept) != (o.amount, o.amount - o.fee):
+            found.append(Discrepancy(
+                "shop_order_amount_mismatch", "shop_order", o.id,
+                f"shop order {o.id}: {o.amount} {o.currency} with a fee of {o.fee}, but its "
+                f"purchase {purchase.id} takes {paid} from user:{o.buyer_id} and leaves "
+                f"{merchant} {kept}", expected=[o.amount, o.amount - o.fee],
+                actual=[paid, kept]))
+    for refund, tx in refunds:
+        if not _shop_tx_ok(tx, "refund", o.id):
+            found.append(Discrepancy(
+                "shop_refund_mismatch", "shop_order", o.id,
+                f"shop order {o.id}: refund {refund.id}'s transaction {refund.transaction_id} "
+                "is " + ("not in the ledger" if tx is None
+                         else f"a {tx.kind} of {tx.reference_id}"),
+                expected="a refund transaction", actual=refund.transaction_id))
+            continue
+        assert tx is not None
+        got = _net(tx, o.currency, lambda a: _owned_by(a, o.buyer_id))
+        given = -_net(tx, o.currency, lambda a: a == merchant)
+        if (got, given) != (refund.amount, refund.amount - refund.fee):
+            found.append(Discrepancy(
+                "shop_refund_mismatch", "shop_order", o.id,
+                f"shop order {o.id}: refund {refund.id} of {refund.amount} {o.currency} "
+                f"(fee share {refund.fee}), but its transaction {tx.id} gives the buyer "
+                f"{got} and takes {given} from {merchant}",
+                expected=[refund.amount, refund.amount - refund.fee], actual=[got, given]))
+    refunded = sum(r.amount for r, _ in refunds)
+    refunded_fee = sum(r.fee for r, _ in refunds)
+    status = ("paid" if refunded == 0 else "refunded" if refunded == o.amount
+              else "partially_refunded")
+    if (o.refunded_amount, o.refunded_fee, o.status) != (refunded, refunded_fee, status):
+        found.append(Discrepancy(
+            "shop_refund_mismatch", "shop_order", o.id,
+            f"shop order {o.id} is {o.status} with {o.refunded_amount} refunded (fee "
+            f"{o.refunded_fee}); its {len(refunds)} refunds make it {status} with {refunded} "
+            f"(fee {refunded_fee})", expected=[refunded, refunded_fee, status],
+            actual=[o.refunded_amount, o.refunded_fee, o.status]))
+    return found
+
+
+def is_shop(tx: TxRow) -> bool:
+    return tx.service == SHOP_SERVICE and tx.kind in ("purchase", "refund")
+
+
+def check_shop_link(tx: TxRow, order: ShopOrderRow | None,
+                    refunds: Sequence[ShopRefundRow]) -> list[Discrepancy]:
+    """A shop purchase is the transaction of the order it names; a shop refund, of one of
+    that order's refunds."""
+    if not is_shop(tx):
+        return []
+    if tx.kind == "purchase" and order is not None and order.transaction_id == tx.id:
+        return []
+    if tx.kind == "refund" and any(r.transaction_id == tx.id for r in refunds):
+        return []
+    return [Discrepancy(
+        "purchase_without_order", "transaction", tx.id,
+        f"transaction {tx.id} is a shop {tx.kind} for order {tx.reference_id}, "
+        + ("which does not exist" if order is None else "which does not record it"),
+        expected=tx.id, actual=None)]

@@ -38,6 +38,17 @@ CHECKS: dict[str, str] = {
                         "or moves another amount",
     "withdrawal_without_capture": "an approved or paid withdrawal has no capture of its "
                                   "amount, or its hold is not captured",
+    # the shop
+    "shop_order_without_purchase": "a shop order's purchase transaction is missing or is "
+                                   "not a purchase of that order",
+    "shop_order_amount_mismatch": "a shop order's purchase takes another amount from the "
+                                  "buyer, or leaves the merchant another net amount (price "
+                                  "less the fee), than the order says",
+    "shop_refund_mismatch": "a shop refund's transaction is missing or gives the buyer "
+                            "another amount, or the order's refunded totals or status differ "
+                            "from its refunds",
+    "purchase_without_order": "a shop purchase or refund transaction that no order or "
+                              "refund records",
     # the hash chain
     "seal_missing": "a seal of the chain was deleted (a gap in the sequence)",
     "seal_out_of_order": "a seal does not follow the one before it (seals reordered, "
@@ -146,6 +157,29 @@ class LedgerEntry:
     id: int
     amount: int
     balance_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShopOrderRow:
+    id: str
+    buyer_id: str
+    merchant_id: str
+    currency: str
+    amount: int
+    fee: int
+    refunded_amount: int
+    refunded_fee: int
+    status: str
+    transaction_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShopRefundRow:
+    id: str
+    order_id: str
+    amount: int
+    fee: int
+    transaction_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ from coinpurse.reconcile.model import (
     OrderRow,
     Run,
     Seal,
+    ShopOrderRow,
+    ShopRefundRow,
     WithdrawalRow,
 )
 from coinpurse.reconcile.tables import (
@@ -40,6 +42,8 @@ from coinpurse.reconcile.tables import (
     reconciliation_discrepancies,
     reconciliations,
 )
+from coinpurse.shop.tables import order_refunds
+from coinpurse.shop.tables import orders as shop_orders
 from coinpurse.withdrawals.tables import withdrawals
 
 
@@ -505,6 +509,56 @@ async def linked_transactions(conn: AsyncConnection, ids: Iterable[str]) -> dict
     rows = (await conn.execute(select(t.c.id, t.c.kind, t.c.initiator, t.c.reference_id,
                                       t.c.postings_json).where(among(conn, t.c.id, wanted)))).all()
     return {r.id: _linked(r) for r in rows}
+
+
+# --- the shop's orders ----------------------------------------------------------------------
+
+_SHOP_ORDER_COLUMNS = (shop_orders.c.id, shop_orders.c.buyer_id, shop_orders.c.merchant_id,
+                       shop_orders.c.currency, shop_orders.c.amount, shop_orders.c.fee,
+                       shop_orders.c.refunded_amount, shop_orders.c.refunded_fee,
+                       shop_orders.c.status, shop_orders.c.transaction_id)
+
+
+def _shop_order(r: Any) -> ShopOrderRow:
+    return ShopOrderRow(r.id, r.buyer_id, r.merchant_id, r.currency, r.amount, r.fee,
+                        r.refunded_amount, r.refunded_fee, r.status, r.transaction_id)
+
+
+async def shop_orders_after(conn: AsyncConnection, after_id: str, limit: int, *,
+                            since: datetime | None) -> list[ShopOrderRow]:
+    """Shop orders by id; with ``since``, those created or refunded since then."""
+    o = shop_orders
+    stmt = select(*_SHOP_ORDER_COLUMNS).where(o.c.id > after_id).order_by(o.c.id).limit(limit)
+    if since is not None:
+        stmt = stmt.where(o.c.updated_at >= since)
+    return [_shop_order(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def shop_orders_by_id(conn: AsyncConnection, ids: Iterable[str]
+                            ) -> dict[str, ShopOrderRow]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = (await conn.execute(select(*_SHOP_ORDER_COLUMNS)
+                               .where(among(conn, shop_orders.c.id, wanted)))).all()
+    return {r.id: _shop_order(r) for r in rows}
+
+
+async def shop_refunds_of(conn: AsyncConnection, order_ids: Iterable[str]
+                          ) -> dict[str, list[ShopRefundRow]]:
+    """Each order's refunds (the ``(order_id, id)`` index)."""
+    wanted = sorted(set(order_ids))
+    if not wanted:
+        return {}
+    r = order_refunds
+    rows = (await conn.execute(select(r.c.id, r.c.order_id, r.c.amount, r.c.fee,
+                                      r.c.transaction_id)
+                               .where(among(conn, r.c.order_id, wanted))
+                               .order_by(r.c.order_id, r.c.id))).all()
+    found: dict[str, list[ShopRefundRow]] = {}
+    for row in rows:
+        found.setdefault(row.order_id, []).append(ShopRefundRow(*row))
+    return found
 
 
 async def withdrawals_after(conn: AsyncConnection, after_id: str, limit: int, *,
