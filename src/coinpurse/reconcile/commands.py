@@ -23,8 +23,8 @@ from coinpurse.config import ConfigError, Settings, load_settings, unknown_setti
 T = TypeVar("T")
 EXPECT_RE = re.compile(r"^([1-9][0-9]{0,18}):([0-9a-f]{64})$")
 SHOWN_MAX = 50
-COUNT_ORDER = ["accounts", "entries", "transactions", "seals", "orders", "withdrawals",
-               "unsealed_recent", "provider_payments"]
+COUNT_ORDER = ["accounts", "entries", "transactions", "seals", "archived_seals", "orders",
+               "withdrawals", "shop_orders", "unsealed_recent", "provider_payments"]
 
 
 def _settings() -> Settings:
@@ -183,8 +183,8 @@ def _detail_json(detail: Any) -> dict[str, Any]:
               help="--provider: the last UTC day, included (default: --from).")
 def reconcile(full: bool, as_json: bool, provider: str | None, period_from: datetime | None,
               period_to: datetime | None) -> None:
-    """Reconcile the books: balances, entries, holds, orders, withdrawals, the hash chain;
-    or, with --provider, a provider's statement. The run is stored (GET
+    """Reconcile the books: balances, entries, holds, top-up orders, withdrawals, shop
+    orders, the hash chain; or, with --provider, a provider's statement. The run is stored (GET
     /admin/v1/reconciliations). Exit 0 passed, 1 discrepancies, 3 could not finish."""
     from coinpurse.core.errors import CoinpurseError
     from coinpurse.reconcile.schemas import check_period

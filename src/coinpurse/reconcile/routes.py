@@ -47,8 +47,9 @@ async def list_runs(
 
 @router.get("/reconciliations/{run_id}", response_model=s.ReconciliationDetailOut,
             responses=problems(*_READ, NotFound), summary="A run with its discrepancies",
-            description="Each discrepancy names the account, entry, transaction, order or "
-            "withdrawal, with the expected and the actual value. The checks:\n\n"
+            description="Each discrepancy names the account, entry, transaction, order, "
+            "shop order or withdrawal, with the expected and the actual value. The "
+            "checks:\n\n"
             + s.checks_table())
 async def get_run(run_id: Annotated[str, Path(max_length=36)], admin: Admin,
                   state: State) -> Response:

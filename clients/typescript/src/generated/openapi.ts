@@ -1460,7 +1460,7 @@ export interface paths {
         };
         /**
          * A run with its discrepancies
-         * @description Each discrepancy names the account, entry, transaction, order or withdrawal, with the expected and the actual value. The checks:
+         * @description Each discrepancy names the account, entry, transaction, order, shop order or withdrawal, with the expected and the actual value. The checks:
          *
          *     - `currency_sum_not_zero`: the balances of a currency do not sum to zero
          *     - `negative_user_balance`: a user's wallet is below zero or below what it holds
@@ -1471,6 +1471,7 @@ export interface paths {
          *     - `transaction_entries_mismatch`: a transaction's entries are not exactly its postings (an entry missing, added, or with another amount or account)
          *     - `unbalanced_transaction`: a transaction's entries do not sum to zero in a currency
          *     - `entry_count_mismatch`: the entries in the tables are not as many as the seals counted
+         *     - `archived_totals_mismatch`: the per-account totals of archived months account for another number of entries than those months' seals
          *     - `paid_order_without_credit`: a paid top-up order has no credit transaction, or not the one it names
          *     - `order_credit_mismatch`: an order's credit moves another amount than the order's
          *     - `order_credited_twice`: an order has more than one credit transaction
@@ -1478,6 +1479,10 @@ export interface paths {
          *     - `credit_on_unpaid_order`: an order that is not paid has a credit
          *     - `reversal_missing`: a refunded or charged-back order's reversal transaction is missing or moves another amount
          *     - `withdrawal_without_capture`: an approved or paid withdrawal has no capture of its amount, or its hold is not captured
+         *     - `shop_order_without_purchase`: a shop order's purchase transaction is missing or is not a purchase of that order
+         *     - `shop_order_amount_mismatch`: a shop order's purchase takes another amount from the buyer, or leaves the merchant another net amount (price less the fee), than the order says
+         *     - `shop_refund_mismatch`: a shop refund's transaction is missing or gives the buyer another amount, or the order's refunded totals or status differ from its refunds
+         *     - `purchase_without_order`: a shop purchase or refund transaction that no order or refund records
          *     - `seal_missing`: a seal of the chain was deleted (a gap in the sequence)
          *     - `seal_out_of_order`: a seal does not follow the one before it (seals reordered, inserted or edited)
          *     - `transaction_deleted`: a sealed transaction is no longer in the database
