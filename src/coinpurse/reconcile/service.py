@@ -10,12 +10,14 @@ Incremental runs check what changed since the last clean run of their kind:
   clean run saw), and only their entries after the mark;
 - transactions sealed after the last clean run's head (the seal sequence is a total order
   that never changes), chain included;
-- orders and withdrawals changed since that run began (an hour of margin), and every paid
-  order that names no credit;
+- top-up orders, withdrawals and shop orders changed since that run began (an hour of
+  margin), and every paid top-up order that names no credit;
 - counts of transactions, entries and seals, which reveal a row inserted or deleted
   anywhere; only then are all rows searched for it.
 
-So a run costs the day's volume plus one pass over the accounts, not the whole history. A
+So a run costs the day's volume plus one pass over the accounts, not the whole history.
+Months of history archived by ``coinpurse partitions detach`` are accounted for by their
+per-account totals and their seals (``archived_before`` in a run's scope). A
 full run (``--full``, and the schedule every ``COINPURSE_RECONCILE_FULL_EVERY_DAYS``) reads
 everything. A discrepancy writes a ``reconciliation.failed`` event and an error log line.
 """
