@@ -1,6 +1,6 @@
 -- What the application's role may do (README "Integrity").
--- After every `coinpurse migrate` and every `coinpurse partitions ensure|detach`, as
--- coinpurse_owner in the database:
+-- After every `coinpurse migrate`, as coinpurse_owner in the database (months made later by
+-- `coinpurse partitions ensure` get no privileges for coinpurse_app, as it should be):
 --   psql -v ON_ERROR_STOP=1 -f docs/postgres/grants.sql
 GRANT USAGE ON SCHEMA public TO coinpurse_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO coinpurse_app;
