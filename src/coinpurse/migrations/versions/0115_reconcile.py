@@ -1,7 +1,7 @@
 """reconciliation and tamper evidence
 
 Revision ID: 0115_reconcile
-Revises: 0113_partitions
+Revises: 0110_events_delivery (after 0113_partitions)
 Create Date: 2026-12-01
 
 The hash chain's seals, reconciliation runs and their discrepancies, the marks of
@@ -25,7 +25,7 @@ from alembic import op
 from coinpurse.partitions.repository import statement_triggers_sql
 
 revision = "0115_reconcile"
-down_revision = "0113_partitions"
+down_revision = "0110_events_delivery"
 branch_labels = None
 depends_on = None
 
