@@ -1,7 +1,7 @@
 """bonuses: promotions, bonuses and their changes, referrals, the sign-up queue (issue 11)
 
 Revision ID: 0101_bonuses
-Revises: 0110_events_delivery
+Revises: 0115_reconcile
 Create Date: 2026-12-08
 
 Users who already have a wallet are entered in the sign-up queue as done: a sign-up bonus is
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0101_bonuses"
-down_revision = "0110_events_delivery"
+down_revision = "0115_reconcile"
 branch_labels = None
 depends_on = None
 
