@@ -418,7 +418,9 @@ def test_an_expired_access_cookie_is_renewed_without_signing_out(pages: Pages,
 def test_the_balance_card_shows_bonus_money(pages: Pages, site: Site) -> None:
     """Bonus money (not in the balance) shows on the card once the user has some."""
     user = site.user(300, prefix="bonus")
-    admin = bearer(site.token("admin", site.admin_secret))
+    from tests.conftest import user_token
+
+    admin = bearer(user_token("ops-web", role="admin", mfa=True))
     code = f"WEB{user.upper()}"
     r = site.http.post("/admin/v1/promotions", headers=admin, json={
         "code": code, "kind": "manual", "currency": "points", "description": "Welcome",
