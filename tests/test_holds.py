@@ -201,7 +201,7 @@ async def test_capture_and_void_racing_exactly_one_wins(
         captured += cap.status_code == 200
     wallet = await _wallet(client, key, "u")
     assert wallet == {"balance": 1000 - 40 * captured, "held": 0,
-                      "available": 1000 - 40 * captured}
+                      "available": 1000 - 40 * captured, "bonus": 0}
     assert_invariants(await ledger_state_async(db_url))
 
 
