@@ -21,6 +21,7 @@ from coinpurse.events import routes as events_routes
 from coinpurse.gifts import routes as gifts_routes
 from coinpurse.holds import jobs as holds_jobs
 from coinpurse.holds import routes as holds_routes
+from coinpurse.http.fastpath import FastPath, FastRoute, check_routes
 from coinpurse.http.handlers import install_error_handlers
 from coinpurse.http.middleware import AddressRateLimit, BodyLimit, RefuseNul
 from coinpurse.http.openapi import add_problem_schema, description
@@ -44,11 +45,13 @@ class Domain:
     name: str
     routers: tuple[APIRouter, ...] = ()
     jobs: Callable[[AppState], list[Job]] | None = None
+    fast_routes: tuple[FastRoute, ...] = ()  # hot routes also served by http.fastpath
 
 
 DOMAINS: tuple[Domain, ...] = (
     Domain("ledger", jobs=ledger_jobs.jobs),
-    Domain("wallets", (wallets_routes.router, wallets_routes.user_router)),
+    Domain("wallets", (wallets_routes.router, wallets_routes.user_router),
+           fast_routes=wallets_routes.fast_routes),
     Domain("holds", (holds_routes.router,), holds_jobs.jobs),
     Domain("gifts", (gifts_routes.router,)),
     Domain("payments", (payments_routes.router,), payments_jobs.jobs),
@@ -91,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Coinpurse", version=__version__, description=description(),
                   lifespan=lifespan)
     install_error_handlers(app)
+    # Innermost, so every middleware below sees the fast routes too (COINPURSE_FAST_PATH).
+    fast_routes = [r for d in DOMAINS for r in d.fast_routes] if settings.fast_path else []
+    app.add_middleware(FastPath, routes=fast_routes)
     app.add_middleware(RefuseNul)
     app.add_middleware(AddressRateLimit)
     app.add_middleware(BodyLimit, limit=settings.body_max_bytes,
@@ -103,5 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> Response:
         return json_response({"status": "ok", "version": __version__})
 
+    check_routes(app, fast_routes)
     add_problem_schema(app)
     return app
