@@ -56,7 +56,7 @@ async def _scenario(client: httpx.AsyncClient, key: str, read_key: str) -> list[
 
     async def send(method: str, path: str, *, body: Any = None, raw: bytes | None = None,
                    headers: dict[str, str] | None = None) -> None:
-        h = dict(headers or {})
+        h = {"X-Request-ID": f"req-{len(answers)}", **(headers or {})}  # echoed by ops' middleware
         content = raw
         if body is not None:
             content = json.dumps(body).encode()

@@ -108,6 +108,10 @@ class FastPath:
         self.app = app
         self.exact = {(r.method, r.path): r for r in routes if r.prefix is None}
         self.prefixed = [r for r in routes if r.prefix is not None]
+        # Each fast route's FastAPI route, found on the first request (the app is in the
+        # scope): put in the scope as the router would, for whoever reads it afterwards
+        # (the access log and the metrics name the route template).
+        self.shadowed: dict[FastRoute, Any] | None = None
 
     def _route(self, method: str, path: str) -> tuple[FastRoute, str | None] | None:
         route = self.exact.get((method, path))
@@ -128,6 +132,12 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         route, path_user = found
+        if self.shadowed is None:
+            routes = [*self.exact.values(), *self.prefixed]
+            self.shadowed = dict(zip(routes, check_routes(scope["app"], routes), strict=True))
+        scope["route"] = self.shadowed[route]
+        scope["endpoint"] = route.endpoint
+        scope["path_params"] = {"user_id": path_user} if path_user is not None else {}
         received: list[Message] = []
         try:
             await self._serve(route, path_user, scope, receive, send, received)
@@ -264,9 +274,11 @@ def _flat_routes(app: Any) -> list[Any]:
     return list(flatten(app.router.routes)) if flatten is not None else list(app.router.routes)
 
 
-def check_routes(app: Any, routes: Sequence[FastRoute]) -> None:
+def check_routes(app: Any, routes: Sequence[FastRoute]) -> list[Any]:
     """Each fast route must shadow the FastAPI route the router would pick for it, with the
-    same endpoint and the dependencies this module resolves under the same names."""
+    same endpoint and the dependencies this module resolves under the same names; returns
+    those routes."""
+    shadowed: list[Any] = []
     for fast in routes:
         path = fast.path.replace("{user_id}", "u1")
         scope = {"type": "http", "method": fast.method, "path": path, "root_path": ""}
@@ -287,3 +299,5 @@ def check_routes(app: Any, routes: Sequence[FastRoute]) -> None:
                 or not body_ok or dependant.header_params or dependant.cookie_params:
             raise RuntimeError(f"fast path {fast.method} {fast.path}: the route's parameters "
                                f"changed ({found}, queries {queries}); update http/fastpath.py")
+        shadowed.append(matched)
+    return shadowed
