@@ -135,6 +135,8 @@ async def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--database-url", default=None)
+    p.add_argument("--postgres", action="store_true",
+                   help="start a PostgreSQL server of its own (tests/pgserver.py, fsync on)")
     p.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
                    help="the setting compared (default fast_path=true and fast_path=false); "
                         "give it twice")
@@ -143,6 +145,22 @@ async def main() -> None:
                                                                {"fast_path": "false"}]
     folder = Path(tempfile.mkdtemp(prefix="coinpurse-asgi-cpu-"))
     url = args.database_url or f"sqlite:///{folder / 'bench.db'}"
+    pg = None
+    if args.postgres:
+        sys.path.insert(0, str(ROOT))
+        from tests.pgserver import PgServer
+
+        pg = PgServer(durable=True)
+        pg.start()
+        url = pg.createdb("coinpurse")
+    try:
+        await measure(args, variants, url)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+async def measure(args: argparse.Namespace, variants: list[dict[str, str]], url: str) -> None:
     await asyncio.to_thread(migrate_sync, url)  # it runs its own event loop
     engine = create_engine(url, pool_size=1)
     async with engine.begin() as conn:
