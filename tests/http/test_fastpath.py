@@ -246,3 +246,34 @@ async def test_fast_routes_shadow_their_fastapi_routes() -> None:
     stale = fastpath.FastRoute.of("POST", "/internal/v1/wallet/credit", other)
     with pytest.raises(RuntimeError, match="the router picks"):
         fastpath.check_routes(app, [stale])
+
+
+async def test_fast_path_requests_are_observed_like_fastapi_ones(db_url: str) -> None:
+    """ops' middleware (outside the fast path) names the route template in the metrics and
+    the access line, from the scope the fast path fills as the router would."""
+    from prometheus_client import REGISTRY
+
+    def count(method: str, route: str, status: str) -> float:
+        return REGISTRY.get_sample_value("coinpurse_http_request_duration_seconds_count",
+                                         {"method": method, "route": route,
+                                          "status": status}) or 0.0
+
+    balance_route = "/internal/v1/wallet/balance/{user_id}"
+    before = (count("POST", CREDIT, "201"), count("GET", balance_route, "200"),
+              fastpath.counts["served"])
+    key, _ = await _make_keys(db_url)
+    settings = Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+                        currencies="points:0,usdt:2,diamonds:0")
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            r = await client.post(CREDIT, json=_change(), headers={
+                "X-API-Key": key, "Idempotency-Key": "obs-1", "X-Request-ID": "obs-req-1"})
+            assert r.status_code == 201, r.text
+            assert r.headers["x-request-id"] == "obs-req-1"
+            r = await client.get("/internal/v1/wallet/balance/u1", headers={"X-API-Key": key})
+            assert r.status_code == 200, r.text
+    assert fastpath.counts["served"] == before[2] + 2
+    assert count("POST", CREDIT, "201") == before[0] + 1
+    assert count("GET", balance_route, "200") == before[1] + 1

@@ -171,6 +171,11 @@ export class Overloaded extends CoinpurseError {
   static override readonly defaultCode: string = "overloaded";
 }
 
+/** /readyz: the server is not ready (database, migrations, jobs or shutting down). */
+export class NotReady extends CoinpurseError {
+  static override readonly defaultCode: string = "not_ready";
+}
+
 export class InternalError extends CoinpurseError {
   static override readonly defaultCode: string = "internal_error";
 }
@@ -275,6 +280,14 @@ export class PreconditionFailed extends CoinpurseError {
   static override readonly defaultCode: string = "precondition_failed";
 }
 
+export class WebhookUrlRefused extends CoinpurseError {
+  static override readonly defaultCode: string = "webhook_url_refused";
+}
+
+export class TooManyStreams extends CoinpurseError {
+  static override readonly defaultCode: string = "too_many_streams";
+}
+
 export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>> = {
   validation_error: ValidationFailed,
   unauthorized: Unauthorized,
@@ -297,6 +310,7 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   already_reversed: AlreadyReversed,
   service_unavailable: ServiceUnavailable,
   overloaded: Overloaded,
+  not_ready: NotReady,
   internal_error: InternalError,
   insufficient_funds: InsufficientFunds,
   balance_overflow: BalanceOverflow,
@@ -322,6 +336,8 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   order_refunded: OrderRefunded,
   refund_exceeds_paid: RefundExceedsPaid,
   precondition_failed: PreconditionFailed,
+  webhook_url_refused: WebhookUrlRefused,
+  too_many_streams: TooManyStreams,
 };
 
 /** The exception for a problem answer: its code's class, else the base class. */

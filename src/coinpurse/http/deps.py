@@ -6,12 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
 from coinpurse.auth.service import AuthService
 from coinpurse.auth.tokens import Principal
 from coinpurse.core.errors import Forbidden, Unauthorized, ValidationFailed
+from coinpurse.core.logging import current_request
 from coinpurse.core.types import IDEMPOTENCY_KEY_RE
 from coinpurse.http import cookies
 from coinpurse.state import AppState
@@ -48,6 +50,9 @@ async def current_service(
                 state.key_cache.put(key_hash, key, generation)
     if key is None:
         raise Unauthorized("the API key is not valid or has been revoked")
+    info = current_request()
+    if info is not None:
+        info.principal = f"service:{key.service}"
     await state.rate_limits.hit(state.rate_limits.service, "service-key", key.id)
     if x_service_name is not None and x_service_name != key.service:
         raise Forbidden(f"X-Service-Name {x_service_name!r} does not match this key's service")
@@ -72,12 +77,43 @@ async def current_principal(
         principal = await AuthService(state.db, state.settings).cookie_principal(
             state.verifier.principal(token), changes_state=cookies.changes_state(request),
             csrf_header=csrf_header, csrf_cookie=csrf_cookie)
+    info = current_request()
+    if info is not None:
+        info.principal = f"{principal.role}:{principal.user_id}"
+    await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
+    return principal
+
+
+async def connection_principal(state: AppState, connection: HTTPConnection,
+                               token: str | None = None) -> Principal:
+    """Who a connection that is not a plain request speaks for (a WebSocket): the Bearer
+    token of its Authorization header, else ``token`` (one it sent in its first message),
+    else, with built-in accounts, the browser's session cookie from one of our own pages
+    (same ``Origin``: a WebSocket has no CSRF header)."""
+    scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        token = credentials.strip()
+    cookie = cookies.access_token(connection)
+    if token:
+        principal = state.verifier.principal(token)
+    elif cookie is not None and state.settings.auth == "builtin":
+        if not cookies.same_origin(connection):
+            raise Forbidden("a WebSocket signed in by cookie must be opened by this "
+                            "server's own pages (Origin)", reason="cross_origin")
+        principal = await AuthService(state.db, state.settings).cookie_principal(
+            state.verifier.principal(cookie), changes_state=False, csrf_header=None,
+            csrf_cookie=None)
+    else:
+        raise Unauthorized("send a user token as Authorization: Bearer <jwt>, or as "
+                           '{"token": "<jwt>"} in the first message')
     await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
     return principal
 
 
 def client_ip(request: Request) -> str:
-    """The peer address. Behind a proxy, run uvicorn with --forwarded-allow-ips."""
+    """The client's address: the peer's, or, when the peer is one of
+    ``COINPURSE_TRUSTED_PROXIES``, the one its X-Forwarded-For names (the proxy middleware
+    has already put it in the scope)."""
     return request.client.host if request.client else "unknown"
 
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coinpurse.core import metrics
 from coinpurse.core.clock import utcnow
+from coinpurse.events.service import event_write
 from coinpurse.ledger.errors import IdempotencyKeyInUse
 from coinpurse.ledger.idempotency import Claim, StoredResponse, request_hash
 from coinpurse.ledger.model import (
@@ -58,14 +61,17 @@ async def confirm(p: Payments, user_id: str, order_id: str,
     if order.provider_order_id is None:
         raise PaymentNotCompleted("this order has no checkout yet")
     provider = p.provider(order.provider)
+    kind, started = f"{order.provider}.confirm", time.perf_counter()
     try:
         confirmation = await provider.confirm(order.id, order.provider_order_id, params)
     except SignatureError as exc:  # the adapters' own words, never the SDK's
         raise InvalidSignature(str(exc)) from None
     except ProviderError as exc:  # the provider's words go to the log, not the user
+        metrics.record_delivery(kind, "failed", time.perf_counter() - started)
         log.warning("confirming order %s failed: %s", order.id, exc)
         raise ProviderUnavailable(f"{order.provider} could not be reached to confirm the "
                                   "payment; retry") from None
+    metrics.record_delivery(kind, "ok", time.perf_counter() - started)
     if confirmation is None:
         raise PaymentNotCompleted(f"{order.provider} does not report this order as paid")
     return await credit(p, order.id, payment_id=confirmation.provider_payment_id,
@@ -192,7 +198,9 @@ def _credit_writes(order: PaymentOrder, payment_id: str | None) -> SideWrites:
         return [repo.debt_rows(repaid),
                 repo.order_write(order.id, status="succeeded", credit_transaction_id=outcome.id,
                                  provider_payment_id=payment_id or order.provider_payment_id,
-                                 paid_at=now, error=None)]
+                                 paid_at=now, error=None),
+                event_write("topup.succeeded", order.event_data(
+                    status="succeeded", transaction_id=outcome.id))]
 
     return writes
 
@@ -267,6 +275,10 @@ def _reversal_writes(order: PaymentOrder, status: str, promo: str,
                 repo.order_write(order.id, status=status,
                                  reversal_transaction_id=tx.id if tx else None,
                                  reversed_amount=sum(taken.values()),
-                                 debt_amount=sum(owed.values()), reversed_at=now)]
+                                 debt_amount=sum(owed.values()), reversed_at=now),
+                event_write("topup.refunded", order.event_data(
+                    status=status, reason="refund" if status == "refunded" else "dispute_lost",
+                    reversal_transaction_id=tx.id if tx else None,
+                    reversed_amount=sum(taken.values()), debt_amount=sum(owed.values())))]
 
     return writes

@@ -157,6 +157,12 @@ class Overloaded(CoinpurseError):
     default_code = "overloaded"
 
 
+class NotReady(CoinpurseError):
+    """/readyz: the server is not ready (database, migrations, jobs, or shutting down)."""
+
+    default_code = "not_ready"
+
+
 class InternalError(CoinpurseError):
     default_code = "internal_error"
 
@@ -261,6 +267,14 @@ class PreconditionFailed(CoinpurseError):
     default_code = "precondition_failed"
 
 
+class WebhookUrlRefused(CoinpurseError):
+    default_code = "webhook_url_refused"
+
+
+class TooManyStreams(CoinpurseError):
+    default_code = "too_many_streams"
+
+
 ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
     cls.default_code: cls
     for cls in (
@@ -268,14 +282,13 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         UnsupportedMediaType, UnknownCurrency, CurrencyNotTransferable, IdempotencyKeyReused,
         IdempotencyKeyInUse, RateLimited, InvalidCredentials, MfaRequired, InvalidMfaCode,
         RefreshTokenReused, CsrfFailed, Conflict, AlreadyReversed, ServiceUnavailable,
-        Overloaded,
-        InternalError,
+        Overloaded, NotReady, InternalError,
         InsufficientFunds, BalanceOverflow, HoldNotOpen, CaptureExceedsHold, InvalidPosting,
         BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,
         WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
         OutOfStock, PriceChanged, ProductInactive, OwnProduct, OrderRefunded,
-        RefundExceedsPaid, PreconditionFailed,
+        RefundExceedsPaid, PreconditionFailed, WebhookUrlRefused, TooManyStreams,
     )
 }
 
