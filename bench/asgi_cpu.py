@@ -212,6 +212,9 @@ async def measure(args: argparse.Namespace, variants: list[dict[str, str]], url:
             cells.append(f"{v}: {statistics.median(values):,.0f} "
                          f"({', '.join(f'{x:,.0f}' for x in values)})")
         print(f"  {mix}: " + "; ".join(cells))
+    from coinpurse.http import fastpath
+
+    print(f"  fast path: {fastpath.counts}")
 
 
 if __name__ == "__main__":
