@@ -20,6 +20,7 @@ from coinpurse.core.errors import (
 from coinpurse.core.pages import PAGE_MAX
 from coinpurse.core.types import ADDRESS_RE, USER_ID_RE
 from coinpurse.http.deps import IdempotencyKey, Service, State, UserId
+from coinpurse.http.fastpath import FastRoute
 from coinpurse.http.responses import model_response, problems, replay_response
 from coinpurse.ledger.errors import (
     BalanceOverflow,
@@ -211,3 +212,19 @@ async def my_history(
     page = await _wallets(state).history(user_id, currency=currency, limit=limit,
                                          cursor_text=cursor)
     return model_response(s.HistoryPage.of(page))
+
+
+# The hot routes, also served by http.fastpath without FastAPI's per-request machinery (the
+# same endpoints above, the same dependency functions; issue 16). Mounted by app.py.
+fast_routes = (
+    FastRoute.of("POST", "/internal/v1/wallet/credit", credit),
+    FastRoute.of("POST", "/internal/v1/wallet/debit", debit),
+    FastRoute.of("POST", "/internal/v1/transfers", transfer),
+    FastRoute.of("POST", "/internal/v1/transfers/batch", transfer_batch),
+    FastRoute.of("GET", "/internal/v1/wallet/balance/{user_id}", balance),
+    FastRoute.of("GET", "/internal/v1/wallet/transactions/{user_id}", user_history,
+                 query={"currency": "currency", "limit": "limit", "cursor": "cursor_"}),
+    FastRoute.of("GET", "/api/v1/wallet/balance", my_balance),
+    FastRoute.of("GET", "/api/v1/wallet/transactions", my_history,
+                 query={"currency": "currency", "limit": "limit", "cursor": "cursor"}),
+)

@@ -19,6 +19,7 @@ from coinpurse.bonuses import service as bonuses
 from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core import cursor
 from coinpurse.core.cluster.reads import ReadRouter
+from coinpurse.core.db import read_connection
 from coinpurse.core.pages import Page
 from coinpurse.ledger import queries
 from coinpurse.ledger.idempotency import StoredResponse, claim
@@ -167,7 +168,7 @@ class Wallets:
 
     async def balances(self, address: str) -> dict[str, Balance]:
         """Every configured currency, zero where the account has never been used."""
-        async with self.db.connect() as conn:
+        async with read_connection(self.db) as conn:
             return await queries.balances(conn, address, self.settings.currencies)
 
     async def user_balances(self, user_id: str) -> tuple[dict[str, Balance], dict[str, int]]:
