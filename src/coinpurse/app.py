@@ -31,6 +31,7 @@ from coinpurse.http.handlers import install_error_handlers
 from coinpurse.http.middleware import AddressRateLimit, BodyLimit, RefuseNul
 from coinpurse.http.observe import Observe
 from coinpurse.http.openapi import add_problem_schema, description, operation_id
+from coinpurse.http.shutdown import on_stop_signal
 from coinpurse.kyc import routes as kyc_routes
 from coinpurse.ledger import jobs as ledger_jobs
 from coinpurse.ops import jobs as ops_jobs
@@ -115,9 +116,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = JobRunner(background_jobs(state))
         app.state.jobs = runner
         runner.start()
+
+        def stopping() -> None:
+            app.state.draining = True  # /readyz: 503 from the first moment
+            state.live.close_all()
+
+        undo_signal = on_stop_signal(stopping)
         try:
             yield
         finally:
+            undo_signal()
             # The server has stopped taking requests and finished (or given up on) those
             # in flight; now the jobs stop, the ledger commits what is queued, and the
             # rest closes.

@@ -55,8 +55,9 @@ async def archived(book: Book, settings: Settings) -> AsyncIterator[str]:
         engine = create_engine(url, pool_size=1)
         try:
             async with engine.begin() as conn:
-                detached = await partitions.detach_before(conn, partitions.month_of(
-                    datetime.now(UTC)))
+                # the month after OLD: early in a month the previous one exists too (made
+                # ahead when it was current), and must stay attached
+                detached = await partitions.detach_before(conn, parts.add_months(OLD, 1))
         finally:
             await engine.dispose()
         assert detached == olds

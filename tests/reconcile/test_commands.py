@@ -37,24 +37,30 @@ def env_of(settings: Settings) -> dict[str, str]:
             "COINPURSE_RAZORPAY_API_BASE": str(settings.razorpay_api_base)}
 
 
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command in a thread: the app under test runs its jobs on this event loop, and a
+    job's SQLite write transaction must be able to finish while the command waits for it."""
+    return await asyncio.to_thread(_run, settings, *args)
+
+
+def _run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "coinpurse", *args], env=env_of(settings),
                           capture_output=True, text=True, timeout=120)
 
 
 async def test_reconcile_reports_and_exits_by_outcome(book: Book, settings: Settings) -> None:
-    clean = cli(settings, "reconcile")
+    clean = await cli(settings, "reconcile")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "ledger, full, PASSED" in clean.stdout and "transactions 5" in clean.stdout
     await tamper(settings.database_url, (
         "UPDATE accounts SET balance = 2 WHERE address = 'user:carol'", {}))
-    broken = cli(settings, "reconcile", "--json")
+    broken = await cli(settings, "reconcile", "--json")
     assert broken.returncode == 1, broken.stderr
     out = json.loads(broken.stdout)
     assert out["status"] == "failed" and out["mode"] == "incremental"
     assert {d["check"] for d in out["discrepancies"]} == {
         "currency_sum_not_zero", "balance_not_sum_of_entries", "last_balance_after_mismatch"}
-    table = cli(settings, "reconcile", "--full")
+    table = await cli(settings, "reconcile", "--full")
     assert table.returncode == 1
     lines = table.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["CHECK", "SUBJECT"])
@@ -64,21 +70,21 @@ async def test_reconcile_reports_and_exits_by_outcome(book: Book, settings: Sett
 
 async def test_verify_exports_a_head_that_proves_history(book: Book,
                                                          settings: Settings) -> None:
-    exported = cli(settings, "verify", "--head")
+    exported = await cli(settings, "verify", "--head")
     assert exported.returncode == 0, exported.stderr
     head = exported.stdout.strip()
     (last,) = await query(settings.database_url, "SELECT sequence, hash FROM ledger_seals "
                                                  "ORDER BY sequence DESC LIMIT 1")
     assert head == f"{last.sequence}:{last.hash}" and "PASSED" in exported.stderr
-    assert cli(settings, "verify", "--expect", head).returncode == 0
-    wrong = cli(settings, "verify", "--expect", f"{last.sequence}:{'0' * 64}", "--json")
+    assert (await cli(settings, "verify", "--expect", head)).returncode == 0
+    wrong = await cli(settings, "verify", "--expect", f"{last.sequence}:{'0' * 64}", "--json")
     assert wrong.returncode == 1
     out = json.loads(wrong.stdout)
     assert out["head"] is None
     assert [d["check"] for d in out["discrepancies"]] == ["head_mismatch"]
     await tamper(settings.database_url,
                  ("UPDATE entries SET balance_after = balance_after + 1 WHERE id = 1", {}))
-    broken = cli(settings, "verify", "--full")
+    broken = await cli(settings, "verify", "--full")
     assert broken.returncode == 1 and "transaction_changed" in broken.stdout
 
 
@@ -90,7 +96,7 @@ def test_bad_usage_is_a_clear_message(settings: Settings) -> None:
                         (("reconcile", "--provider", "stripe", "--from", "2026-01-02",
                           "--to", "2026-01-01"), "before"),
                         (("reconcile", "--provider", "paypal"), "paypal")):
-        r = cli(settings, *args)
+        r = _run(settings, *args)
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
 
@@ -99,7 +105,7 @@ async def test_reconcile_a_provider_statement(client: httpx.AsyncClient, app: An
                                               fakes: FakeProviders, settings: Settings) -> None:
     await stripe_paid(client, app, fakes, await topup(client, "sue", "stripe"))
     today = datetime.now(UTC).date().isoformat()
-    r = cli(settings, "reconcile", "--provider", "stripe", "--from", today, "--json")
+    r = await cli(settings, "reconcile", "--provider", "stripe", "--from", today, "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout)
     assert out["kind"] == "provider" and out["provider"] == "stripe"

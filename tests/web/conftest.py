@@ -97,9 +97,10 @@ def bearer(token: str) -> dict[str, str]:
 async def _create(db_url: str, user_id: str, role: str, totp: bool = False) -> str | None:
     engine = create_engine(db_url, pool_size=1)
     secret = pyotp.random_base32() if totp else None
+    address, hashed = await accounts.hash_new_password(email(user_id), PASSWORD)
     try:
         async with engine.begin() as conn:
-            await accounts.create_user(conn, email(user_id), PASSWORD, role, user_id=user_id)
+            await accounts.create_user(conn, address, hashed, role, user_id=user_id)
             if secret:
                 await repository.set_totp_secret(conn, user_id, secret)
                 await repository.enable_totp(conn, user_id, ())

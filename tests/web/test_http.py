@@ -51,10 +51,10 @@ async def make_user(settings: Settings, user_id: str, role: str = "user",
                     totp: bool = False) -> str | None:
     engine = create_engine(settings.database_url, pool_size=1)
     secret = pyotp.random_base32() if totp else None
+    address, hashed = await accounts.hash_new_password(f"{user_id}@example.com", PASSWORD)
     try:
         async with engine.begin() as conn:
-            await accounts.create_user(conn, f"{user_id}@example.com", PASSWORD, role,
-                                       user_id=user_id)
+            await accounts.create_user(conn, address, hashed, role, user_id=user_id)
             if secret:
                 await repository.set_totp_secret(conn, user_id, secret)
                 await repository.enable_totp(conn, user_id, ())

@@ -89,6 +89,13 @@ class Subscriber:
     queue: asyncio.Queue[Message]
     backlog: list[Message] = field(default_factory=list)  # the resume, sent first
     dropped: bool = False
+    closing: bool = False  # the server is shutting down: the client resumes elsewhere
+
+    def close(self) -> None:
+        """End the stream at its next step: ``dropped`` set, and a wake-up in the queue."""
+        self.dropped = self.closing = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(Message(self.after, "closing", {}))
 
     def offer(self, message: Message) -> bool:
         """Queue a message; False (and dropped) if the queue is full."""
@@ -123,6 +130,7 @@ class Hub:
         self._count = 0
         self._lock = asyncio.Lock()  # one read-and-dispatch at a time
         self.dropped = 0
+        self.closed = False  # shutting down: every stream ends, new ones at once
 
     @property
     def count(self) -> int:
@@ -143,6 +151,8 @@ class Hub:
                              else position, asyncio.Queue(self.settings.live_queue_max))
             self._users.setdefault(user_id, set()).add(sub)
             self._count += 1
+        if self.closed:
+            sub.close()  # the client's reconnection finds another process
         if last_event_id is not None and last_event_id < position:
             try:
                 sub.backlog = await self._resume(user_id, last_event_id, position)
@@ -150,6 +160,14 @@ class Hub:
                 self.unsubscribe(sub)
                 raise
         return sub
+
+    def close_all(self) -> None:
+        """Shutdown: live streams never end by themselves and would hold the server's
+        drain for its whole timeout; cut them now (clients resume with Last-Event-ID)."""
+        self.closed = True
+        for subs in list(self._users.values()):
+            for sub in list(subs):
+                sub.close()
 
     def unsubscribe(self, sub: Subscriber) -> None:
         subs = self._users.get(sub.user_id)

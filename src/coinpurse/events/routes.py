@@ -368,7 +368,10 @@ async def websocket(ws: WebSocket) -> None:
             await ws.send_text(orjson.dumps(
                 {"id": str(message.id), "event": message.event, "data": message.data}
                 if message is not None else {"event": "heartbeat"}).decode())
-        await ws.close(code=1013, reason="too slow: reconnect with last_event_id")
+        if sub.closing:
+            await ws.close(code=1001, reason="shutting down: reconnect with last_event_id")
+        else:
+            await ws.close(code=1013, reason="too slow: reconnect with last_event_id")
 
     async def receive() -> None:
         while (await ws.receive())["type"] != "websocket.disconnect":

@@ -16,6 +16,11 @@ PERIOD_DAYS_MAX = 92
 
 
 class ReconciliationIn(StrictModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"kind": "ledger", "mode": "full"},
+        {"kind": "provider", "provider": "stripe", "period_from": "2026-11-30"},
+    ]})
+
     kind: Literal["ledger", "chain", "provider"] = Field(
         default="ledger", description="`ledger`: the books (every check, the chain "
         "included); `chain`: the hash chain only (like `coinpurse verify`); `provider`: a "

@@ -5261,7 +5261,18 @@ export interface components {
              */
             discrepancies: components["schemas"]["DiscrepancyOut"][];
         };
-        /** ReconciliationIn */
+        /**
+         * ReconciliationIn
+         * @example {
+         *       "kind": "ledger",
+         *       "mode": "full"
+         *     }
+         * @example {
+         *       "kind": "provider",
+         *       "period_from": "2026-11-30",
+         *       "provider": "stripe"
+         *     }
+         */
         ReconciliationIn: {
             /**
              * Kind
