@@ -19,6 +19,7 @@ from coinpurse.core.jobs import Job, JobRunner
 from coinpurse.events import jobs as events_jobs
 from coinpurse.events import routes as events_routes
 from coinpurse.gifts import routes as gifts_routes
+from coinpurse.graphql import routes as graphql_routes
 from coinpurse.holds import jobs as holds_jobs
 from coinpurse.holds import routes as holds_routes
 from coinpurse.http.handlers import install_error_handlers
@@ -58,6 +59,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("admin", (admin_routes.router,)),
     Domain("events", (events_routes.router,), events_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
+    Domain("graphql", (graphql_routes.router,)),  # /graphql over the services above
     Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static
     Domain("partitions", jobs=partitions_jobs.jobs),
 )

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, or_, select, text
+from sqlalchemy import delete, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -96,6 +96,15 @@ async def read(conn: AsyncConnection, *, after: int, limit: int,
         stmt = stmt.where(or_(*wanted))
     rows = (await conn.execute(stmt)).all()
     return [StoredEvent(r.id, r.type, r.created_at, orjson.loads(r.data_json)) for r in rows]
+
+
+async def head(conn: AsyncConnection) -> int:
+    """The newest event id a reader may see now (0 for an empty log)."""
+    stmt = select(func.max(events.c.id))
+    if is_postgres(conn):
+        stmt = stmt.where(events.c.id < text(
+            "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 24)"))
+    return int((await conn.execute(stmt)).scalar() or 0)
 
 
 async def delete_before(conn: AsyncConnection, cutoff: datetime, limit: int) -> int:

@@ -168,6 +168,12 @@ async def page(db: AsyncEngine, *, after: int, limit: int,
     return found, (found[-1].id if found else after)
 
 
+async def head(db: AsyncEngine) -> int:
+    """Where a reader that wants only what comes from now on starts."""
+    async with db.connect() as conn:
+        return await repository.head(conn)
+
+
 async def purge(db: AsyncEngine, retention_days: int, chunk: int = 5000) -> int:
     """Delete events past their retention, a bounded chunk per transaction."""
     cutoff = utcnow() - timedelta(days=retention_days)
