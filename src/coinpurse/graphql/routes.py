@@ -4,10 +4,15 @@ it loads from a CDN, and Coinpurse's pages load nothing from outside."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
+from cross_web import HTTPException
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
+from coinpurse.core.errors import MethodNotAllowed, NotFound, ValidationFailed
 from coinpurse.graphql.context import Context
 from coinpurse.graphql.schema import schema
 from coinpurse.state import AppState
@@ -18,7 +23,22 @@ async def get_context(connection: HTTPConnection) -> Context:
     return Context(state, connection)
 
 
-router: GraphQLRouter[Context, None] = GraphQLRouter(
+class Router(GraphQLRouter[Context, None]):
+    async def run(self, request: Any, context: Any = UNSET,  # type: ignore[override]
+                  root_value: Any = UNSET) -> Any:
+        """A request that is not GraphQL at all (no query, a body that is not JSON, a
+        mutation over GET) gets problem+json with REST's codes, not Strawberry's text."""
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            if exc.status_code == 405 or "not allowed when using GET" in exc.reason:
+                raise MethodNotAllowed(exc.reason) from None
+            if exc.status_code == 404:
+                raise NotFound("no GraphiQL here: POST (or GET) a query") from None
+            raise ValidationFailed(exc.reason, reason="invalid_request") from None
+
+
+router = Router(
     schema, path="/graphql", graphql_ide=None, allow_queries_via_get=True,
     context_getter=get_context, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
     tags=["graphql"], include_in_schema=False)

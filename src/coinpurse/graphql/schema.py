@@ -97,13 +97,13 @@ def _after(after: str | None) -> str | None:
 
 
 def _match(arg: str, value: str, pattern: str | re.Pattern[str], max_len: int) -> str:
-    if len(value) > max_len or not re.match(pattern, value):
+    if len(value) > max_len or not re.fullmatch(pattern, value):
         raise _invalid(arg, f"{arg} is not valid", "string_pattern_mismatch")
     return value
 
 
 def _key(idempotency_key: str) -> str:
-    if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+    if not IDEMPOTENCY_KEY_RE.fullmatch(idempotency_key):
         raise _invalid("idempotencyKey", "the idempotency key must be 1 to 255 printable "
                        "ASCII characters", "string_pattern")
     return idempotency_key
@@ -409,13 +409,13 @@ LIMIT_REASONS = (("exceeds maximum operation depth", "query_too_deep"),
 def problem_of(error: GraphQLError) -> dict[str, Any]:
     """The REST problem an error stands for: a Coinpurse error's own; a stored refusal's;
     a document refused before it runs (syntax, unknown fields, bad argument types, the
-    caps) is ``validation_error``; anything else an ``internal_error`` that says nothing."""
+    caps, a scalar that does not parse) is ``validation_error``; anything else an ``internal_error`` that says nothing."""
     original = error.original_error
     if isinstance(original, CoinpurseError):
         return original.problem()
     if isinstance(original, StoredProblem):
         return original.problem
-    if original is None:
+    if original is None or error.path is None:  # refused before anything ran
         lowered = error.message.lower()
         reason = next((r for text, r in LIMIT_REASONS if text in lowered), "invalid_document")
         return ValidationFailed(error.message, reason=reason).problem()
