@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
-from cross_web import HTTPException
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
@@ -24,7 +24,7 @@ async def get_context(connection: HTTPConnection) -> Context:
 
 
 class Router(GraphQLRouter[Context, None]):
-    async def run(self, request: Any, context: Any = UNSET,  # type: ignore[override]
+    async def run(self, request: Any, context: Any = UNSET,
                   root_value: Any = UNSET) -> Any:
         """A request that is not GraphQL at all (no query, a body that is not JSON, a
         mutation over GET) gets problem+json with REST's codes, not Strawberry's text."""

@@ -409,7 +409,8 @@ LIMIT_REASONS = (("exceeds maximum operation depth", "query_too_deep"),
 def problem_of(error: GraphQLError) -> dict[str, Any]:
     """The REST problem an error stands for: a Coinpurse error's own; a stored refusal's;
     a document refused before it runs (syntax, unknown fields, bad argument types, the
-    caps, a scalar that does not parse) is ``validation_error``; anything else an ``internal_error`` that says nothing."""
+    caps, a scalar that does not parse) is ``validation_error``; anything else an
+    ``internal_error`` that says nothing."""
     original = error.original_error
     if isinstance(original, CoinpurseError):
         return original.problem()
