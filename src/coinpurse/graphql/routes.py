@@ -41,4 +41,5 @@ class Router(GraphQLRouter[Context, None]):
 router = Router(
     schema, path="/graphql", graphql_ide=None, allow_queries_via_get=True,
     context_getter=get_context, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+    max_subscriptions_per_connection=10,
     tags=["graphql"], include_in_schema=False)
