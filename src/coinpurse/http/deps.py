@@ -63,36 +63,17 @@ async def current_principal(
     with the CSRF check on requests that change state). Every user route, and the live
     stream, takes the caller from here."""
     if credentials is not None and credentials.scheme.lower() == "bearer":
-        return await token_principal(state, credentials.credentials)
-    token = cookies.access_token(request)
-    if token is None or state.settings.auth != "builtin":
-        raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
-    csrf_header, csrf_cookie = cookies.csrf_pair(request)
-    principal = await AuthService(state.db, state.settings).cookie_principal(
-        state.verifier.principal(token), changes_state=cookies.changes_state(request),
-        csrf_header=csrf_header, csrf_cookie=csrf_cookie)
+        principal = state.verifier.principal(credentials.credentials)
+    else:
+        token = cookies.access_token(request)
+        if token is None or state.settings.auth != "builtin":
+            raise Unauthorized("send a user token as Authorization: Bearer <jwt>")
+        csrf_header, csrf_cookie = cookies.csrf_pair(request)
+        principal = await AuthService(state.db, state.settings).cookie_principal(
+            state.verifier.principal(token), changes_state=cookies.changes_state(request),
+            csrf_header=csrf_header, csrf_cookie=csrf_cookie)
     await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
     return principal
-
-
-async def token_principal(state: AppState, token: str) -> Principal:
-    """The caller of a Bearer token (also GraphQL's WebSocket ``connection_init``)."""
-    principal = state.verifier.principal(token)
-    await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
-    return principal
-
-
-async def request_principal(state: AppState, request: Request) -> Principal:
-    """``current_principal`` outside FastAPI's dependencies (GraphQL resolves it lazily)."""
-    return await current_principal(state, request, await _bearer(request))
-
-
-async def request_service(state: AppState, request: Request) -> ServiceKey:
-    """``current_service`` outside FastAPI's dependencies (GraphQL resolves it lazily)."""
-    name = request.headers.get("x-service-name")
-    if name is not None and len(name) > 128:
-        raise ValidationFailed("X-Service-Name is at most 128 characters")
-    return await current_service(state, await _api_key_header(request), name)
 
 
 def client_ip(request: Request) -> str:
@@ -150,3 +131,27 @@ async def idempotency_key(
 
 
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+
+
+# GraphQL resolves its caller lazily, outside FastAPI's dependencies, with the same rules.
+
+
+async def request_principal(state: AppState, request: Request) -> Principal:
+    """``current_principal`` for a request (a Bearer token, or the session cookie with its
+    CSRF check on POST)."""
+    return await current_principal(state, request, await _bearer(request))
+
+
+async def request_service(state: AppState, request: Request) -> ServiceKey:
+    """``current_service`` for a request."""
+    name = request.headers.get("x-service-name")
+    if name is not None and len(name) > 128:
+        raise ValidationFailed("X-Service-Name is at most 128 characters")
+    return await current_service(state, await _api_key_header(request), name)
+
+
+async def token_principal(state: AppState, token: str) -> Principal:
+    """The caller of a Bearer token sent in a WebSocket's ``connection_init``."""
+    principal = state.verifier.principal(token)
+    await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
+    return principal
