@@ -35,6 +35,7 @@ from coinpurse.shop import routes as shop_routes
 from coinpurse.state import AppState, close_state, open_state
 from coinpurse.wallets import routes as wallets_routes
 from coinpurse.web import routes as web_routes
+from coinpurse.withdrawals import jobs as withdrawals_jobs
 from coinpurse.withdrawals import routes as withdrawals_routes
 
 log = logging.getLogger("coinpurse")
@@ -53,11 +54,12 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("holds", (holds_routes.router,), holds_jobs.jobs),
     Domain("gifts", (gifts_routes.router,)),
     Domain("payments", (payments_routes.router,), payments_jobs.jobs),
-    Domain("withdrawals", (withdrawals_routes.router,)),
+    Domain("withdrawals", (withdrawals_routes.router,), withdrawals_jobs.jobs),
     Domain("kyc", (kyc_routes.router,)),
     Domain("auth", (auth_routes.router,)),
     Domain("admin", (admin_routes.router,)),
-    Domain("events", (events_routes.router,), events_jobs.jobs),
+    Domain("events", (events_routes.router, events_routes.admin_router,
+                      events_routes.user_router), events_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
     Domain("graphql", (graphql_routes.router,)),  # /graphql over the services above
     Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static

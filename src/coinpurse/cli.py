@@ -152,6 +152,9 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=False,
+        # Live streams (SSE, WebSocket) never end by themselves: on shutdown they are cut
+        # after this long (clients reconnect to another process with Last-Event-ID).
+        timeout_graceful_shutdown=5,
     )
 
 

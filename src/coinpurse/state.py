@@ -16,6 +16,7 @@ from coinpurse.auth.tokens import TokenVerifier
 from coinpurse.config import Settings
 from coinpurse.core.cluster.reads import ReadRouter
 from coinpurse.core.db import create_engine
+from coinpurse.events.live import Hub
 from coinpurse.events.service import Outbox, Wakeup
 from coinpurse.http.ratelimit import RateLimits
 from coinpurse.ledger.service import Ledger
@@ -32,6 +33,7 @@ class AppState:
     rate_limits: RateLimits
     key_cache: KeyCache
     wakeup: Wakeup
+    live: Hub  # this process's live streams (SSE, WebSocket)
     # Reads that a standby may serve (COINPURSE_READ_DATABASE_URL; core.cluster.reads).
     reads: ReadRouter
 
@@ -61,7 +63,7 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
     ledger.add_hook(Outbox(wakeup))  # every batch writes its events in its own commit
     state = AppState(settings=settings, db=db, ledger=ledger, verifier=verifier,
                      rate_limits=RateLimits(settings), key_cache=key_cache, wakeup=wakeup,
-                     reads=ReadRouter(db, read_db))
+                     live=Hub(db, settings, wakeup), reads=ReadRouter(db, read_db))
     key_cache.start(*settings.direct_db)
     await ledger.start()
     return state

@@ -220,13 +220,16 @@ async def test_concurrent_writers_and_a_reader_agree_with_the_ledger(
     async def reader() -> None:
         after: str | None = None
         while True:
+            # Whether the writers were done before this read began: an empty page read
+            # while the last of them were still committing does not mean the end.
+            done = stop.is_set()
             params: dict[str, Any] = {"limit": 50, **({"after": after} if after else {})}
             r = await client.get("/internal/v1/events", headers={"X-API-Key": key},
                                  params=params)
             page = r.json()
             seen.extend(page["data"])
             after = page["next_cursor"]
-            if stop.is_set() and not page["data"]:
+            if done and not page["data"]:
                 return
             await asyncio.sleep(0)
 

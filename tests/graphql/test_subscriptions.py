@@ -28,13 +28,14 @@ async def _next(ws: ClientConnection, timeout_s: float) -> dict[str, Any] | None
     return message
 
 
-async def _open(url: str, payload: dict[str, Any]) -> ClientConnection:
+async def _open(url: str, payload: dict[str, Any], query: str = SUBSCRIBE
+                ) -> ClientConnection:
     ws = await websockets.connect(url, subprotocols=[websockets.Subprotocol(
         "graphql-transport-ws")])
     await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
     ack = await _next(ws, 30)
     assert ack == {"type": "connection_ack"}, ack
-    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
     return ws
 
 
@@ -90,6 +91,26 @@ async def test_a_rest_credit_reaches_the_subscriber(serve: Callable[..., Server]
                     "balance": tx["balance_after"], "held": 0,
                     "available": tx["balance_after"], "transactionId": tx["id"],
                     "eventId": message["payload"]["data"]["balanceUpdated"]["eventId"]}
+        finally:
+            await ws.close()
+
+        # Bob's notifications: a gift from alice makes one, and it arrives live.
+        ws = await _open(ws_url, {"token": user_token("bob")},
+                         "subscription { notificationAdded { id kind title data } }")
+        try:
+            note = None
+            for i in range(30):
+                r = await http.post("/api/v1/gifts", json={
+                    "to_user_id": "bob", "amount": 1, "currency": "points"},
+                    headers={"Authorization": f"Bearer {user_token('alice')}",
+                             "Idempotency-Key": f"gift-{i}"})
+                assert r.status_code == 201, r.text
+                note = await _next(ws, 3)
+                if note is not None:
+                    break
+            assert note is not None and note["type"] == "next", note
+            added = note["payload"]["data"]["notificationAdded"]
+            assert added["kind"] == "gift.sent" and added["data"]["to_user_id"] == "bob"
         finally:
             await ws.close()
 

@@ -133,13 +133,20 @@ def test_cancelled_checkout(pages: Pages, site: Site) -> None:
 def test_a_gift_arriving_updates_the_page_live(pages: Pages, site: Site) -> None:
     receiver, giver = site.user(), site.user(100)
     page = pages.new()
-    sign_in(page, site, receiver)
+    with page.expect_response(site.base + "/api/v1/events/stream") as opened:
+        sign_in(page, site, receiver)
+    assert opened.value.status == 200  # the wallet follows the live stream (session cookie)
     expect_balance(page, "0")
+    page.wait_for_timeout(1_000)  # the reload the stream's opening asks for
+    polls = sum(u.endswith("/api/v1/wallet/balance") for u in pages.requests)
+    page.wait_for_timeout(4_000)  # longer than the fallback poll's period: no poll meanwhile
+    assert sum(u.endswith("/api/v1/wallet/balance") for u in pages.requests) == polls
     r = site.http.post("/api/v1/gifts", headers={**bearer(site.token(giver)),
                                                  "Idempotency-Key": "live-1"},
                        json={"to_user_id": receiver, "gift_type": "rose"})
     assert r.status_code == 201, r.text
-    expect_balance(page, "8")  # rose 10: 2 to the platform, 8 to the receiver; no reload
+    # rose 10: 2 to the platform, 8 to the receiver; no reload, no poll: the stream said so
+    expect_balance(page, "8")
     expect(page.get_by_role("row", name=re.compile("Gift: rose"))).to_be_visible()
 
 

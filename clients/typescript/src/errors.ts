@@ -275,6 +275,14 @@ export class PreconditionFailed extends CoinpurseError {
   static override readonly defaultCode: string = "precondition_failed";
 }
 
+export class WebhookUrlRefused extends CoinpurseError {
+  static override readonly defaultCode: string = "webhook_url_refused";
+}
+
+export class TooManyStreams extends CoinpurseError {
+  static override readonly defaultCode: string = "too_many_streams";
+}
+
 export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>> = {
   validation_error: ValidationFailed,
   unauthorized: Unauthorized,
@@ -322,6 +330,8 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   order_refunded: OrderRefunded,
   refund_exceeds_paid: RefundExceedsPaid,
   precondition_failed: PreconditionFailed,
+  webhook_url_refused: WebhookUrlRefused,
+  too_many_streams: TooManyStreams,
 };
 
 /** The exception for a problem answer: its code's class, else the base class. */

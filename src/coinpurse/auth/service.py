@@ -20,9 +20,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from coinpurse.auth import accounts
+from coinpurse.auth import accounts, repository
 from coinpurse.auth.errors import (
     CsrfFailed,
     InvalidCredentials,
@@ -208,3 +208,10 @@ class AuthService:
             if user_id:
                 await audit.record(conn, actor=user_id, action="auth.logout",
                                    details={"browser": True}, ip=ip)
+
+
+async def email_of(conn: AsyncConnection, user_id: str) -> str | None:
+    """A built-in account's e-mail address (None if unknown or disabled): where
+    notification e-mails go."""
+    found = await repository.credentials_by_id(conn, user_id)
+    return found.user.email if found is not None and not found.disabled else None

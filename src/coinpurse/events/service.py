@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +23,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.core.clock import iso, utcnow
+from coinpurse.core.db import AFTER_COMMIT, after_commit
 from coinpurse.core.errors import ValidationFailed
-from coinpurse.events import repository
+from coinpurse.events import monitors, repository
 from coinpurse.events.repository import NewEvent, StoredEvent
 from coinpurse.ledger.model import AccountKey, Balance, HoldState, Transaction
 from coinpurse.ledger.service import CommittedBatch, SqlWrite
@@ -36,21 +39,54 @@ HOLD_EVENTS = {"held": "hold.placed", "captured": "hold.captured", "voided": "ho
 
 class Wakeup:
     """Wakes this process's readers (live streams, consumers) when events may have been
-    committed; other processes hear of it through their own channel (LISTEN, Redis)."""
+    committed. ``ring``: this process committed events (listeners, such as a Redis
+    publisher, tell other processes); ``wake``: events may have been committed anywhere
+    (a NOTIFY or a Redis message heard). ``generation`` counts wake-ups, so a reader that
+    was busy when one came does not then sleep through it."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.generation = 0
+        self._listeners: list[Callable[[], None]] = []
+        _LOCAL_WAKEUPS.add(self)
+
+    def on_ring(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
 
     def ring(self) -> None:
+        self.wake()
+        for listener in self._listeners:
+            listener()
+
+    def wake(self) -> None:
+        self.generation += 1
         self._event.set()
         self._event = asyncio.Event()  # waiters of the rung event wake; new ones wait anew
 
-    async def wait(self, timeout_s: float) -> bool:
+    async def wait(self, timeout_s: float, since: int | None = None) -> bool:
+        """Until the next wake-up (at once if one came after generation ``since``)."""
+        if since is not None and since != self.generation:
+            return True
         try:
             await asyncio.wait_for(self._event.wait(), timeout_s)
         except TimeoutError:
             return False
         return True
+
+
+_LOCAL_WAKEUPS: weakref.WeakSet[Wakeup] = weakref.WeakSet()
+
+
+def announce() -> None:
+    """Events were committed by this process outside a ledger batch: ring its wake-ups."""
+    for wakeup in list(_LOCAL_WAKEUPS):
+        wakeup.ring()
+
+
+def _announce_after_commit(conn: AsyncConnection) -> None:
+    hooks = conn.info.get(AFTER_COMMIT, [])
+    if announce not in hooks:
+        after_commit(conn, announce)
 
 
 def balance_view(key: AccountKey, b: Balance) -> dict[str, Any]:
@@ -100,13 +136,20 @@ def batch_events(batch: CommittedBatch) -> list[NewEvent]:
 
 
 class Outbox:
-    """The ledger hook that writes each batch's events in its commit, then wakes readers."""
+    """The ledger hook that writes each batch's events in its commit, then wakes readers.
+
+    Per batch, inside its transaction: one indexed query for the balance monitors of the
+    accounts the batch's transactions changed, then one statement that writes every event
+    (and, on PostgreSQL, notifies the listening processes)."""
 
     def __init__(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
 
     async def write(self, conn: AsyncConnection, batch: CommittedBatch) -> None:
-        await repository.append(conn, batch_events(batch), batch.at)
+        new = batch_events(batch)
+        if batch.transactions:
+            new += await monitors.crossings(conn, batch.transactions)
+        await repository.append(conn, new, batch.at)
 
     def committed(self, batch: CommittedBatch) -> None:
         if batch.transactions or batch.holds:
@@ -118,6 +161,7 @@ async def emit(conn: AsyncConnection, type_: str, data: dict[str, Any],
     """Write one event in the caller's transaction (a domain change outside the ledger)."""
     assert TYPE_RE.match(type_), type_
     await repository.append(conn, [NewEvent(type_, data)], at or utcnow())
+    _announce_after_commit(conn)
 
 
 def event_write(type_: str, data: dict[str, Any]) -> SqlWrite:
@@ -126,6 +170,7 @@ def event_write(type_: str, data: dict[str, Any]) -> SqlWrite:
 
     async def write(conn: AsyncConnection) -> None:
         await repository.append(conn, [NewEvent(type_, data)], utcnow())
+        _announce_after_commit(conn)
 
     return write
 
@@ -168,20 +213,17 @@ async def page(db: AsyncEngine, *, after: int, limit: int,
     return found, (found[-1].id if found else after)
 
 
-async def head(db: AsyncEngine) -> int:
-    """Where a reader that wants only what comes from now on starts."""
-    async with db.connect() as conn:
-        return await repository.head(conn)
-
-
 async def purge(db: AsyncEngine, retention_days: int, chunk: int = 5000) -> int:
-    """Delete events past their retention, a bounded chunk per transaction."""
+    """Delete events past their retention, and finished webhook deliveries and e-mails as
+    old; a bounded chunk per transaction."""
     cutoff = utcnow() - timedelta(days=retention_days)
     total = 0
-    while True:
-        async with db.begin() as conn:
-            n = await repository.delete_before(conn, cutoff, chunk)
-        total += n
-        if n < chunk:
-            return total
+    for delete in (repository.delete_before, repository.delete_done_before):
+        while True:
+            async with db.begin() as conn:
+                n = await delete(conn, cutoff, chunk)
+            total += n
+            if n < chunk:
+                break
+    return total
 

@@ -15,6 +15,7 @@ from coinpurse.core import cursor
 from coinpurse.core.clock import utcnow
 from coinpurse.core.ids import new_id
 from coinpurse.core.pages import Page
+from coinpurse.events.service import event_write
 from coinpurse.gifts import repository
 from coinpurse.gifts import schemas as s
 from coinpurse.gifts.errors import GiftRefused
@@ -73,9 +74,11 @@ class GiftPlan:
         return s.SentGiftOut.of_sent(self.record(tx), wallet).model_dump_json().encode()
 
     def side_writes(self, outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
-        """The gift's record, written in the same commit as its transaction."""
-        return [repository.inserts(
-            [self.record(o) for o in outcomes if isinstance(o, Transaction)])]
+        """The gift's record and its ``gift.sent`` event, in the same commit as its
+        transaction."""
+        found = [self.record(o) for o in outcomes if isinstance(o, Transaction)]
+        return [repository.inserts(found),
+                *(event_write("gift.sent", s.GiftOut.of(g).model_dump()) for g in found)]
 
 
 def _price(settings: GiftSettings, body: s.GiftIn) -> tuple[int, str]:

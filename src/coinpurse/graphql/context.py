@@ -12,7 +12,7 @@ from coinpurse.auth.keys import ServiceKey
 from coinpurse.auth.tokens import Principal
 from coinpurse.core.errors import Unauthorized
 from coinpurse.graphql.loaders import Loaders
-from coinpurse.http.deps import request_principal, request_service, token_principal
+from coinpurse.http.deps import connection_principal, request_principal, request_service
 from coinpurse.state import AppState
 from coinpurse.wallets.service import Wallets
 
@@ -31,13 +31,16 @@ class Context(BaseContext):
 
     async def principal(self) -> Principal:
         """The user: a Bearer token or the browser's session cookie (with its CSRF check on
-        POST); over a WebSocket, a Bearer token in the upgrade request's headers or in
-        ``connection_init``'s payload (``{"Authorization": "Bearer <jwt>"}``)."""
+        POST); over a WebSocket, as the live stream's (``http.deps.connection_principal``):
+        the upgrade request's Bearer token, or a token in ``connection_init``'s payload
+        (``{"Authorization": "Bearer <jwt>"}`` or ``{"token": "<jwt>"}``), or the session
+        cookie from this server's own pages."""
         if self._principal is None:
             if isinstance(self.connection, Request):
                 self._principal = await request_principal(self.state, self.connection)
             else:
-                self._principal = await token_principal(self.state, self._ws_token())
+                self._principal = await connection_principal(self.state, self.connection,
+                                                             self._ws_token())
         return self._principal
 
     async def user_id(self) -> str:
@@ -52,13 +55,14 @@ class Context(BaseContext):
         self._service.require(scope)
         return self._service
 
-    def _ws_token(self) -> str:
+    def _ws_token(self) -> str | None:
         params: Any = self.connection_params
-        candidates = [self.connection.headers.get("authorization")]
-        if isinstance(params, dict):
-            candidates += [params.get("Authorization"), params.get("authorization")]
-        for value in candidates:
+        if not isinstance(params, dict):
+            return None
+        token = params.get("token")
+        if isinstance(token, str) and token:
+            return token
+        for value in (params.get("Authorization"), params.get("authorization")):
             if isinstance(value, str) and value[:7].lower() == "bearer " and len(value) > 7:
                 return value[7:].strip()
-        raise Unauthorized("send a user token: Authorization: Bearer <jwt> in the "
-                           "connection_init payload")
+        return None

@@ -37,6 +37,8 @@ from coinpurse.core.errors import (
 )
 from coinpurse.core.pages import PAGE_MAX
 from coinpurse.core.types import ADDRESS_RE, AMOUNT_MAX, IDEMPOTENCY_KEY_RE, USER_ID_RE
+from coinpurse.events import notifications
+from coinpurse.events import schemas as event_schemas
 from coinpurse.gifts import schemas as gift_schemas
 from coinpurse.gifts.service import Gifts
 from coinpurse.graphql import schemas as g
@@ -208,6 +210,19 @@ class Me:
         found = await kyc.status(state.db, state.settings, self.user_id)
         return build(g.Kyc, kyc_schemas.KycStatusOut.from_domain(found).model_dump(mode="json"))
 
+    @strawberry.field(description="Notifications, newest first, with the unread count.")
+    async def notifications(self, info: Info, unread: bool = False, first: int = 50,
+                            after: str | None = None) -> g.NotificationConnection:
+        found, next_id, unread_count = await notifications.page(
+            info.context.state.db, self.user_id, unread=unread,
+            before=cursor.decode_text(_after(after)), limit=_first(first))
+        page = connection(
+            [(build(g.Notification, event_schemas.NotificationOut.of(n).model_dump()),
+              cursor.encode_text(n.id)) for n in found],
+            cursor.encode_text(next_id) if next_id else None)
+        return g.NotificationConnection(edges=page.edges, page_info=page.page_info,
+                                        unread_count=unread_count)
+
     @strawberry.field(description="Shop purchases, newest first.")
     async def orders(self, info: Info, status: g.OrderStatus | None = None, first: int = 50,
                      after: str | None = None) -> g.Connection[g.ShopOrder]:
@@ -364,6 +379,31 @@ class Mutation:
             g.Withdrawal, withdrawal_schemas.WithdrawalOut.from_domain(found)
             .model_dump(mode="json")))
 
+    @strawberry.mutation(description="Mark notifications read: those of `ids`, or every one "
+                         "(REST `POST /api/v1/notifications/{id}/read` and `.../read-all`). "
+                         "Idempotent by itself (marking a read one again changes nothing), "
+                         "so `idempotencyKey` is optional and only checked for its form.")
+    async def mark_notifications_read(self, info: Info, ids: list[str] | None = None,
+                                      idempotency_key: str | None = None
+                                      ) -> g.MarkNotificationsReadPayload:
+        user_id = await info.context.user_id()
+        if idempotency_key is not None:
+            _key(idempotency_key)
+        db = info.context.state.db
+        marked: list[g.Notification] = []
+        if ids is None:
+            await notifications.read_all(db, user_id)
+        else:
+            if len(ids) > PAGE_MAX:
+                raise _invalid("ids", f"at most {PAGE_MAX} ids")
+            for notification_id in dict.fromkeys(_match("ids", i, ID_RE, 36) for i in ids):
+                found = await notifications.read(db, user_id, notification_id)
+                marked.append(build(g.Notification,
+                                    event_schemas.NotificationOut.of(found).model_dump()))
+        _, _, unread_count = await notifications.page(db, user_id, unread=True, before=None,
+                                                      limit=1)
+        return g.MarkNotificationsReadPayload(notifications=marked, unread_count=unread_count)
+
     @strawberry.mutation(description="Buy a product with the wallet's money (REST "
                          "`POST /api/v1/orders`).")
     async def purchase(self, info: Info, input: g.PurchaseInput,
@@ -387,15 +427,24 @@ class Subscription:
     @strawberry.subscription(description="Each change of the caller's balances (main wallet "
                              "and sub-wallets) from now on, from the event log.")
     async def balance_updated(self, info: Info) -> AsyncGenerator[g.BalanceUpdate, None]:
-        context = info.context
-        user_id = await context.user_id()
-        async for c in service.balance_changes(context.state.db, context.state.wakeup,
-                                               user_id):
+        state = info.context.state
+        user_id = await info.context.user_id()
+        async for m in service.messages(state.live, user_id, "balance.updated",
+                                        state.settings.live_heartbeat_s):
+            d = m.data
             yield g.BalanceUpdate(
-                address=c.address, currency=c.currency, balance=Long(c.balance),
-                held=Long(c.held), available=Long(c.available), version=Long(c.version),
-                transaction_id=c.transaction_id,
-                hold_id=c.hold_id, event_id=str(c.event_id))
+                wallet=d["wallet"], address=d["address"], currency=d["currency"],
+                balance=Long(d["balance"]), held=Long(d["held"]),
+                available=Long(d["available"]), version=Long(d["version"]),
+                transaction_id=d["transaction_id"], hold_id=d["hold_id"], event_id=str(m.id))
+
+    @strawberry.subscription(description="Each new notification of the caller, from now on.")
+    async def notification_added(self, info: Info) -> AsyncGenerator[g.Notification, None]:
+        state = info.context.state
+        user_id = await info.context.user_id()
+        async for m in service.messages(state.live, user_id, "notification.created",
+                                        state.settings.live_heartbeat_s):
+            yield build(g.Notification, m.data)
 
 
 # ------------------------------------------------------------------ errors and limits

@@ -443,8 +443,34 @@ class PurchasePayload:
 # ------------------------------------------------------------------ subscriptions
 
 
+@strawberry.type(description="One of the caller's notifications (`GET /api/v1/"
+                 "notifications`).")
+class Notification:
+    id: str
+    kind: str
+    title: str
+    body: str
+    data: JSON
+    event_id: str
+    created_at: str
+    read_at: str | None
+
+
+@strawberry.type
+class NotificationConnection(Connection[Notification]):
+    unread_count: int
+
+
+@strawberry.type
+class MarkNotificationsReadPayload:
+    notifications: list[Notification] = strawberry.field(description="Those of `ids`, read "
+                                                        "(none when every one was marked).")
+    unread_count: int
+
+
 @strawberry.type(description="A balance of one of the caller's wallets changed.")
 class BalanceUpdate:
+    wallet: str = strawberry.field(description="`main`, or a sub-wallet's name (`bonus`).")
     address: str
     currency: str
     balance: Long

@@ -16,7 +16,9 @@ What the cookies mean, and when they are refused, is the auth service's business
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 ACCESS_COOKIE = "cp_session"
@@ -29,12 +31,12 @@ ACCESS_MAX = 4096  # a browser keeps no longer cookie
 REFRESH_MAX = 256  # longer than any refresh token we issue: not one of ours
 
 
-def _cookie(request: Request, name: str, longest: int) -> str | None:
+def _cookie(request: HTTPConnection, name: str, longest: int) -> str | None:
     value = request.cookies.get(name)
     return value if value and len(value) <= longest else None
 
 
-def access_token(request: Request) -> str | None:
+def access_token(request: HTTPConnection) -> str | None:
     return _cookie(request, ACCESS_COOKIE, ACCESS_MAX)
 
 
@@ -45,6 +47,17 @@ def refresh_token(request: Request) -> str | None:
 def csrf_pair(request: Request) -> tuple[str | None, str | None]:
     """The CSRF header and cookie, for the double-submit check."""
     return request.headers.get(CSRF_HEADER), request.cookies.get(CSRF_COOKIE)
+
+
+def same_origin(connection: HTTPConnection) -> bool:
+    """The page that opened this connection is one of ours (its ``Origin`` names our
+    ``Host``): a WebSocket carries no CSRF header, so a cookie alone must not open one for
+    another site's page."""
+    origin, host = connection.headers.get("origin"), connection.headers.get("host")
+    if not origin or not host:
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
 def changes_state(request: Request) -> bool:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from coinpurse.auth import keys
 from coinpurse.auth.keys import ServiceKey
@@ -72,6 +73,32 @@ async def current_principal(
         principal = await AuthService(state.db, state.settings).cookie_principal(
             state.verifier.principal(token), changes_state=cookies.changes_state(request),
             csrf_header=csrf_header, csrf_cookie=csrf_cookie)
+    await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
+    return principal
+
+
+async def connection_principal(state: AppState, connection: HTTPConnection,
+                               token: str | None = None) -> Principal:
+    """Who a connection that is not a plain request speaks for (a WebSocket): the Bearer
+    token of its Authorization header, else ``token`` (one it sent in its first message),
+    else, with built-in accounts, the browser's session cookie from one of our own pages
+    (same ``Origin``: a WebSocket has no CSRF header)."""
+    scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        token = credentials.strip()
+    cookie = cookies.access_token(connection)
+    if token:
+        principal = state.verifier.principal(token)
+    elif cookie is not None and state.settings.auth == "builtin":
+        if not cookies.same_origin(connection):
+            raise Forbidden("a WebSocket signed in by cookie must be opened by this "
+                            "server's own pages (Origin)", reason="cross_origin")
+        principal = await AuthService(state.db, state.settings).cookie_principal(
+            state.verifier.principal(cookie), changes_state=False, csrf_header=None,
+            csrf_cookie=None)
+    else:
+        raise Unauthorized("send a user token as Authorization: Bearer <jwt>, or as "
+                           '{"token": "<jwt>"} in the first message')
     await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
     return principal
 
@@ -149,9 +176,3 @@ async def request_service(state: AppState, request: Request) -> ServiceKey:
         raise ValidationFailed("X-Service-Name is at most 128 characters")
     return await current_service(state, await _api_key_header(request), name)
 
-
-async def token_principal(state: AppState, token: str) -> Principal:
-    """The caller of a Bearer token sent in a WebSocket's ``connection_init``."""
-    principal = state.verifier.principal(token)
-    await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
-    return principal

@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.auth.tokens import Principal
 from coinpurse.core import audit
-from coinpurse.core.clock import utcnow
+from coinpurse.core.clock import iso, utcnow
 from coinpurse.core.errors import NotFound, ValidationFailed
 from coinpurse.core.ids import new_id
+from coinpurse.events.service import emit
 from coinpurse.kyc import repository as repo
 from coinpurse.kyc.errors import (
     KycRequired,
@@ -122,6 +123,9 @@ async def decide(db: AsyncEngine, admin: Principal, sid: str, *, approve: bool,
                                           submission_status=found.status)
         if approve:
             await repo.set_tier(conn, found.user_id, max(current, found.tier), now)
+        await emit(conn, "kyc.approved" if approve else "kyc.rejected", {
+            "submission_id": sid, "user_id": found.user_id, "tier": found.tier,
+            "reason": reason, "decided_at": iso(now)}, now)
         await audit.record(conn, actor=admin.user_id, actor_role=admin.role,
                            action="kyc.approve" if approve else "kyc.reject",
                            target=f"user:{found.user_id}",

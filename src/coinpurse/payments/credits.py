@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.core.clock import utcnow
+from coinpurse.events.service import event_write
 from coinpurse.ledger.errors import IdempotencyKeyInUse
 from coinpurse.ledger.idempotency import Claim, StoredResponse, request_hash
 from coinpurse.ledger.model import (
@@ -192,7 +193,9 @@ def _credit_writes(order: PaymentOrder, payment_id: str | None) -> SideWrites:
         return [repo.debt_rows(repaid),
                 repo.order_write(order.id, status="succeeded", credit_transaction_id=outcome.id,
                                  provider_payment_id=payment_id or order.provider_payment_id,
-                                 paid_at=now, error=None)]
+                                 paid_at=now, error=None),
+                event_write("topup.succeeded", order.event_data(
+                    status="succeeded", transaction_id=outcome.id))]
 
     return writes
 
@@ -267,6 +270,10 @@ def _reversal_writes(order: PaymentOrder, status: str, promo: str,
                 repo.order_write(order.id, status=status,
                                  reversal_transaction_id=tx.id if tx else None,
                                  reversed_amount=sum(taken.values()),
-                                 debt_amount=sum(owed.values()), reversed_at=now)]
+                                 debt_amount=sum(owed.values()), reversed_at=now),
+                event_write("topup.refunded", order.event_data(
+                    status=status, reason="refund" if status == "refunded" else "dispute_lost",
+                    reversal_transaction_id=tx.id if tx else None,
+                    reversed_amount=sum(taken.values()), debt_amount=sum(owed.values())))]
 
     return writes

@@ -52,6 +52,14 @@ class PaymentOrder:
         """What the order credits: the amount and its bonus."""
         return self.amount + self.bonus
 
+    def event_data(self, **changed: Any) -> dict[str, Any]:
+        """The data of its ``topup.*`` events (``changed``: what the event's commit sets)."""
+        return {"order_id": self.id, "user_id": self.user_id, "provider": self.provider,
+                "package_id": self.package_id, "currency": self.currency,
+                "amount": self.amount, "bonus": self.bonus, "price": self.price.amount,
+                "price_currency": self.price.currency, "status": self.status,
+                "transaction_id": self.transaction_id, **changed}
+
 
 @dataclass(frozen=True, slots=True)
 class OrderPlan:

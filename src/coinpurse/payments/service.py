@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from coinpurse.core.clock import day_start, utcnow
 from coinpurse.core.errors import CoinpurseError, NotFound, ValidationFailed
 from coinpurse.core.ids import new_id
+from coinpurse.events.service import emit
 from coinpurse.kyc import service as kyc_service
 from coinpurse.kyc.settings import KycSettings
 from coinpurse.ledger import queries
@@ -257,8 +258,12 @@ async def set_status(db: AsyncEngine, order_id: str, status: str, *, when: Seque
                      credited: bool | None = None) -> bool:
     """A state change that moves no money (pending, failed, disputed, dispute won)."""
     async with db.begin() as conn:
-        return await repo.change_status(conn, order_id, status, when=when, credited=credited,
-                                        values=dict(extra or {}))
+        changed = await repo.change_status(conn, order_id, status, when=when,
+                                           credited=credited, values=dict(extra or {}))
+        order = await repo.get_order(conn, order_id) if changed and status == "failed" else None
+        if order is not None:
+            await emit(conn, "topup.failed", order.event_data())
+        return changed
 
 
 # ---------------------------------------------------------------- debts

@@ -14,6 +14,7 @@ from coinpurse.core.audit import audit_log
 from coinpurse.core.clock import utcnow
 from coinpurse.core.pages import newest_first
 from coinpurse.ledger.service import RowInserts, SqlWrite
+from coinpurse.ledger.tables import holds
 from coinpurse.withdrawals.model import COUNTED, Withdrawal
 from coinpurse.withdrawals.tables import withdrawals
 
@@ -51,14 +52,29 @@ def audit_row(entry: dict[str, Any]) -> RowInserts:
     return (audit_log, [entry])
 
 
+async def set_if(conn: AsyncConnection, wid: str, when: str, **values: Any) -> bool:
+    """Set ``values`` if the withdrawal is still ``when``; whether it was."""
+    result = await conn.execute(update(withdrawals).where(c.id == wid, c.status == when)
+                                .values(**values, updated_at=utcnow()))
+    return bool(result.rowcount)
+
+
 def change(wid: str, when: str, **values: Any) -> SqlWrite:
-    """Set ``values`` if the withdrawal is still ``when``: in a ledger batch, or run alone."""
+    """``set_if`` as a side write of a ledger batch."""
 
     async def run(conn: AsyncConnection) -> None:
-        await conn.execute(update(withdrawals).where(c.id == wid, c.status == when)
-                           .values(**values, updated_at=utcnow()))
+        await set_if(conn, wid, when, **values)
 
     return run
+
+
+async def lapsed(conn: AsyncConnection, limit: int) -> list[Withdrawal]:
+    """Pending withdrawals whose hold has expired (the hold expiry job released it)."""
+    rows = (await conn.execute(
+        select(withdrawals).join(holds, holds.c.id == c.hold_id)
+        .where(c.status == "pending", holds.c.status == "expired")
+        .order_by(c.status, c.id).limit(limit))).all()
+    return [_withdrawal(r) for r in rows]
 
 
 async def used_since(conn: AsyncConnection, user_id: str, currency: str, since: datetime,

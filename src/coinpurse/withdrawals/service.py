@@ -23,6 +23,7 @@ from coinpurse.core import audit
 from coinpurse.core.clock import day_start, month_start, utcnow
 from coinpurse.core.errors import NotFound
 from coinpurse.core.ids import new_id
+from coinpurse.events.service import emit, event_write
 from coinpurse.kyc import service as kyc_service
 from coinpurse.kyc.errors import LimitExceeded
 from coinpurse.kyc.settings import KycSettings
@@ -149,7 +150,9 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
                    kind="withdrawal", metadata={"withdrawal_id": new.id})
 
     def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
-        return [repo.new_row(new)] if isinstance(outcomes[0], HoldOutcome) else []
+        if not isinstance(outcomes[0], HoldOutcome):
+            return []
+        return [repo.new_row(new), event_write("withdrawal.requested", new.event_data())]
 
     payload = {"currency": currency, "amount": amount, "destination": destination}
     return await w.ledger.submit(
@@ -220,14 +223,30 @@ def _audit(admin: Principal, action: str, found: Withdrawal, ip: str | None,
             "user_id": found.user_id}))
 
 
-async def _lost(w: Withdrawals, found: Withdrawal) -> Withdrawal:
+async def _lost(db: AsyncEngine, found: Withdrawal) -> Withdrawal:
     """The hold was not open: find out why, record an expiry, return the fresh state."""
-    async with w.db.begin() as conn:
+    async with db.begin() as conn:
         hold = (await ledger_store.lock_holds(conn, [found.hold_id])).get(found.hold_id)
-        if hold is not None and hold.status == "expired":
-            await repo.change(found.id, "pending", status="expired",
-                              reason="the hold expired before a decision")(conn)
-    return await get(w.db, found.id)
+        reason = "the hold expired before a decision"
+        if hold is not None and hold.status == "expired" and await repo.set_if(
+                conn, found.id, "pending", status="expired", reason=reason):
+            await emit(conn, "withdrawal.expired",
+                       found.event_data(status="expired", reason=reason))
+    return await get(db, found.id)
+
+
+LAPSED_BATCH = 100
+
+
+async def expire_lapsed(db: AsyncEngine) -> int:
+    """Record as expired (with ``withdrawal.expired``) the pending withdrawals whose hold
+    expired, so the user and the services hear of it when it happens, not when someone
+    next looks. Safe in several processes: each change is conditional on ``pending``."""
+    async with db.connect() as conn:
+        found = await repo.lapsed(conn, LAPSED_BATCH)
+    for each in found:
+        await _lost(db, each)
+    return len(found)
 
 
 async def cancel(w: Withdrawals, user_id: str, wid: str) -> Withdrawal:
@@ -248,7 +267,9 @@ async def _release(w: Withdrawals, found: Withdrawal, status: str, reason: str |
                 return []
             writes: list[RowInserts | SqlWrite] = [repo.change(
                 found.id, "pending", status=status, reason=reason,
-                decided_by=admin.user_id if admin else None)]
+                decided_by=admin.user_id if admin else None),
+                event_write(f"withdrawal.{status}", found.event_data(status=status,
+                                                                     reason=reason))]
             if admin is not None:
                 writes.append(_audit(admin, "withdrawal.reject", found, ip, reason=reason))
             return writes
@@ -259,7 +280,7 @@ async def _release(w: Withdrawals, found: Withdrawal, status: str, reason: str |
         assert result.outcomes is not None
         if isinstance(result.outcomes[0], HoldOutcome):
             return await get(w.db, found.id)
-        found = await _lost(w, found)
+        found = await _lost(w.db, found)
     if found.status == status and admin is None:
         return found
     raise _not_pending(found)
@@ -305,7 +326,7 @@ async def _capture(w: Withdrawals, admin: Principal, found: Withdrawal,
     if isinstance(outcome, Rejection) and outcome.error is not None:
         raise outcome.error
     if not isinstance(outcome, HoldOutcome):
-        raise _not_pending(await _lost(w, found))
+        raise _not_pending(await _lost(w.db, found))
     return await get(w.db, found.id)
 
 
@@ -319,5 +340,9 @@ async def _pay_out(w: Withdrawals, found: Withdrawal) -> Withdrawal:
     except PayoutError as exc:
         values = {"payout_error": str(exc)[:500]}
     async with w.db.begin() as conn:
-        await repo.change(found.id, "approved", payout_provider=provider.name, **values)(conn)
+        paid = await repo.set_if(conn, found.id, "approved", payout_provider=provider.name,
+                                 **values)
+        if paid and values.get("status") == "paid":
+            await emit(conn, "withdrawal.paid", found.event_data(
+                status="paid", payout_reference=values["payout_reference"]))
     return await get(w.db, found.id)

@@ -261,6 +261,14 @@ class PreconditionFailed(CoinpurseError):
     default_code = "precondition_failed"
 
 
+class WebhookUrlRefused(CoinpurseError):
+    default_code = "webhook_url_refused"
+
+
+class TooManyStreams(CoinpurseError):
+    default_code = "too_many_streams"
+
+
 ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
     cls.default_code: cls
     for cls in (
@@ -275,7 +283,7 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,
         WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
         OutOfStock, PriceChanged, ProductInactive, OwnProduct, OrderRefunded,
-        RefundExceedsPaid, PreconditionFailed,
+        RefundExceedsPaid, PreconditionFailed, WebhookUrlRefused, TooManyStreams,
     )
 }
 

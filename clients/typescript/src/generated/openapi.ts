@@ -1423,6 +1423,269 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/internal/v1/balance-monitors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Balance monitors, newest first
+         * @description Scope `monitors:read` (or `monitors:write`).
+         */
+        get: operations["list_monitors_internal_v1_balance_monitors_get"];
+        put?: never;
+        /**
+         * Watch a balance: an event when it goes below or above a threshold
+         * @description When a committed transaction moves the account's **posted** balance (`balance`,
+         *     not `available`) into the condition (`below`: under `amount`; `above`: over it), one
+         *     `balance.threshold_crossed` event is written in the same commit; it comes again only
+         *     after the balance has left the condition. Scope `monitors:write`.
+         */
+        post: operations["create_monitor_internal_v1_balance_monitors_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/v1/balance-monitors/{monitor_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Stop watching a balance
+         * @description Scope `monitors:write`.
+         */
+        delete: operations["delete_monitor_internal_v1_balance_monitors__monitor_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook-endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Webhook endpoints, newest first */
+        get: operations["list_endpoints_admin_v1_webhook_endpoints_get"];
+        put?: never;
+        /**
+         * Add a webhook endpoint; its signing secret is shown once
+         * @description Every event whose type matches one of `events` (from now on) is POSTed to `url` as
+         *     JSON (`{"id", "type", "created_at", "data"}`) with `Coinpurse-Event-Id` and
+         *     `Coinpurse-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`. A 2xx
+         *     within 10 s is delivered; anything else is retried with exponential backoff and
+         *     jitter for up to 3 days, then marked failed. Deliveries are at least once: deduplicate
+         *     by event id. The URL is refused (`webhook_url_refused`, with a `reason`) unless it is
+         *     http(s) and resolves to public addresses only.
+         */
+        post: operations["create_endpoint_admin_v1_webhook_endpoints_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook-endpoints/{endpoint_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One webhook endpoint */
+        get: operations["get_endpoint_admin_v1_webhook_endpoints__endpoint_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete a webhook endpoint and its deliveries */
+        delete: operations["delete_endpoint_admin_v1_webhook_endpoints__endpoint_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook endpoint: enable, disable, events, URL
+         * @description Only the fields sent change. While disabled an endpoint gets no new deliveries,
+         *     and its pending ones wait (they go out once it is enabled again, within their 3 days).
+         */
+        patch: operations["update_endpoint_admin_v1_webhook_endpoints__endpoint_id__patch"];
+        trace?: never;
+    };
+    "/admin/v1/webhook-endpoints/{endpoint_id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A new signing secret (shown once); the old one signs on for a grace period
+         * @description From now on every delivery carries two signatures, `v1=<new>,v1=<old>`, until
+         *     `previous_secret_expires_at` (`grace_s`, default 24 hours): update your receiver to
+         *     the new secret within it. `grace_s: 0` stops the old one at once.
+         */
+        post: operations["rotate_secret_admin_v1_webhook_endpoints__endpoint_id__rotate_secret_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook-endpoints/{endpoint_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An endpoint's deliveries, newest first
+         * @description Each with its status, attempts, the receiver's last HTTP status and error, and the
+         *     next attempt's time while pending.
+         */
+        get: operations["list_deliveries_admin_v1_webhook_endpoints__endpoint_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a delivery again now
+         * @description Whatever its status (a failed one, or a delivered one the receiver lost): it is
+         *     pending again, due now, with a new 3-day retry window.
+         */
+        post: operations["redeliver_admin_v1_webhook_endpoints__endpoint_id__deliveries__delivery_id__redeliver_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/events/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live updates of the caller's balances and notifications (SSE)
+         * @description Server-Sent Events: the caller's own updates, as they commit.
+         *
+         *     ```
+         *     id: 4123168604160001
+         *     event: balance.updated
+         *     data: {"wallet": "main", "address": "user:7", "currency": "points", "balance": 150,
+         *            "held": 0, "available": 150, "version": 12, "transaction_id": "...", "hold_id": null}
+         *     ```
+         *
+         *     * `balance.updated`: a wallet of the caller changed (`user:<id>` is `wallet: "main"`, a
+         *       sub-wallet `user:<id>:<name>` is `wallet: "<name>"`); `version` grows with every change
+         *       of that wallet, so an older update can be ignored.
+         *     * `notification.created`: a new notification (as `GET /api/v1/notifications` shows it).
+         *     * `reset`: the stream could not replay everything since `Last-Event-ID`: reload balances
+         *       and notifications, then carry on.
+         *     * `: heartbeat` comment lines every 15 s.
+         *
+         *     Reconnect with the last `id:` received as the `Last-Event-ID` header (EventSource does it
+         *     by itself) to get what was missed. Streams are capped per user and per server (429
+         *     `too_many_streams`); a client that does not keep up is disconnected and resumes the same
+         *     way. The same stream is on a WebSocket at `/api/v1/ws` (JSON messages `{"id", "event",
+         *     "data"}`; a Bearer token in the Authorization header, or `{"token": "<jwt>",
+         *     "last_event_id"?: "..."}` as the first message, or the web wallet's session cookie from a
+         *     page of the same origin; `?last_event_id=` resumes).
+         */
+        get: operations["stream_api_v1_events_stream_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's notifications, newest first, with the unread count
+         * @description Which events notify is set by `COINPURSE_NOTIFY_EVENTS` (default: top-up
+         *     succeeded, gift received, withdrawal paid or rejected, KYC approved or rejected).
+         */
+        get: operations["list_notifications_api_v1_notifications_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/read-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Mark every notification of the caller read */
+        post: operations["read_all_api_v1_notifications_read_all_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/{notification_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark one notification read
+         * @description Someone else's notification is as unknown as a missing one (404). Marking a read
+         *     notification again changes nothing.
+         */
+        post: operations["read_one_api_v1_notifications__notification_id__read_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/products": {
         parameters: {
             query?: never;
@@ -2022,6 +2285,75 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /**
+         * BalanceMonitorIn
+         * @example {
+         *       "address": "service:games",
+         *       "amount": -1000000,
+         *       "condition": "below",
+         *       "currency": "points",
+         *       "description": "games has issued a million points"
+         *     }
+         */
+        BalanceMonitorIn: {
+            /**
+             * Address
+             * @description Any account; or user_id
+             */
+            address?: string | null;
+            /**
+             * User Id
+             * @description The user's wallet user:<id>
+             */
+            user_id?: string | null;
+            /**
+             * Currency
+             * @description A configured currency code.
+             * @example points
+             */
+            currency: string;
+            /**
+             * Condition
+             * @enum {string}
+             */
+            condition: "below" | "above";
+            /**
+             * Amount
+             * @description The threshold, in minor units (negative for accounts that may go below zero).
+             */
+            amount: number;
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+        };
+        /** BalanceMonitorOut */
+        BalanceMonitorOut: {
+            /** Id */
+            id: string;
+            /** Address */
+            address: string;
+            /** Currency */
+            currency: string;
+            /** Condition */
+            condition: string;
+            /** Amount */
+            amount: number;
+            /** Description */
+            description: string;
+            /** Service */
+            service: string | null;
+            /** Created At */
+            created_at: string;
+        };
+        /** BalanceMonitorPage */
+        BalanceMonitorPage: {
+            /** Data */
+            data: components["schemas"]["BalanceMonitorOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
         /** BalanceOut */
         BalanceOut: {
             /** Balance */
@@ -2252,6 +2584,49 @@ export interface components {
         DecisionIn: {
             /** Reason */
             reason?: string | null;
+        };
+        /** DeliveryOut */
+        DeliveryOut: {
+            /** Id */
+            id: string;
+            /** Endpoint Id */
+            endpoint_id: string;
+            /** Event Id */
+            event_id: string;
+            /** Event Type */
+            event_type: string;
+            /**
+             * Status
+             * @description pending (waiting or retrying), delivered, failed
+             */
+            status: string;
+            /** Attempts */
+            attempts: number;
+            /**
+             * Last Status Code
+             * @description The receiver's last HTTP status
+             */
+            last_status_code: number | null;
+            /** Last Error */
+            last_error: string | null;
+            /**
+             * Next Attempt At
+             * @description When pending: the next try
+             */
+            next_attempt_at: string | null;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /** Delivered At */
+            delivered_at: string | null;
+        };
+        /** DeliveryPage */
+        DeliveryPage: {
+            /** Data */
+            data: components["schemas"]["DeliveryOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** DisableIn */
         DisableIn: {
@@ -2843,6 +3218,43 @@ export interface components {
             /** Created At */
             created_at?: string | null;
         };
+        /** NotificationOut */
+        NotificationOut: {
+            /** Id */
+            id: string;
+            /**
+             * Kind
+             * @description The event type it comes from, e.g. topup.succeeded
+             * @example topup.succeeded
+             */
+            kind: string;
+            /** Title */
+            title: string;
+            /** Body */
+            body: string;
+            /**
+             * Data
+             * @description The event's data
+             */
+            data: {
+                [key: string]: unknown;
+            };
+            /** Event Id */
+            event_id: string;
+            /** Created At */
+            created_at: string;
+            /** Read At */
+            read_at: string | null;
+        };
+        /** NotificationPage */
+        NotificationPage: {
+            /** Data */
+            data: components["schemas"]["NotificationOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+            /** Unread Count */
+            unread_count: number;
+        };
         /**
          * OrderIn
          * @example {
@@ -3163,6 +3575,13 @@ export interface components {
             per: number;
             price: components["schemas"]["PriceOut"];
         };
+        /** ReadAllOut */
+        ReadAllOut: {
+            /** Marked Read */
+            marked_read: number;
+            /** Unread Count */
+            unread_count: number;
+        };
         /** RefreshIn */
         RefreshIn: {
             /** Refresh Token */
@@ -3341,6 +3760,14 @@ export interface components {
              * @description What the merchant kept: amount - fee - (refunded_amount - refunded_fee).
              */
             net_amount: number;
+        };
+        /** SecretRotateIn */
+        SecretRotateIn: {
+            /**
+             * Grace S
+             * @description How long the old secret still signs (both `v1` signatures are sent); default `COINPURSE_WEBHOOK_SECRET_GRACE_S` (24 hours); 0 drops it at once.
+             */
+            grace_s?: number | null;
         };
         /** SentGiftOut */
         SentGiftOut: {
@@ -3982,6 +4409,117 @@ export interface components {
             /** Id */
             id: number;
         };
+        /** WebhookEndpointCreatedOut */
+        WebhookEndpointCreatedOut: {
+            /** Id */
+            id: string;
+            /** Url */
+            url: string;
+            /** Events */
+            events: string[];
+            /** Description */
+            description: string;
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Previous Secret Expires At
+             * @description While set, the previous secret still signs deliveries too.
+             */
+            previous_secret_expires_at: string | null;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+            /**
+             * Secret
+             * @description The signing secret: shown in this answer only.
+             */
+            secret: string;
+        };
+        /**
+         * WebhookEndpointIn
+         * @example {
+         *       "description": "game server",
+         *       "events": [
+         *         "transaction.posted",
+         *         "topup.*"
+         *       ],
+         *       "url": "https://games.example.com/coinpurse/webhooks"
+         *     }
+         */
+        WebhookEndpointIn: {
+            /**
+             * Url
+             * @description http(s) URL on the public internet (no loopback, private, link-local or metadata addresses unless `COINPURSE_WEBHOOK_ALLOW_PRIVATE=true`); redirects are not followed.
+             * @example https://games.example.com/coinpurse/webhooks
+             */
+            url: string;
+            /**
+             * Events
+             * @description Event types or patterns: `transaction.posted`, `topup.*`, `*` for every event.
+             */
+            events: string[];
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled?: boolean;
+        };
+        /** WebhookEndpointOut */
+        WebhookEndpointOut: {
+            /** Id */
+            id: string;
+            /** Url */
+            url: string;
+            /** Events */
+            events: string[];
+            /** Description */
+            description: string;
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Previous Secret Expires At
+             * @description While set, the previous secret still signs deliveries too.
+             */
+            previous_secret_expires_at: string | null;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+        };
+        /** WebhookEndpointPage */
+        WebhookEndpointPage: {
+            /** Data */
+            data: components["schemas"]["WebhookEndpointOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /**
+         * WebhookEndpointPatchIn
+         * @example {
+         *       "enabled": false
+         *     }
+         * @example {
+         *       "events": [
+         *         "*"
+         *       ]
+         *     }
+         */
+        WebhookEndpointPatchIn: {
+            /** Url */
+            url?: string | null;
+            /** Events */
+            events?: string[] | null;
+            /** Description */
+            description?: string | null;
+            /** Enabled */
+            enabled?: boolean | null;
+        };
         /** WithdrawalCreatedOut */
         WithdrawalCreatedOut: {
             /** Id */
@@ -4179,7 +4717,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "webhook_url_refused" | "withdrawal_not_pending";
             /** @description Field errors, for validation_error. */
             errors?: Record<string, never>[];
         };
@@ -8336,6 +8874,810 @@ export interface operations {
             };
             /** @description `forbidden`: Not allowed */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_monitors_internal_v1_balance_monitors_get: {
+        parameters: {
+            query?: {
+                address?: string | null;
+                currency?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: {
+                "x-service-name"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BalanceMonitorPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_monitor_internal_v1_balance_monitors_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-service-name"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BalanceMonitorIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BalanceMonitorOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_monitor_internal_v1_balance_monitors__monitor_id__delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-service-name"?: string | null;
+            };
+            path: {
+                monitor_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_endpoints_admin_v1_webhook_endpoints_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_endpoint_admin_v1_webhook_endpoints_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointCreatedOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `webhook_url_refused`: The webhook URL may not be called */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_endpoint_admin_v1_webhook_endpoints__endpoint_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_endpoint_admin_v1_webhook_endpoints__endpoint_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_endpoint_admin_v1_webhook_endpoints__endpoint_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointPatchIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `webhook_url_refused`: The webhook URL may not be called */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotate_secret_admin_v1_webhook_endpoints__endpoint_id__rotate_secret_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["SecretRotateIn"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointCreatedOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_deliveries_admin_v1_webhook_endpoints__endpoint_id__deliveries_get: {
+        parameters: {
+            query?: {
+                status?: ("pending" | "delivered" | "failed") | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    redeliver_admin_v1_webhook_endpoints__endpoint_id__deliveries__delivery_id__redeliver_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                endpoint_id: string;
+                delivery_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stream_api_v1_events_stream_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                "Last-Event-ID"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An endless `text/event-stream` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_streams`: Too many live streams are open; close one or retry later */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_notifications_api_v1_notifications_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+                /** @description Only the unread ones */
+                unread?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    read_all_api_v1_notifications_read_all_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadAllOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    read_one_api_v1_notifications__notification_id__read_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                notification_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

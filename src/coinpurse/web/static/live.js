@@ -1,15 +1,19 @@
-// Live balances. Today a light poll (every few seconds, paused while the tab is hidden);
-// when the server has an events stream (GET /api/v1/events/stream, server-sent events), this
-// is the one place to switch: an EventSource whose messages call check() — the session
-// cookie authenticates it, and it is a GET, so no CSRF header is needed.
+// Live balances from the server's event stream (GET /api/v1/events/stream, server-sent
+// events): the session cookie authenticates it, and it is a GET, so no CSRF header is needed.
+// Each balance.updated (or reset: the server could not replay what was missed) reloads the
+// balances. While the stream is not open (the server restarting, the access cookie expired,
+// too many streams) a light poll takes over, which also renews the session through api.js,
+// and the stream is opened again.
 
 const POLL_MS = 3000;
+const STREAM = '/api/v1/events/stream';
 
 export function startLive({ load, onChange }) {
   let last = null;
   let timer = null;
   let stopped = false;
   let running = null;
+  let source = null;
 
   async function check() {
     if (stopped) return;
@@ -24,7 +28,7 @@ export function startLive({ load, onChange }) {
           onChange(data, before);
         }
       } catch {
-        // A failed poll is retried at the next tick; a signed-out session is handled by api.js.
+        // A failed load is retried at the next tick; a signed-out session is handled by api.js.
       } finally {
         running = null;
       }
@@ -32,10 +36,27 @@ export function startLive({ load, onChange }) {
     return running;
   }
 
+  function open() {
+    if (stopped || typeof EventSource === 'undefined') return;
+    source = new EventSource(STREAM);
+    source.addEventListener('balance.updated', () => check());
+    source.addEventListener('reset', () => check());
+    source.onopen = () => check(); // catch up with what changed while it was closed
+    source.onerror = () => {
+      // CONNECTING: the browser retries by itself; CLOSED: refused (401, 429), reopen later.
+      if (source && source.readyState === EventSource.CLOSED) source = null;
+    };
+  }
+
+  const streaming = () => source !== null && source.readyState === EventSource.OPEN;
+
   function tick() {
     if (stopped) return;
     timer = setTimeout(async () => {
-      if (!document.hidden) await check();
+      if (!document.hidden && !streaming()) {
+        await check();
+        if (source === null) open();
+      }
       tick();
     }, POLL_MS);
   }
@@ -43,12 +64,15 @@ export function startLive({ load, onChange }) {
   const onVisible = () => { if (!document.hidden) check(); };
   document.addEventListener('visibilitychange', onVisible);
   check();
+  open();
   tick();
   return {
     now: check,
     stop() {
       stopped = true;
       clearTimeout(timer);
+      if (source) source.close();
+      source = null;
       document.removeEventListener('visibilitychange', onVisible);
     },
   };
