@@ -134,7 +134,8 @@ def auth(token: str) -> dict[str, str]:
 class Server:
     """``coinpurse serve`` in a subprocess: a real HTTP server with real worker processes."""
 
-    def __init__(self, db_url: str, workers: int = 1, extra_env: dict[str, str] | None = None):
+    def __init__(self, db_url: str, workers: int = 1, extra_env: dict[str, str] | None = None,
+                 args: list[str] | None = None):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "COINPURSE_DATABASE_URL": db_url,
@@ -144,7 +145,7 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(prefix="coinpurse-serve-", suffix=".log")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coinpurse", "serve", "--port", str(self.port),
-             "--workers", str(workers)],
+             "--workers", str(workers), *(args or [])],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: kill() takes the workers too
         )

@@ -4,17 +4,17 @@ adding one is a folder, a migration and one line in ``DOMAINS``."""
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
-from starlette.responses import Response
 
 from coinpurse import __version__
 from coinpurse.admin import routes as admin_routes
 from coinpurse.auth import routes as auth_routes
 from coinpurse.config import Settings, load_settings, unknown_settings
+from coinpurse.core import logging as coinpurse_logging
+from coinpurse.core import metrics
 from coinpurse.core.jobs import Job, JobRunner
 from coinpurse.events import jobs as events_jobs
 from coinpurse.events import routes as events_routes
@@ -22,12 +22,17 @@ from coinpurse.gifts import routes as gifts_routes
 from coinpurse.graphql import routes as graphql_routes
 from coinpurse.holds import jobs as holds_jobs
 from coinpurse.holds import routes as holds_routes
+from coinpurse.http.docs import add_docs
 from coinpurse.http.handlers import install_error_handlers
 from coinpurse.http.middleware import AddressRateLimit, BodyLimit, RefuseNul
-from coinpurse.http.openapi import add_problem_schema, description
-from coinpurse.http.responses import json_response
+from coinpurse.http.observe import Observe
+from coinpurse.http.openapi import add_problem_schema, description, operation_id
 from coinpurse.kyc import routes as kyc_routes
 from coinpurse.ledger import jobs as ledger_jobs
+from coinpurse.ops import jobs as ops_jobs
+from coinpurse.ops import routes as ops_routes
+from coinpurse.ops import tracing
+from coinpurse.ops.hooks import LedgerMetrics
 from coinpurse.partitions import jobs as partitions_jobs
 from coinpurse.payments import jobs as payments_jobs
 from coinpurse.payments import routes as payments_routes
@@ -38,7 +43,7 @@ from coinpurse.web import routes as web_routes
 from coinpurse.withdrawals import jobs as withdrawals_jobs
 from coinpurse.withdrawals import routes as withdrawals_routes
 
-log = logging.getLogger("coinpurse")
+log = coinpurse_logging.get_logger("coinpurse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("admin", (admin_routes.router,)),
     Domain("events", (events_routes.router, events_routes.admin_router,
                       events_routes.user_router), events_jobs.jobs),
+    Domain("ops", (ops_routes.router,), ops_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
     Domain("graphql", (graphql_routes.router,)),  # /graphql over the services above
     Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static
@@ -73,39 +79,56 @@ def background_jobs(state: AppState) -> list[Job]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    coinpurse_logging.configure(settings.log_level, settings.log_format)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name in unknown_settings():
-            log.warning("unknown setting %s is ignored", name)
+            log.warning("unknown setting is ignored", setting=name)
         state = await open_state(settings)
+        state.ledger.add_hook(LedgerMetrics(state.ledger))
+        if tracer is not None:
+            tracer.instrument(state.db, state.ledger)
         if not state.verifier.configured:
             log.warning("no COINPURSE_JWT_SECRET or COINPURSE_JWT_PUBLIC_KEY: "
                         "the user API will refuse every token")
         app.state.coinpurse = state
+        app.state.draining = False
         runner = JobRunner(background_jobs(state))
         app.state.jobs = runner
         runner.start()
         try:
             yield
         finally:
+            # The server has stopped taking requests and finished (or given up on) those
+            # in flight; now the jobs stop, the ledger commits what is queued, and the
+            # rest closes.
+            app.state.draining = True
             await runner.stop()
-            await close_state(state)
+            await close_state(state, drain_s=settings.shutdown_timeout_s)
+            if tracer is not None:
+                tracer.shutdown()
+            metrics.process_exited()
+            coinpurse_logging.flush()
 
     app = FastAPI(title="Coinpurse", version=__version__, description=description(),
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  generate_unique_id_function=operation_id)
     install_error_handlers(app)
     app.add_middleware(RefuseNul)
     app.add_middleware(AddressRateLimit)
     app.add_middleware(BodyLimit, limit=settings.body_max_bytes,
                        batch_limit=settings.batch_body_max_bytes)
+    if settings.proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=[str(n) for n in settings.proxies])
+    app.add_middleware(Observe)
+    tracer = tracing.Tracing(app) if tracing.enabled() else None
     for domain in DOMAINS:
         for router in domain.routers:
             app.include_router(router)
-
-    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
-    async def healthz() -> Response:
-        return json_response({"status": "ok", "version": __version__})
-
+    add_docs(app)
     add_problem_schema(app)
     return app

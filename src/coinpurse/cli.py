@@ -1,5 +1,9 @@
-"""The ``coinpurse`` command: serve, migrate, manage service keys and partitions, issue
-demo tokens."""
+"""The ``coinpurse`` command: serve, migrate, manage service keys and partitions, export,
+check the configuration, issue demo tokens.
+
+Every command takes ``--json`` for scripts; list commands print aligned tables on a
+terminal (tab-separated lines when piped). Logs go to stderr, as configured by
+``COINPURSE_LOG_FORMAT`` and ``COINPURSE_LOG_LEVEL``; results go to stdout."""
 
 from __future__ import annotations
 
@@ -20,17 +24,41 @@ from coinpurse.config import ConfigError, Settings, load_settings, unknown_setti
 T = TypeVar("T")
 DEMO_SECRET_FILE = Path(".coinpurse-demo-secret")
 DEMO_ENV_FILE = Path(".coinpurse-demo.env")
+# Read by prometheus-client when it is first imported (so not from coinpurse.core.metrics).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _settings() -> Settings:
+def _settings(*, warn_unknown: bool = True) -> Settings:
+    from coinpurse.core import logging as coinpurse_logging
+
     try:
         settings = load_settings()
     except ConfigError as exc:
         click.echo(f"coinpurse: {exc}", err=True)
         sys.exit(2)
-    for name in unknown_settings():
-        click.echo(f"coinpurse: warning: unknown setting {name} is ignored", err=True)
+    coinpurse_logging.configure(settings.log_level, settings.log_format)
+    if warn_unknown:
+        for name in unknown_settings():
+            click.echo(f"coinpurse: warning: unknown setting {name} is ignored", err=True)
     return settings
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> None:
+    """Aligned columns on a terminal; tab-separated lines (no header) when piped."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    if not sys.stdout.isatty():
+        for row in cells:
+            click.echo("\t".join(row))
+        return
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))
+               .rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, default=str))
 
 
 def _require_ready(settings: Settings) -> None:
@@ -107,11 +135,53 @@ def main() -> None:
 
 
 @main.command()
-def migrate() -> None:
-    """Apply the database migrations (safe to run from several processes at once)."""
+@click.option("--status", is_flag=True, help="Show where the database is; change nothing.")
+@click.option("--sql", is_flag=True,
+              help="Print the SQL that would migrate the database; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def migrate(status: bool, sql: bool, as_json: bool) -> None:
+    """Apply the database migrations (safe to run from several processes at once).
+
+    --status tells the current and the newest migration and what is pending (exit 1 when
+    something is); --sql prints the SQL instead of running it, for a DBA to review."""
+    from coinpurse.core.db import (
+        current_revision,
+        head_revision,
+        migration_sql,
+        pending_migrations,
+    )
+
     settings = _settings()
+    url = settings.direct_db[0]  # where the migrations run (bypassing PgBouncer if set)
+    if status or sql:
+        try:
+            current = asyncio.run(current_revision(url))
+        except Exception as exc:
+            click.echo(f"coinpurse: cannot reach {_safe_url(url)}: {exc}", err=True)
+            sys.exit(1)
+        pending = pending_migrations(current)
+        if sql:
+            text = migration_sql(url, current)
+            _json({"current": current, "sql": text}) if as_json else click.echo(text)
+            return
+        head = head_revision()
+        if as_json:
+            _json({"database": _safe_url(url), "current": current, "head": head,
+                   "pending": [{"revision": r, "description": d} for r, d in pending]})
+        else:
+            click.echo(f"database: {_safe_url(url)}\ncurrent:  {current or '(none)'}\n"
+                       f"head:     {head}")
+            if pending:
+                click.echo(f"pending:  {len(pending)}")
+                _table(["revision", "description"], [list(p) for p in pending])
+            else:
+                click.echo("up to date")
+        sys.exit(1 if pending else 0)
     _migrate(settings)
-    click.echo(f"migrated {_safe_url(settings.direct_db[0])}")
+    if as_json:
+        _json({"database": _safe_url(url), "migrated": True})
+    else:
+        click.echo(f"migrated {_safe_url(url)}")
 
 
 @main.command()
@@ -122,8 +192,16 @@ def migrate() -> None:
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations first.")
 @click.option("--demo", is_flag=True,
               help="Create a demo service key and users with money, and print how to try them.")
-def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> None:
-    """Start the HTTP API (migrations are applied first unless --no-migrate)."""
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Also serve Prometheus metrics (no token) on this port.")
+@click.option("--metrics-host", default=None,
+              help="Address for --metrics-port (default: --host).")
+def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool,
+          metrics_port: int | None, metrics_host: str | None) -> None:
+    """Start the HTTP API (migrations are applied first unless --no-migrate).
+
+    SIGTERM stops it gracefully: no new connections, requests in flight and queued ledger
+    batches finish (each within COINPURSE_SHUTDOWN_TIMEOUT_S), then it exits."""
     import uvicorn
 
     settings = _settings()
@@ -143,19 +221,60 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
         settings = _settings()
     if demo:
         settings = _prepare_demo(settings, host, port)
-    uvicorn.run(
-        "coinpurse.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level,
-        access_log=False,
-        proxy_headers=False,
-        # Live streams (SSE, WebSocket) never end by themselves: on shutdown they are cut
-        # after this long (clients reconnect to another process with Last-Event-ID).
-        timeout_graceful_shutdown=5,
-    )
+    metrics_dir = _metrics_dir() if workers > 1 else None
+    try:
+        if metrics_port is not None:
+            _serve_metrics(metrics_host or host, metrics_port)
+        uvicorn.run(
+            "coinpurse.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=None,  # ours (coinpurse.core.logging), set up in each process
+            access_log=False,  # ours has the route template and the caller
+            proxy_headers=False,  # COINPURSE_TRUSTED_PROXIES decides, inside the app
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        )
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir() -> str | None:
+    """Several processes: prometheus-client's multiprocess mode, in an empty folder that
+    the workers inherit (``PROMETHEUS_MULTIPROC_DIR``, if set, is emptied and used).
+    Returns the folder to remove at exit, if this made it."""
+    import tempfile
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    made = tempfile.mkdtemp(prefix="coinpurse-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    return made
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """Prometheus metrics on their own port, from this (the supervising) process."""
+    from prometheus_client import start_http_server
+
+    from coinpurse.core import metrics
+
+    if metrics.multiprocess_mode():
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(port, addr=host, registry=registry)
+    else:
+        start_http_server(port, addr=host)
 
 
 def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
@@ -208,7 +327,10 @@ def _prepare_demo(settings: Settings, host: str, port: int) -> Settings:
 
 
 @main.command()
-def worker() -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve this process's Prometheus metrics on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def worker(metrics_port: int | None, metrics_host: str) -> None:
     """Run the background jobs (hold expiry, idempotency purge) without serving HTTP.
 
     ``coinpurse serve`` runs them too; a separate worker suits deployments that scale the API
@@ -217,6 +339,8 @@ def worker() -> None:
 
     settings = _settings()
     _migrate(settings)
+    if metrics_port is not None:
+        _serve_metrics(metrics_host, metrics_port)
     click.echo("coinpurse worker running; Ctrl+C to stop")
     asyncio.run(run_worker(settings))  # stops cleanly on SIGINT or SIGTERM
 
@@ -265,27 +389,33 @@ def partitions_list(as_json: bool) -> None:
     if not found["tables"]:
         click.echo("the history tables are not partitioned (SQLite keeps plain tables)")
         return
-    for table, parts in found["tables"].items():
-        click.echo(f"{table}: " + ", ".join(x["month"] for x in parts))
+    _table(["table", "partition", "month", "rows_estimate"],
+           [[table, x["name"], x["month"], x["rows_estimate"]]
+            for table, parts in found["tables"].items() for x in parts])
     click.echo(f"months ready after the current one: {found['months_ahead']}")
 
 
 @partitions.command("ensure")
 @click.option("--ahead", "ahead_months", default=1, show_default=True,
               type=click.IntRange(0, 24), help="Months to create after the current one.")
-def partitions_ensure(ahead_months: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def partitions_ensure(ahead_months: int, as_json: bool) -> None:
     """Create the coming months' partitions now (the job does it every hour)."""
     from coinpurse.partitions.service import ensure
 
     created = _run(_settings(), lambda c: ensure(c, ahead_months=ahead_months), write=True,
                    direct=True)
-    click.echo("created: " + (", ".join(created) or "nothing, all there"))
+    if as_json:
+        _json({"created": list(created)})
+    else:
+        click.echo("created: " + (", ".join(created) or "nothing, all there"))
 
 
 @partitions.command("detach")
 @click.option("--before", "before", required=True, help="Detach the months before this one "
               "(YYYY-MM), from every history table.")
-def partitions_detach(before: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def partitions_detach(before: str, as_json: bool) -> None:
     """Detach old months for archiving: each becomes a plain table (pg_dump -t it, then
     DROP TABLE). Balances stay; `coinpurse check` counts the detached entries' totals."""
     from coinpurse.partitions.service import detach_before
@@ -302,7 +432,10 @@ def partitions_detach(before: str) -> None:
     except ValueError as exc:
         click.echo(f"coinpurse: {exc}", err=True)
         sys.exit(2)
-    click.echo("detached: " + (", ".join(detached) or "nothing before " + before))
+    if as_json:
+        _json({"detached": list(detached)})
+    else:
+        click.echo("detached: " + (", ".join(detached) or "nothing before " + before))
 
 
 @main.group()
@@ -332,17 +465,20 @@ def admin_create(email: str, role: str, password: str | None, as_json: bool) -> 
             password = sys.stdin.readline().rstrip("\n")
     assert password is not None
 
+    try:
+        # argon2 first, outside the transaction (on a worker thread).
+        email, password_hash = asyncio.run(accounts.hash_new_password(email, password))
+    except ValidationFailed as exc:
+        click.echo(f"coinpurse: {exc.detail}", err=True)
+        sys.exit(2)
+
     async def create(conn: Any) -> tuple[Any, bool]:
-        user = await accounts.create_user(conn, email, password, role=role)
+        user = await accounts.create_user(conn, email, password_hash, role=role)
         if user is not None:
             return user, True
         return await accounts.set_role(conn, email, role), False
 
-    try:
-        user, created = _run(settings, create, write=True)
-    except ValidationFailed as exc:
-        click.echo(f"coinpurse: {exc.detail}", err=True)
-        sys.exit(2)
+    user, created = _run(settings, create, write=True)
     if as_json:
         from coinpurse.auth.schemas import UserOut
 
@@ -400,14 +536,18 @@ def keys_list(as_json: bool) -> None:
 
         click.echo(json.dumps([KeyOut.from_domain(k).answer() for k in found]))
         return
+    rows = []
     for k in found:
-        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        click.echo(f"{k.id}  {k.service:<16} {state:<24} {k.key_prefix}...  {' '.join(k.scopes)}")
+        state = (f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else
+                 f"expires {k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "active")
+        rows.append([k.id, k.service, state, f"{k.key_prefix}...", " ".join(k.scopes)])
+    _table(["id", "service", "state", "prefix", "scopes"], rows)
 
 
 @keys.command("revoke")
 @click.argument("key_id")
-def keys_revoke(key_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def keys_revoke(key_id: str, as_json: bool) -> None:
     """Revoke a key: it stops working at once."""
     from coinpurse.auth import keys as keys_mod
     from coinpurse.auth.keycache import announce_committed
@@ -420,7 +560,47 @@ def keys_revoke(key_id: str) -> None:
     except NotFound:
         click.echo(f"coinpurse: no key {key_id!r}", err=True)
         sys.exit(1)
-    click.echo(f"revoked {key.id} ({key.service})")
+    if as_json:
+        from coinpurse.admin.schemas import KeyOut
+
+        _json(KeyOut.from_domain(key).answer())
+    else:
+        click.echo(f"revoked {key.id} ({key.service})")
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option("--grace", "grace_s", type=click.IntRange(0, 30 * 86_400), default=None,
+              help="Seconds the old key keeps working (default "
+                   "COINPURSE_KEY_ROTATION_GRACE_S).")
+@click.option("--json", "as_json", is_flag=True)
+def keys_rotate(key_id: str, grace_s: int | None, as_json: bool) -> None:
+    """Replace a key with a new one (same service and scopes) and print it once; the old
+    key keeps working for the grace period, so callers can switch without downtime."""
+    from coinpurse.auth import keys as keys_mod
+    from coinpurse.auth.keycache import announce_committed
+    from coinpurse.core.errors import NotFound
+
+    settings = _settings()
+    grace = settings.key_rotation_grace_s if grace_s is None else grace_s
+    try:
+        new, secret, old = _run(settings, lambda c: keys_mod.rotate_key(
+            c, key_id, grace, rotated_by="cli"), write=True)
+        announce_committed(settings.database_url)
+    except NotFound:
+        click.echo(f"coinpurse: no active key {key_id!r}", err=True)
+        sys.exit(1)
+    if as_json:
+        from coinpurse.admin.schemas import KeyRotatedOut
+        from coinpurse.auth.model import NewKey, RotatedKey
+
+        _json(KeyRotatedOut.of_rotation(RotatedKey(NewKey(new, secret), old)).answer())
+    else:
+        click.echo(f"id:      {new.id}\nservice: {new.service}\n"
+                   f"scopes:  {' '.join(new.scopes)}\nkey:     {secret}\n"
+                   f"(the old key {old.id} works until "
+                   f"{old.expires_at:%Y-%m-%d %H:%M:%S} UTC; the new key is not stored and "
+                   "will not be shown again)")
 
 
 @main.command()
@@ -430,7 +610,8 @@ def keys_revoke(key_id: str) -> None:
 @click.option("--role", type=click.Choice(["user", "merchant", "admin", "auditor"]),
               default="user", show_default=True,
               help="The token's role claim (admin and auditor tokens also claim mfa).")
-def token(user_id: str, ttl_s: int, role: str) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def token(user_id: str, ttl_s: int, role: str, as_json: bool) -> None:
     """Print a user token signed with COINPURSE_JWT_SECRET (for development)."""
     from coinpurse.auth.tokens import USER_ID_RE, issue_hs256
 
@@ -440,7 +621,99 @@ def token(user_id: str, ttl_s: int, role: str) -> None:
         sys.exit(2)
     if not USER_ID_RE.match(user_id):
         raise click.BadParameter("user ids are 1-128 of letters, digits, . _ @ + -")
-    click.echo(issue_hs256(settings.jwt_secret.get_secret_value(), user_id, ttl_s=ttl_s,
-                           iss=settings.jwt_issuer, aud=settings.jwt_audience,
-                           role=None if role == "user" else role,
-                           mfa=True if role in ("admin", "auditor") else None))
+    token = issue_hs256(settings.jwt_secret.get_secret_value(), user_id, ttl_s=ttl_s,
+                        iss=settings.jwt_issuer, aud=settings.jwt_audience,
+                        role=None if role == "user" else role,
+                        mfa=True if role in ("admin", "auditor") else None)
+    if as_json:
+        _json({"user_id": user_id, "role": role, "token": token, "ttl_s": ttl_s})
+    else:
+        click.echo(token)
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["transactions", "entries"]))
+@click.option("--from", "start", type=click.DateTime(), default=None,
+              help="Oldest included (ISO 8601, UTC), e.g. 2026-01-01 or 2026-01-01T12:00:00.")
+@click.option("--to", "end", type=click.DateTime(), default=None, help="First excluded.")
+@click.option("--account", "address", default=None,
+              help="Only what touched this address, e.g. user:123 or service:games.")
+@click.option("--currency", default=None)
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+              show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              show_default=True, help="A file, or - for standard output.")
+def export(what: str, start: Any, end: Any, address: str | None, currency: str | None,
+           fmt: str, output: str) -> None:
+    """Export transactions or entries, oldest first, as CSV or JSON Lines.
+
+    Streams in chunks from one read transaction (memory stays flat however large the
+    ledger); shows a progress bar when run on a terminal."""
+    from datetime import UTC
+
+    from coinpurse.ledger import queries
+    from coinpurse.ops import export as exporter
+
+    settings = _settings()
+    start = start.replace(tzinfo=UTC) if start is not None else None
+    end = end.replace(tzinfo=UTC) if end is not None else None
+    out = sys.stdout if output == "-" else open(output, "w", newline="")  # noqa: SIM115
+    show_progress = sys.stderr.isatty() and not (output == "-" and sys.stdout.isatty())
+
+    async def run(conn: Any) -> int:
+        if conn.dialect.name == "postgresql":  # one snapshot for the whole file
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+        total = (await queries.export_count(conn, what, start=start, end=end,
+                                            address=address, currency=currency)
+                 if show_progress else 0)
+        write = exporter.line_writer(what, fmt, out)
+        written = 0
+        with click.progressbar(length=total, label=f"exporting {what}", file=sys.stderr,
+                               hidden=not show_progress) as bar:
+            async for row in exporter.rows(conn, what, start=start, end=end,
+                                           address=address, currency=currency):
+                write(row)
+                written += 1
+                if written % 1000 == 0:
+                    bar.update(1000)
+            bar.update(written % 1000)
+        return written
+
+    try:
+        written = _run(settings, run, write=False)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    click.echo(f"exported {written} {what}" + (f" to {output}" if output != "-" else ""),
+               err=True)
+
+
+@main.group()
+def config() -> None:
+    """The configuration (COINPURSE_* environment variables)."""
+
+
+@config.command("check")
+@click.option("--json", "as_json", is_flag=True)
+def config_check(as_json: bool) -> None:
+    """Validate the configuration and print the effective settings, secrets masked.
+
+    Exit 2 on a bad value or on a COINPURSE_* variable that no setting reads (a typo would
+    otherwise leave the default in force unnoticed)."""
+    from coinpurse.ops.config import effective_settings
+
+    settings = _settings(warn_unknown=False)
+    unknown = unknown_settings()
+    shown = effective_settings(settings)
+    if as_json:
+        _json({"ok": not unknown, "unknown": unknown,
+               "settings": {s.variable: {"value": s.value, "source": s.source}
+                            for s in shown}})
+    else:
+        _table(["variable", "value", "source"], [[s.variable, s.value, s.source]
+                                                 for s in shown])
+        for name in unknown:
+            click.echo(f"coinpurse: unknown setting {name}", err=True)
+        if not unknown:
+            click.echo("configuration OK", err=True)
+    sys.exit(2 if unknown else 0)

@@ -101,7 +101,9 @@ async def seed_accounts(settings: Settings) -> dict[str, str]:
             for acc in DEMO_ACCOUNTS:
                 found = await repository.credentials_by_id(conn, acc.user_id)
                 if found is None:
-                    await accounts.create_user(conn, acc.email, acc.password, acc.role,
+                    email, password_hash = await accounts.hash_new_password(acc.email,
+                                                                            acc.password)
+                    await accounts.create_user(conn, email, password_hash, acc.role,
                                                user_id=acc.user_id)
                     secret = pyotp.random_base32() if acc.totp else None
                     if secret:

@@ -69,7 +69,10 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
     return state
 
 
-async def close_state(state: AppState) -> None:
+async def close_state(state: AppState, *, drain_s: float = 0) -> None:
+    """Commit what the ledger has queued (at most ``drain_s``), then close everything."""
+    if drain_s > 0:
+        await state.ledger.drain(drain_s)
     await state.ledger.stop()
     await state.key_cache.stop()
     await state.db.dispose()

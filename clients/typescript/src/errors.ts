@@ -171,6 +171,11 @@ export class Overloaded extends CoinpurseError {
   static override readonly defaultCode: string = "overloaded";
 }
 
+/** /readyz: the server is not ready (database, migrations, jobs or shutting down). */
+export class NotReady extends CoinpurseError {
+  static override readonly defaultCode: string = "not_ready";
+}
+
 export class InternalError extends CoinpurseError {
   static override readonly defaultCode: string = "internal_error";
 }
@@ -305,6 +310,7 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   already_reversed: AlreadyReversed,
   service_unavailable: ServiceUnavailable,
   overloaded: Overloaded,
+  not_ready: NotReady,
   internal_error: InternalError,
   insufficient_funds: InsufficientFunds,
   balance_overflow: BalanceOverflow,

@@ -111,6 +111,9 @@ async def export_transactions(
 async def user_ledger(user_id: UserPath, admin: Admin, state: State,
                       currency: Annotated[str | None, Query(max_length=16)] = None,
                       limit: PAGE = 50, cursor_: Cursor = None) -> Response:
+    """Every entry of the user's wallets (sub-wallets too), newest first, with the service and
+    internal notes of each transaction, and totals in and out per kind and currency. Admin or
+    auditor."""
     found = await _admin(state).user_ledger(user_id, currency=currency, cursor_=cursor_,
                                             limit=limit)
     return _answer(s.UserLedgerOut.from_domain(found))
@@ -144,6 +147,8 @@ async def daily_stats(admin: Admin, state: State,
 @router.get("/stats/pending", response_model=s.PendingOut, responses=problems(*_READ),
             summary="How many withdrawals, KYC submissions and adjustments wait for a decision")
 async def pending(admin: Admin, state: State) -> Response:
+    """The console's to-do counts: withdrawals waiting for approval, KYC submissions to
+    review, and adjustments waiting for a second admin. Admin or auditor."""
     return _answer(s.PendingOut.model_validate(await _admin(state).pending()))
 
 
@@ -151,6 +156,8 @@ async def pending(admin: Admin, state: State) -> Response:
             summary="Balances of any account")
 async def account(address: Annotated[str, Path(pattern=ADDRESS_RE, max_length=255)],
                   admin: Admin, state: State) -> Response:
+    """The balances of any address (`user:<id>`, `service:<name>`, `platform:fees`, ...) in
+    every currency it has. Admin or auditor."""
     balances = await _admin(state).account_balances(address)
     out = AccountOut.model_validate({"address": address, "balances": balances},
                                     from_attributes=True)
@@ -163,6 +170,8 @@ async def audit_log(admin: Admin, state: State,
                     actor: Annotated[str | None, Query(max_length=160)] = None,
                     action: Annotated[str | None, Query(max_length=64)] = None,
                     limit: PAGE = 50, cursor_: Cursor = None) -> Response:
+    """Every admin and auth action (who, what, when, from which address), newest first,
+    filtered by `actor` and `action`. Append-only. Admin or auditor."""
     found, next_id = await _admin(state).audit_log(actor=actor, action=action,
                                                    cursor_=cursor_, limit=limit)
     return _answer(s.AuditPage.from_domain(found, next_id))
@@ -177,6 +186,8 @@ async def gifts(admin: Admin, state: State,
                 gift_type: Annotated[str | None, Query(max_length=32)] = None,
                 created_from: UtcDateTime | None = None, created_to: UtcDateTime | None = None,
                 limit: PAGE = 50, cursor_: Cursor = None) -> Response:
+    """Gifts filtered by giver, receiver, agency, type and time, with totals per gift type,
+    receiver and agency. Admin or auditor."""
     f = GiftFilter(from_user_id, to_user_id, agency_id, gift_type, created_from, created_to)
     report = await _admin(state).gift_report(f, cursor_=cursor_, limit=limit)
     return _answer(s.GiftReportOut.from_domain(report))
@@ -187,6 +198,8 @@ async def gifts(admin: Admin, state: State,
 @router.get("/keys", response_model=s.KeyList,
             responses=problems(*_READ), summary="Service keys (never the secrets)")
 async def list_keys(admin: Admin, state: State) -> Response:
+    """Every service key with its service, scopes, prefix and state (never the secret). Admin
+    or auditor."""
     found = await _admin(state).keys()
     return _answer(s.KeyList(data=[s.KeyOut.from_domain(k) for k in found]))
 
@@ -196,6 +209,8 @@ async def list_keys(admin: Admin, state: State) -> Response:
              "answer only")
 async def create_key(body: s.KeyIn, request: Request, admin: AdminWriter,
                      state: State) -> Response:
+    """Creates a service key for `service` with `scopes`; the secret is in this answer only and
+    is stored hashed. Admin only; audited."""
     new = await _admin(state).create_key(admin, body.service, body.scopes,
                                          ip=client_ip(request))
     return _answer(s.KeyCreatedOut.of(new), status=201)
@@ -206,6 +221,9 @@ async def create_key(body: s.KeyIn, request: Request, admin: AdminWriter,
              summary="Replace a key; the old one works for a grace period")
 async def rotate_key(key_id: KeyId, request: Request, admin: AdminWriter, state: State,
                      body: s.RotateIn | None = None) -> Response:
+    """Creates a new key with the same service and scopes; the old key keeps working for
+    `grace_s` (default `COINPURSE_KEY_ROTATION_GRACE_S`), so callers can switch without
+    downtime. Admin only; audited."""
     rotated = await _admin(state).rotate_key(admin, key_id, body.grace_s if body else None,
                                              ip=client_ip(request))
     return _answer(s.KeyRotatedOut.of_rotation(rotated), status=201)
@@ -215,6 +233,7 @@ async def rotate_key(key_id: KeyId, request: Request, admin: AdminWriter, state:
              responses=problems(*_READ, NotFound), summary="Revoke a key at once")
 async def revoke_key(key_id: KeyId, request: Request, admin: AdminWriter,
                      state: State) -> Response:
+    """Revokes a key: it stops working at once in every process. Admin only; audited."""
     key = await _admin(state).revoke_key(admin, key_id, ip=client_ip(request))
     return _answer(s.KeyOut.from_domain(key))
 
@@ -240,6 +259,8 @@ async def create_adjustment(body: s.AdjustmentIn, request: Request, admin: Admin
 async def list_adjustments(admin: Admin, state: State,
                            status: Annotated[str | None, Query(max_length=16)] = None,
                            limit: PAGE = 50) -> Response:
+    """Manual adjustments, newest first, filtered by `status` (`pending`, `approving`,
+    `applied`, `failed`, `rejected`). Admin or auditor."""
     found = await _admin(state).adjustments(status=status, limit=limit)
     return _answer(s.AdjustmentList.model_validate({"data": found}))
 
@@ -249,6 +270,8 @@ async def list_adjustments(admin: Admin, state: State,
              summary="Approve a pending adjustment (a different admin than its author)")
 async def approve(adjustment_id: AdjustmentId, request: Request, admin: AdminWriter,
                   state: State, body: s.AdjustmentDecisionIn | None = None) -> Response:
+    """Applies a pending adjustment above `COINPURSE_ADJUSTMENT_APPROVAL_ABOVE`; the approver
+    must be a different admin than its author. Admin only; audited."""
     adjustment = await _admin(state).decide(admin, adjustment_id, approve=True,
                                             note=body.note if body else None,
                                             ip=client_ip(request))
@@ -260,6 +283,7 @@ async def approve(adjustment_id: AdjustmentId, request: Request, admin: AdminWri
              summary="Reject a pending adjustment")
 async def reject(adjustment_id: AdjustmentId, request: Request, admin: AdminWriter,
                  state: State, body: s.AdjustmentDecisionIn | None = None) -> Response:
+    """Rejects a pending adjustment: nothing moves. Admin only; audited."""
     adjustment = await _admin(state).decide(admin, adjustment_id, approve=False,
                                             note=body.note if body else None,
                                             ip=client_ip(request))

@@ -24,18 +24,34 @@ Reason = Annotated[str, StringConstraints(min_length=3, max_length=500), clean_t
 
 
 class KeyIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"service": "games", "scopes": ["wallet:read", "wallet:credit:points"]}
+    ]})
+
     service: Annotated[str, StringConstraints(pattern=SERVICE_RE.pattern)]
     scopes: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         min_length=1, max_length=50, examples=[["wallet:read", "wallet:credit:points"]])
 
 
 class RotateIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"grace_s": 86400}
+    ]})
+
     grace_s: Annotated[StrictInt, Field(ge=0, le=30 * 86_400)] | None = Field(
         default=None, description="How long the old key keeps working; default "
         "COINPURSE_KEY_ROTATION_GRACE_S.")
 
 
 class AdjustmentIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"user_id": "alice",
+         "currency": "points",
+         "amount": 500,
+         "direction": "credit",
+         "reason": "Compensation for ticket 4411"}
+    ]})
+
     user_id: Annotated[str, StringConstraints(pattern=USER_ID_RE)]
     currency: Annotated[str, StringConstraints(max_length=16)]
     amount: Amount
@@ -44,10 +60,18 @@ class AdjustmentIn(StrictModel):
 
 
 class AdjustmentDecisionIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"note": "Checked with support"}
+    ]})
+
     note: Annotated[str, StringConstraints(max_length=500), clean_text] | None = None
 
 
 class ReverseIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"reason": "Credited twice by mistake"}
+    ]})
+
     reason: Reason
 
 

@@ -12,6 +12,7 @@ These are the rules inside one unit of work: each function takes the caller's co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -22,7 +23,7 @@ import jwt
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.auth import repository
 from coinpurse.auth.errors import (
@@ -73,14 +74,23 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def create_user(conn: AsyncConnection, email: str, password: str,
-                      role: str = "user", *, user_id: str | None = None) -> User | None:
-    """Create an account; None if the e-mail is taken (the caller must not say so).
-    ``user_id`` is for the demo's readable ids; accounts otherwise get a generated one."""
-    assert role in ROLES
+async def hash_new_password(email: str, password: str) -> tuple[str, str]:
+    """The normalized e-mail and the password's argon2 hash, after the policy checks.
+
+    argon2 is slow on purpose (tens of milliseconds of CPU and memory): it runs on a worker
+    thread, so the event loop keeps serving, and before any transaction opens, so no
+    connection or lock is held while it runs."""
     email = normalize_email(email)
     check_password_policy(password, email)
-    password_hash = _hasher.hash(password)  # before the lookup: same time either way
+    return email, await asyncio.to_thread(_hasher.hash, password)
+
+
+async def create_user(conn: AsyncConnection, email: str, password_hash: str,
+                      role: str = "user", *, user_id: str | None = None) -> User | None:
+    """Create an account from ``hash_new_password``'s answer; None if the e-mail is taken
+    (the caller must not say so). ``user_id`` is for the demo's readable ids; accounts
+    otherwise get a generated one."""
+    assert role in ROLES
     if await repository.email_taken(conn, email):
         return None
     user = User(user_id or new_id(), email, role, False, datetime.now(UTC))
@@ -99,23 +109,52 @@ async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
     return found.user if found and not found.disabled else None
 
 
-async def authenticate(conn: AsyncConnection, email: str, password: str,
-                       totp_code: str | None, recovery_code: str | None) -> tuple[User, bool]:
-    """Check password then second factor; returns the user and whether 2FA was passed."""
+async def check_password(db: AsyncEngine, email: str, password: str) -> Credentials:
+    """The account whose password this is, else InvalidCredentials.
+
+    Read outside any write transaction, then verified on a worker thread (argon2 is slow on
+    purpose). Unknown e-mails verify against a dummy hash: the same time either way."""
     try:
         email = normalize_email(email)
     except ValidationFailed:
         email = ""
-    found = await repository.credentials_by_email(conn, email) if email else None
-    try:
-        _hasher.verify(found.password_hash if found else _DUMMY_HASH, password)
-        ok = found is not None and not found.disabled
-    except (VerificationError, InvalidHashError):
-        ok = False
-    if not ok or found is None:
+    found = None
+    if email:
+        async with db.connect() as conn:
+            found = await repository.credentials_by_email(conn, email)
+    ok = await asyncio.to_thread(_verify, found.password_hash if found else _DUMMY_HASH,
+                                 password)
+    if not ok or found is None or found.disabled:
         raise InvalidCredentials("wrong e-mail or password")
+    return found
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_hasher.verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def rehash_if_needed(found: Credentials, password: str) -> str | None:
+    """A new hash when the stored one uses outdated parameters (on a worker thread)."""
     if _hasher.check_needs_rehash(found.password_hash):
-        await repository.set_password_hash(conn, found.user.id, _hasher.hash(password))
+        return await asyncio.to_thread(_hasher.hash, password)
+    return None
+
+
+async def authenticate(conn: AsyncConnection, found: Credentials, new_hash: str | None,
+                       totp_code: str | None, recovery_code: str | None) -> tuple[User, bool]:
+    """After ``check_password``, inside the sign-in's transaction: store a refreshed hash,
+    then the second factor; returns the user and whether 2FA was passed."""
+    # Read again in this transaction: the account as it is now (disabled since? its
+    # recovery codes as they are now).
+    fresh = await repository.credentials_by_id(conn, found.user.id)
+    if fresh is None or fresh.disabled or fresh.password_hash != found.password_hash:
+        raise InvalidCredentials("wrong e-mail or password")
+    found = fresh
+    if new_hash is not None:
+        await repository.set_password_hash(conn, found.user.id, new_hash)
     if not found.user.totp_enabled:
         return found.user, False
     if totp_code is None and recovery_code is None:

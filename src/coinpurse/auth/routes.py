@@ -96,6 +96,8 @@ async def refresh(body: s.RefreshIn, request: Request, state: State) -> Response
 @router.post("/auth/logout", status_code=204, responses=problems(ValidationFailed),
              summary="Revoke a refresh token and its family")
 async def logout(body: s.RefreshIn, request: Request, state: State) -> Response:
+    """Revokes the refresh token and every token of its family (the sign-in it came from).
+    Answers 204 whether or not the token was known."""
     svc = _accounts(state)
     svc.require_builtin()
     await svc.logout(body.refresh_token, ip=client_ip(request))
@@ -105,6 +107,8 @@ async def logout(body: s.RefreshIn, request: Request, state: State) -> Response:
 @router.get("/me", response_model=s.MeOut, responses=problems(Unauthorized),
             summary="Who the token belongs to")
 async def me(principal: CurrentPrincipal, state: State) -> Response:
+    """The user id, role and whether two-factor authentication was passed; with built-in
+    accounts also the e-mail and whether 2FA is on."""
     found = await _accounts(state).me(principal)
     return _answer(s.MeOut.model_validate(found), exclude_none=True)  # no nulls: external tokens
 
@@ -113,6 +117,8 @@ async def me(principal: CurrentPrincipal, state: State) -> Response:
              responses=problems(Unauthorized, ValidationFailed),
              summary="Start two-factor enrolment: a TOTP secret for an authenticator app")
 async def enroll(principal: CurrentPrincipal, request: Request, state: State) -> Response:
+    """Starts two-factor enrolment: a new TOTP secret and its `otpauth://` URI for an
+    authenticator app. 2FA is on only after `POST /api/v1/auth/2fa/confirm` with a first code."""
     svc = _accounts(state)
     user = await svc.account(principal)
     enrolment = await svc.enroll_totp(user, ip=client_ip(request))
@@ -137,6 +143,8 @@ async def confirm(body: s.CodeIn, principal: CurrentPrincipal, request: Request,
              summary="Turn two-factor off (needs a current code or a recovery code)")
 async def disable(body: s.DisableIn, principal: CurrentPrincipal, request: Request,
                   state: State) -> Response:
+    """Turns two-factor authentication off; needs a current `totp_code` or an unused
+    `recovery_code`."""
     svc = _accounts(state)
     user = await svc.account(principal)
     await _limit_attempts(state, request, user.email)

@@ -18,6 +18,10 @@ RawToken = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class RegisterIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "alice@example.com", "password": "correct horse battery staple"}
+    ]})
+
     email: Email
     password: Password = Field(description=f"At least {PASSWORD_MIN} characters.")
     account_type: Literal["user", "merchant"] = Field(
@@ -25,6 +29,12 @@ class RegisterIn(StrictModel):
 
 
 class LoginIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "alice@example.com",
+         "password": "correct horse battery staple",
+         "totp_code": "123456"}
+    ]})
+
     email: Email
     password: Password
     totp_code: Code | None = Field(default=None, description="When 2FA is on.")
@@ -32,14 +42,26 @@ class LoginIn(StrictModel):
 
 
 class RefreshIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"refresh_token": "rt_Zq3sV9x2Yw8uT1pL0kJhG6fD4sA7qW2e"}
+    ]})
+
     refresh_token: RawToken
 
 
 class CodeIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"code": "123456"}
+    ]})
+
     code: Code
 
 
 class DisableIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"totp_code": "123456"}
+    ]})
+
     totp_code: Code | None = None
     recovery_code: Recovery | None = None
 

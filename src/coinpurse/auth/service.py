@@ -57,17 +57,21 @@ class AuthService:
         """Nothing tells the caller whether the e-mail was new (no account enumeration).
         ``role``: ``user`` or ``merchant``; never more (the routes' schema says so)."""
         assert role in ("user", "merchant")
+        email, password_hash = await accounts.hash_new_password(email, password)
         async with self.db.begin() as conn:
-            user = await accounts.create_user(conn, email, password, role=role)
+            user = await accounts.create_user(conn, email, password_hash, role=role)
             await audit.record(conn, actor=user.id if user else "anonymous",
-                               action="auth.register", target=accounts.normalize_email(email),
+                               action="auth.register", target=email,
                                details={"created": user is not None, "role": role}, ip=ip)
 
     async def login(self, email: str, password: str, totp_code: str | None,
                     recovery_code: str | None, *, ip: str) -> Session:
         try:
+            # argon2 runs before the transaction, on a worker thread.
+            found = await accounts.check_password(self.db, email, password)
+            new_hash = await accounts.rehash_if_needed(found, password)
             async with self.db.begin() as conn:
-                user, mfa = await accounts.authenticate(conn, email, password, totp_code,
+                user, mfa = await accounts.authenticate(conn, found, new_hash, totp_code,
                                                         recovery_code)
                 session = await accounts.start_session(conn, self.settings, user, mfa=mfa)
                 await audit.record(conn, actor=user.id, actor_role=user.role,

@@ -240,3 +240,48 @@ def keys_match(first: Any, second: Any, pairs: Iterable[tuple[str, str]]) -> Any
         groups.setdefault(b, []).append(a)
     return or_(*(and_(second == b, first.in_(sorted(a_list)))
                  for b, a_list in sorted(groups.items())))
+
+
+async def current_revision(url: str) -> str | None:
+    """The migration the database is at (None: not migrated, or no SQLite file yet)."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            if not await conn.run_sync(lambda s: inspect(s).has_table("alembic_version")):
+                return None
+            return (await conn.execute(text("SELECT version_num FROM alembic_version"))
+                    ).scalar()
+    finally:
+        await engine.dispose()
+
+
+def pending_migrations(current: str | None) -> list[tuple[str, str]]:
+    """(revision, its first docstring line) of each migration after ``current``, oldest
+    first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(_alembic_config("sqlite://"))
+    found = [(s.revision, (s.doc or "").strip().splitlines()[0] if s.doc else "")
+             for s in scripts.iterate_revisions("heads", current or "base")
+             if s.revision != current]
+    return list(reversed(found))
+
+
+def migration_sql(url: str, current: str | None) -> str:
+    """The SQL that would bring the database from ``current`` to the head, without touching
+    it (Alembic's offline mode), for databases migrated by a DBA."""
+    import contextlib
+    import io
+
+    from alembic import command
+
+    sync_url = make_url(url.replace("postgres://", "postgresql://", 1))
+    cfg = _alembic_config(sync_url.render_as_string(hide_password=True))
+    out = io.StringIO()
+    cfg.output_buffer = out
+    with contextlib.redirect_stdout(out):
+        command.upgrade(cfg, f"{current}:head" if current else "head", sql=True)
+    return out.getvalue()

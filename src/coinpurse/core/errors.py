@@ -14,10 +14,13 @@ from typing import Any, ClassVar
 
 import orjson
 
+from coinpurse.core.logging import current_request_id
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 # RFC 9457 members and ours: an error's extra fields must never overwrite them (a
 # withdrawal's ``status`` once replaced the numeric HTTP status with "approved").
-RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "code", "instance"})
+RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "code", "instance",
+                              "request_id"})
 
 _REGISTRY: dict[str, type[CoinpurseError]] = {}
 
@@ -54,7 +57,13 @@ class CoinpurseError(Exception):
         return body
 
     def problem_bytes(self) -> bytes:
-        return orjson.dumps(self.problem())
+        """The body on the wire: with the request's id when answered during a request (a
+        ledger refusal rendered by its committer, and stored for replays, has none)."""
+        body = self.problem()
+        request_id = current_request_id()
+        if request_id is not None:
+            body["request_id"] = request_id
+        return orjson.dumps(body)
 
 
 def registered() -> tuple[type[CoinpurseError], ...]:

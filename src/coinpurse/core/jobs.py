@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from coinpurse.core import metrics
+
 log = logging.getLogger("coinpurse.jobs")
 
 
@@ -76,5 +78,6 @@ class JobRunner:
                 raise
             except Exception:
                 status.failures += 1
+                metrics.JOB_FAILURES.labels(job.name).inc()
                 log.exception("background job %s failed; will retry", job.name)
             await asyncio.sleep(job.every_s)

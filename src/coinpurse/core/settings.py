@@ -27,6 +27,9 @@ TOOL_VARIABLES = frozenset({
     "COINPURSE_ADMIN_PASSWORD",  # coinpurse admin create
     "COINPURSE_PG_BINDIR",  # tests and bench: where PostgreSQL's binaries are
     "COINPURSE_TEST_PG_URL",  # tests: an existing PostgreSQL database
+    "COINPURSE_MIGRATE",  # the container's entrypoint: migrate before serve/worker (1/0)
+    "COINPURSE_DB_WAIT_TRIES",  # ... how often to try the database first
+    "COINPURSE_DB_WAIT_S",  # ... and how long to wait between tries
 })
 
 
@@ -50,6 +53,8 @@ class CoreSettings(BaseSettings):
     direct_database_url: str | None = None
     read_database_url: str | None = None
     log_level: str = "info"
+    # json (one object per line), console (readable), or auto: console on a terminal.
+    log_format: Literal["auto", "json", "console"] = "auto"
 
     @field_validator("database_url", "direct_database_url", "read_database_url")
     @classmethod

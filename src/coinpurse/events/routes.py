@@ -162,6 +162,8 @@ async def create_endpoint(body: s.WebhookEndpointIn, admin: AdminWriter, state: 
                   responses=problems(*_READ), summary="Webhook endpoints, newest first")
 async def list_endpoints(admin: Admin, state: State, limit: PAGE = 50,
                          cursor_: Cursor = None) -> Response:
+    """The webhook endpoints, newest first, with cursor pages; secrets are never shown
+    again after creation. Admin or auditor."""
     found, next_id = await webhooks.page(state.db, cursor.decode_text(cursor_), limit)
     return json_response({"data": [s.WebhookEndpointOut.of(e).model_dump() for e in found],
                           "next_cursor": cursor.encode_text(next_id) if next_id else None})
@@ -170,6 +172,7 @@ async def list_endpoints(admin: Admin, state: State, limit: PAGE = 50,
 @admin_router.get("/webhook-endpoints/{endpoint_id}", response_model=s.WebhookEndpointOut,
                   responses=problems(*_READ, NotFound), summary="One webhook endpoint")
 async def get_endpoint(endpoint_id: EndpointId, admin: Admin, state: State) -> Response:
+    """One webhook endpoint: its URL, event types and delivery state. Admin or auditor."""
     return _endpoint(await webhooks.get(state.db, endpoint_id))
 
 
@@ -194,6 +197,7 @@ async def update_endpoint(endpoint_id: EndpointId, body: s.WebhookEndpointPatchI
                      summary="Delete a webhook endpoint and its deliveries")
 async def delete_endpoint(endpoint_id: EndpointId, admin: AdminWriter, state: State,
                           request: Request) -> Response:
+    """Removes the endpoint: nothing more is delivered to it (audited). 204."""
     await webhooks.delete(state.db, admin, endpoint_id, client_ip(request))
     return Response(status_code=204)
 
@@ -412,6 +416,7 @@ async def list_notifications(
                   responses=problems(*_USER), tags=["notifications"],
                   summary="Mark every notification of the caller read")
 async def read_all(state: State, user: UserId) -> Response:
+    """Marks every notification of the caller read; answers how many changed."""
     marked = await notifications.read_all(state.db, user)
     return json_response({"marked_read": marked, "unread_count": 0})
 

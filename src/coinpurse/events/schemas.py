@@ -77,6 +77,8 @@ class WebhookEndpointPatchIn(StrictModel):
 
 
 class SecretRotateIn(StrictModel):
+    model_config = {"json_schema_extra": {"examples": [{"grace_s": 3600}]}}
+
     grace_s: int | None = Field(default=None, ge=0, le=30 * 86_400, description=(
         "How long the old secret still signs (both `v1` signatures are sent); default "
         "`COINPURSE_WEBHOOK_SECRET_GRACE_S` (24 hours); 0 drops it at once."))

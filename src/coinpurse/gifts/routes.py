@@ -33,6 +33,8 @@ def _gifts(state: State) -> Gifts:
 @router.get("/api/v1/gifts/catalog", response_model=s.CatalogOut,
             responses=problems(Unauthorized), summary="Gift types and their prices")
 async def catalog(user_id: UserId, state: State) -> Response:
+    """The gift types of `COINPURSE_GIFT_CATALOG`, each with its price and currency, as `POST
+    /api/v1/gifts` accepts them in `gift_type`."""
     return model_response(s.CatalogOut.of(_gifts(state).catalog()))
 
 
@@ -78,6 +80,8 @@ async def my_gifts(
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
 ) -> Response:
+    """Gifts the caller sent (`direction=sent`, the default) or received, newest first, with
+    cursor pages (`limit`, `cursor` -> `next_cursor`)."""
     page = await _gifts(state).page(user_id, direction=direction, cursor_text=cursor_,
                                     limit=limit)
     return model_response(s.GiftPage.of(page))
@@ -99,6 +103,8 @@ async def put_agency(user_id: UserPath, body: s.AgencyIn, state: State,
             responses=problems(Unauthorized, Forbidden), tags=["internal"],
             summary="A user's agency")
 async def get_agency(user_id: UserPath, state: State, key: Service) -> Response:
+    """The agency that earns a commission on the gifts this user receives, or `null`. Scope
+    `wallet:read`."""
     key.require("wallet:read")
     agency = await _gifts(state).agency(user_id)
     return model_response(s.AgencyOut(user_id=user_id, agency_id=agency))

@@ -124,6 +124,10 @@ class GiftPage(BaseModel):
 
 
 class AgencyIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"agency_id": "7"}
+    ]})
+
     agency_id: AgencyId | None = Field(description="The agency's id, or null to clear it.")
 
 

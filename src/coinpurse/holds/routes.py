@@ -60,6 +60,9 @@ async def capture(hold_id: HoldId, state: State, key: Service, idem: Idempotency
              responses=problems(*_BASE_ERRORS, NotFound, HoldNotOpen),
              summary="Release a hold without moving money")
 async def void(hold_id: HoldId, state: State, key: Service, idem: IdempotencyKey) -> Response:
+    """Releases the whole hold: nothing moves, the amount is available again. Only the service
+    that placed the hold may void it; a captured, voided or expired hold answers 409
+    `hold_not_open`. Needs an `Idempotency-Key`."""
     holds = _holds(state)
     await _require_write_scope(holds, key, hold_id)
     return replay_response(await holds.void(key.service, hold_id, idem))

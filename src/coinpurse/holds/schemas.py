@@ -59,6 +59,10 @@ class HoldIn(StrictModel):
 
 
 class CaptureIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"amount": 300}
+    ]})
+
     amount: Amount | None = Field(default=None,
                                   description="At most the held amount; default all of it.")
 

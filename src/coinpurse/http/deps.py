@@ -13,6 +13,7 @@ from coinpurse.auth.keys import ServiceKey
 from coinpurse.auth.service import AuthService
 from coinpurse.auth.tokens import Principal
 from coinpurse.core.errors import Forbidden, Unauthorized, ValidationFailed
+from coinpurse.core.logging import current_request
 from coinpurse.core.types import IDEMPOTENCY_KEY_RE
 from coinpurse.http import cookies
 from coinpurse.state import AppState
@@ -49,6 +50,9 @@ async def current_service(
                 state.key_cache.put(key_hash, key, generation)
     if key is None:
         raise Unauthorized("the API key is not valid or has been revoked")
+    info = current_request()
+    if info is not None:
+        info.principal = f"service:{key.service}"
     await state.rate_limits.hit(state.rate_limits.service, "service-key", key.id)
     if x_service_name is not None and x_service_name != key.service:
         raise Forbidden(f"X-Service-Name {x_service_name!r} does not match this key's service")
@@ -73,6 +77,9 @@ async def current_principal(
         principal = await AuthService(state.db, state.settings).cookie_principal(
             state.verifier.principal(token), changes_state=cookies.changes_state(request),
             csrf_header=csrf_header, csrf_cookie=csrf_cookie)
+    info = current_request()
+    if info is not None:
+        info.principal = f"{principal.role}:{principal.user_id}"
     await state.rate_limits.hit(state.rate_limits.user, "user", principal.user_id)
     return principal
 
@@ -104,7 +111,9 @@ async def connection_principal(state: AppState, connection: HTTPConnection,
 
 
 def client_ip(request: Request) -> str:
-    """The peer address. Behind a proxy, run uvicorn with --forwarded-allow-ips."""
+    """The client's address: the peer's, or, when the peer is one of
+    ``COINPURSE_TRUSTED_PROXIES``, the one its X-Forwarded-For names (the proxy middleware
+    has already put it in the scope)."""
     return request.client.host if request.client else "unknown"
 
 

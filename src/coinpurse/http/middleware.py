@@ -82,7 +82,8 @@ class RefuseNul:
 
 class AddressRateLimit:
     """Per-client-address limit on the user and admin APIs (backends calling /internal
-    share few addresses, so they are limited per key instead)."""
+    share few addresses, so they are limited per key instead). Behind trusted proxies the
+    address is the forwarded one (``COINPURSE_TRUSTED_PROXIES``)."""
 
     PREFIXES = ("/api/", "/admin/")
 

@@ -1,8 +1,10 @@
 """Rate limits per service key, per user, per client address and per sign-in target.
 
-The ``limits`` library does the counting (moving window). Storage is in-process memory by
-default; set ``COINPURSE_RATE_LIMIT_STORAGE=redis://host:6379`` (with the ``redis`` extra:
-``pip install 'coinpurse[redis]'``) so that several server processes share the counters.
+The ``limits`` library does the counting (moving window: exactly N in any window). Storage
+is in-process memory by default; set ``COINPURSE_REDIS_URL=redis://host:6379`` (with the
+``redis`` extra: ``pip install 'coinpurse[redis]'``) so that several server processes share
+the counters. Each limit that a request passes records where it stands in the request's
+``RequestInfo``; the HTTP edge answers with the tightest as ``RateLimit-*`` headers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from coinpurse.core.errors import RateLimited
+from coinpurse.core.logging import current_request
 
 if TYPE_CHECKING:
     from coinpurse.http.settings import HttpSettings
@@ -52,7 +55,7 @@ def check_storage(uri: str) -> str:
 
 class RateLimits:
     def __init__(self, settings: HttpSettings) -> None:
-        uri = settings.rate_limit_storage
+        uri = settings.rate_limit_uri
         storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
         self._limiter = MovingWindowRateLimiter(storage)
         self.service = _item(settings.rate_limit_service)
@@ -65,8 +68,16 @@ class RateLimits:
         """Count one request; raise RateLimited (429 with Retry-After) past the limit."""
         if item is None:
             return
-        if await self._limiter.hit(item, *identifiers):
+        allowed = await self._limiter.hit(item, *identifiers)
+        info = current_request()
+        if allowed and info is None:
             return
         stats = await self._limiter.get_window_stats(item, *identifiers)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise RateLimited(f"too many requests; retry in {retry_after} s", retry_after)
+        reset_s = max(0, math.ceil(stats.reset_time - time.time()))
+        if info is not None and (info.rate_limit is None
+                                 or stats.remaining < info.rate_limit[1]):
+            info.rate_limit = (item.amount, stats.remaining, reset_s,
+                               item.get_expiry())
+        if not allowed:
+            retry_after = max(1, reset_s)
+            raise RateLimited(f"too many requests; retry in {retry_after} s", retry_after)

@@ -27,6 +27,8 @@ def _answer(body: BaseModel, status: int = 200) -> Response:
 @router.get("/api/v1/kyc", response_model=s.KycStatusOut, responses=problems(Unauthorized),
             summary="The caller's tier, its limits, and their latest submission")
 async def my_status(user_id: UserId, state: State) -> Response:
+    """The caller's tier, its limits per currency, what the next tier requires, and the latest
+    submission with its status."""
     return _answer(s.KycStatusOut.from_domain(
         await svc.status(state.db, state.settings, user_id)))
 
@@ -53,6 +55,7 @@ async def admin_list(admin: Admin, state: State,
                      cursor_: Annotated[str | None, Query(alias="cursor",
                                                           max_length=96)] = None,
                      ) -> Response:
+    """KYC submissions, newest first; `status=pending` is the review queue. Admin or auditor."""
     found, next_id = await svc.list_submissions(state.db, status=status, user_id=user_id,
                                                 before=cursor.decode_text(cursor_), limit=limit)
     return _answer(s.SubmissionPage(
@@ -64,6 +67,7 @@ async def admin_list(admin: Admin, state: State,
             responses=problems(Unauthorized, Forbidden), summary="A user's KYC status")
 async def admin_user(user_id: Annotated[str, Path(max_length=128)], admin: Admin,
                      state: State) -> Response:
+    """A user's tier and submissions. Admin or auditor."""
     return _answer(s.KycStatusOut.from_domain(
         await svc.status(state.db, state.settings, user_id)))
 
@@ -74,6 +78,8 @@ async def admin_user(user_id: Annotated[str, Path(max_length=128)], admin: Admin
              summary="Approve: the user moves to the submission's tier")
 async def approve(submission_id: SubmissionId, admin: AdminWriter, state: State,
                   request: Request, body: s.DecisionIn | None = None) -> Response:
+    """Moves the user to the submission's tier. A decided submission answers 409
+    `kyc_submission_not_pending`. Admin only; audited."""
     decided = await svc.decide(state.db, admin, submission_id, approve=True,
                                reason=body.reason if body else None, ip=client_ip(request))
     return _answer(s.AdminSubmissionOut.from_domain(decided))
@@ -86,6 +92,8 @@ async def approve(submission_id: SubmissionId, admin: AdminWriter, state: State,
              summary="Reject, with a reason the user sees")
 async def reject(submission_id: SubmissionId, body: s.RejectIn, admin: AdminWriter,
                  state: State, request: Request) -> Response:
+    """Rejects the submission with a reason the user sees; the tier does not change. Admin
+    only; audited."""
     decided = await svc.decide(state.db, admin, submission_id, approve=False,
                                reason=body.reason, ip=client_ip(request))
     return _answer(s.AdminSubmissionOut.from_domain(decided))

@@ -37,11 +37,19 @@ class KycIn(StrictModel):
 
 
 class DecisionIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"reason": "Documents checked"}
+    ]})
+
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500), clean_text] | None \
         = None
 
 
 class RejectIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"reason": "The details do not match the account holder"}
+    ]})
+
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500), clean_text]
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Row, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.ledger.model import Balance, HoldState, Posting
@@ -221,3 +221,92 @@ async def due_holds(conn: AsyncConnection, now: datetime, limit: int) -> list[st
         .limit(limit)
     )).scalars().all()
     return list(ids)
+
+
+# ---------------------------------------------------------------- export (oldest first)
+
+EXPORT_CHUNK = 1000
+
+
+def _export_filter(created_at: Any, start: datetime | None, end: datetime | None) -> list[Any]:
+    where = []
+    if start is not None:
+        where.append(created_at >= start)
+    if end is not None:
+        where.append(created_at < end)
+    return where
+
+
+def _touching(address: str | None, currency: str | None) -> Any:
+    """Transaction ids with an entry on the address (and currency)."""
+    stmt = select(entries.c.transaction_id).join(accounts, accounts.c.id == entries.c.account_id)
+    if address is not None:
+        stmt = stmt.where(accounts.c.address == address)
+    if currency is not None:
+        stmt = stmt.where(accounts.c.currency == currency)
+    return stmt
+
+
+async def export_transactions(
+    conn: AsyncConnection, *, start: datetime | None, end: datetime | None,
+    address: str | None, currency: str | None, after: tuple[datetime, str] | None,
+    limit: int = EXPORT_CHUNK,
+) -> list[Any]:
+    """One chunk of transactions in (created_at, id) order, after ``after``."""
+    t = transactions.c
+    stmt = select(t.id, t.created_at, t.kind, t.description, t.reference_id, t.service,
+                  t.initiator, t.postings_json, t.metadata_json, t.internal_notes,
+                  t.idempotency_key)
+    where = _export_filter(t.created_at, start, end)
+    if address is not None or currency is not None:
+        where.append(t.id.in_(_touching(address, currency)))
+    if after is not None:
+        where.append((t.created_at > after[0]) | ((t.created_at == after[0]) & (t.id > after[1])))
+    stmt = stmt.where(*where).order_by(t.created_at, t.id).limit(limit)
+    return list((await conn.execute(stmt)).all())
+
+
+async def export_entries(
+    conn: AsyncConnection, *, start: datetime | None, end: datetime | None,
+    address: str | None, currency: str | None, after_id: int | None,
+    limit: int = EXPORT_CHUNK,
+) -> list[Any]:
+    """One chunk of entries in id order (the order they were written), after ``after_id``."""
+    e = entries.c
+    stmt = (select(e.id, e.transaction_id, e.created_at, accounts.c.address,
+                   accounts.c.currency, e.amount, e.balance_after, transactions.c.kind,
+                   transactions.c.description, transactions.c.reference_id,
+                   transactions.c.service)
+            .join(accounts, accounts.c.id == e.account_id)
+            .join(transactions, transactions.c.id == e.transaction_id))
+    where = _export_filter(e.created_at, start, end)
+    if address is not None:
+        where.append(accounts.c.address == address)
+    if currency is not None:
+        where.append(accounts.c.currency == currency)
+    if after_id is not None:
+        where.append(e.id > after_id)
+    stmt = stmt.where(*where).order_by(e.id).limit(limit)
+    return list((await conn.execute(stmt)).all())
+
+
+async def export_count(conn: AsyncConnection, what: str, *, start: datetime | None,
+                       end: datetime | None, address: str | None,
+                       currency: str | None) -> int:
+    """How many rows an export will write (for its progress bar)."""
+    if what == "transactions":
+        t = transactions.c
+        where = _export_filter(t.created_at, start, end)
+        if address is not None or currency is not None:
+            where.append(t.id.in_(_touching(address, currency)))
+        stmt = select(func.count()).select_from(transactions).where(*where)
+    else:
+        e = entries.c
+        where = _export_filter(e.created_at, start, end)
+        if address is not None:
+            where.append(accounts.c.address == address)
+        if currency is not None:
+            where.append(accounts.c.currency == currency)
+        stmt = (select(func.count()).select_from(entries)
+                .join(accounts, accounts.c.id == e.account_id).where(*where))
+    return int((await conn.execute(stmt)).scalar_one())

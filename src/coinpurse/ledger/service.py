@@ -189,6 +189,17 @@ class Ledger:
             for i in range(self._committer_count)
         ]
 
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until every job queued so far is committed and answered (at shutdown, once
+        no new requests arrive); False if that took longer than ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout_s)
+        except TimeoutError:
+            log.warning("%d ledger jobs still queued after %s s", self._queue.qsize(),
+                        timeout_s)
+            return False
+        return True
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -253,6 +264,9 @@ class Ledger:
                 raise
             except Exception:  # pragma: no cover - _run answers every job itself
                 log.exception("committer failed")
+            finally:
+                for _ in jobs:
+                    self._queue.task_done()
 
     async def _run(self, jobs: list[Job]) -> None:
         try:

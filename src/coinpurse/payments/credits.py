@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coinpurse.core import metrics
 from coinpurse.core.clock import utcnow
 from coinpurse.events.service import event_write
 from coinpurse.ledger.errors import IdempotencyKeyInUse
@@ -59,14 +61,17 @@ async def confirm(p: Payments, user_id: str, order_id: str,
     if order.provider_order_id is None:
         raise PaymentNotCompleted("this order has no checkout yet")
     provider = p.provider(order.provider)
+    kind, started = f"{order.provider}.confirm", time.perf_counter()
     try:
         confirmation = await provider.confirm(order.id, order.provider_order_id, params)
     except SignatureError as exc:  # the adapters' own words, never the SDK's
         raise InvalidSignature(str(exc)) from None
     except ProviderError as exc:  # the provider's words go to the log, not the user
+        metrics.record_delivery(kind, "failed", time.perf_counter() - started)
         log.warning("confirming order %s failed: %s", order.id, exc)
         raise ProviderUnavailable(f"{order.provider} could not be reached to confirm the "
                                   "payment; retry") from None
+    metrics.record_delivery(kind, "ok", time.perf_counter() - started)
     if confirmation is None:
         raise PaymentNotCompleted(f"{order.provider} does not report this order as paid")
     return await credit(p, order.id, payment_id=confirmation.provider_payment_id,

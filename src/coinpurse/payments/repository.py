@@ -221,6 +221,13 @@ def _due(now: datetime) -> Any:
         events.locked_until.is_(None), events.locked_until < now)
 
 
+async def inbox_backlog(conn: AsyncConnection) -> tuple[int, datetime | None]:
+    """Events received and not yet applied, and when the oldest of them arrived."""
+    row = (await conn.execute(select(func.count(), func.min(events.received_at))
+                              .where(events.status == "received"))).one()
+    return int(row[0]), row[1]
+
+
 async def due_event_ids(conn: AsyncConnection, now: datetime, limit: int) -> list[int]:
     return list((await conn.execute(select(events.id).where(_due(now)).order_by(events.id)
                                     .limit(limit))).scalars().all())

@@ -48,6 +48,9 @@ def _answer(body: BaseModel, status: int = 200,
 @router.get("/api/v1/topup/packages", response_model=s.PackagesOut,
             responses=problems(Unauthorized), summary="What can be bought, and for how much")
 async def packages(user_id: UserId, state: State) -> Response:
+    """The top-up packages (`COINPURSE_TOPUP_PACKAGES`) and per-amount rates
+    (`COINPURSE_TOPUP_RATES`), with prices in minor units of an ISO currency and the providers
+    that are enabled."""
     settings = state.settings
     return _answer(s.PackagesOut.of(settings.packages.values(), settings.rates.values(),
                                     settings.providers))
@@ -79,6 +82,8 @@ async def my_topups(user_id: UserId, state: State,
                     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
                     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
                     ) -> Response:
+    """The caller's payment orders, newest first, with cursor pages; each with its status
+    (`created`, `pending`, `succeeded`, `failed`, `refunded`, `disputed`)."""
     orders, next_id = await svc.list_orders(state.db, user_id=user_id,
                                             before=cursor.decode_text(cursor_), limit=limit)
     return _answer(s.OrderPage(data=[s.OrderOut.from_domain(o) for o in orders],
@@ -88,6 +93,7 @@ async def my_topups(user_id: UserId, state: State,
 @router.get("/api/v1/topups/{order_id}", response_model=s.OrderOut,
             responses=problems(Unauthorized, NotFound), summary="One of the caller's orders")
 async def my_topup(order_id: OrderId, user_id: UserId, state: State) -> Response:
+    """One of the caller's payment orders (404 for anyone else's)."""
     return _answer(s.OrderOut.from_domain(await svc.own_order(state.db, user_id, order_id)))
 
 
@@ -137,6 +143,9 @@ Price: <strong>{price}</strong><br>Status: <strong>{status}</strong></p>
 @router.get("/mock-checkout/{order_id}", response_class=HTMLResponse, tags=["mock"],
             summary="The mock provider's checkout page")
 async def mock_checkout(order_id: OrderId, state: State) -> Response:
+    """An HTML page with **Pay** and **Decline** for the development provider `mock`: Pay sends
+    a signed webhook through Coinpurse's own HTTP stack, as a real provider would. Never enable
+    `mock` in production."""
     order = await svc.mock_order(_payments(state), order_id)
     oid = html.escape(order.id)
     actions = (
@@ -176,7 +185,9 @@ async def mock_checkout_action(order_id: OrderId, action: Literal["pay", "declin
     return RedirectResponse(f"{target}&payment_id={payment_id}&signature={signature}", 303)
 
 
-@router.get("/topup-return", tags=["mock"], status_code=303,
+@router.get("/topup-return", tags=["mock"], status_code=303, response_class=RedirectResponse,
+            responses={303: {"description": "To `/wallet/topup-return`, with the same query",
+                             "headers": {"Location": {"schema": {"type": "string"}}}}},
             summary="Where checkouts return to, unless COINPURSE_TOPUP_RETURN_URL is set")
 async def topup_return(request: Request) -> Response:
     """Leads to the web wallet's top-up page, which confirms the payment (the verify call)
@@ -199,6 +210,8 @@ async def admin_orders(
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
 ) -> Response:
+    """Payment orders of every user, newest first, filtered by `status`, `provider` and
+    `user_id`, with cursor pages. Admin or auditor."""
     orders, next_id = await svc.list_orders(state.db, user_id=user_id, status=status,
                                             provider=provider,
                                             before=cursor.decode_text(cursor_), limit=limit)
@@ -211,6 +224,8 @@ async def admin_orders(
             tags=["admin"], responses=problems(Unauthorized, Forbidden, NotFound),
             summary="One payment order")
 async def admin_order(order_id: OrderId, admin: Admin, state: State) -> Response:
+    """One payment order with its provider ids, amounts, credit and reversal transactions.
+    Admin or auditor."""
     return _answer(s.AdminOrderOut.from_domain(await svc.read_order(state.db, order_id)))
 
 
@@ -224,6 +239,9 @@ async def admin_events(
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     cursor_: Annotated[str | None, Query(alias="cursor", max_length=96)] = None,
 ) -> Response:
+    """The provider webhook inbox, newest first, filtered by `status` (`received`, `processed`,
+    `ignored`, `failed`) and `provider`: attempts, next attempt and last error. Admin or
+    auditor."""
     events, next_id = await inbox.list_events(_payments(state), status=status,
                                               provider=provider,
                                               before=cursor.decode(cursor_), limit=limit)
@@ -235,6 +253,7 @@ async def admin_events(
             tags=["admin"], responses=problems(Unauthorized, Forbidden, NotFound),
             summary="One webhook event, with its body")
 async def admin_event(event_id: EventId, admin: Admin, state: State) -> Response:
+    """One inbox event with its raw body, as the provider sent it. Admin or auditor."""
     return _answer(s.EventDetailOut.from_domain(await inbox.get_event(_payments(state),
                                                                       event_id)))
 
@@ -244,5 +263,7 @@ async def admin_event(event_id: EventId, admin: Admin, state: State) -> Response
              summary="Send a failed event round again")
 async def admin_retry(event_id: EventId, admin: AdminWriter, state: State,
                       request: Request) -> Response:
+    """Puts a `failed` event back in the inbox so that the worker applies it again (audited).
+    Admin only."""
     event = await inbox.retry_event(_payments(state), event_id, admin, client_ip(request))
     return _answer(s.EventOut.from_domain(event))

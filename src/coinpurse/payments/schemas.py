@@ -128,6 +128,13 @@ class VerifyIn(StrictModel):
     ``razorpay_payment_id``, ``razorpay_signature``; mock: ``payment_id``, ``signature``;
     stripe: nothing (Coinpurse asks Stripe for the session)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"razorpay_order_id": "order_NcE7g1yJk9TGJ2",
+         "razorpay_payment_id": "pay_NcE8HrZQ7mXyLa",
+         "razorpay_signature": "9ef4dffbfd84f1318f6739a3ce19f9d85851857ae648f114332d8401e0949a3d"}
+    ]})
+
+
     razorpay_order_id: Token | None = None
     razorpay_payment_id: Token | None = None
     razorpay_signature: Token | None = None

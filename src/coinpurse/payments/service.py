@@ -9,6 +9,7 @@ transaction: no lock is held across a network call.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from coinpurse.core import metrics
 from coinpurse.core.clock import day_start, utcnow
 from coinpurse.core.errors import CoinpurseError, NotFound, ValidationFailed
 from coinpurse.core.ids import new_id
@@ -57,6 +59,14 @@ class Payments:
             raise ProviderNotEnabled(f"{name!r} is not enabled; enabled: "
                                      + ", ".join(registry))
         return registry[name]
+
+
+async def inbox_backlog(db: AsyncEngine) -> tuple[int, float]:
+    """How many provider events wait to be applied, and the oldest one's age in seconds
+    (for the operators' metrics)."""
+    async with db.connect() as conn:
+        count, oldest = await repo.inbox_backlog(conn)
+    return count, (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
 
 
 # ---------------------------------------------------------------- orders
@@ -213,13 +223,17 @@ async def _open_checkout(p: Payments, provider: Provider, order: PaymentOrder
         cancel_url=return_url(p.settings, order.id, "cancel"),
         expires_at_s=int(order.expires_at.timestamp()),
     )
+    started = time.perf_counter()
     try:
         checkout = await provider.create_checkout(info)
     except ProviderError as exc:  # the provider's own words go to the log, not the user
+        metrics.record_delivery(f"{order.provider}.checkout", "failed",
+                                time.perf_counter() - started)
         log.warning("checkout for order %s failed: %s", order.id, exc)
         raise ProviderUnavailable(
             f"{order.provider} could not be reached to open the checkout; retry with the "
             "same idempotency key") from None
+    metrics.record_delivery(f"{order.provider}.checkout", "ok", time.perf_counter() - started)
     async with p.db.begin() as conn:
         await repo.set_checkout(conn, order.id, provider_order_id=checkout.provider_order_id,
                                 checkout_url=checkout.checkout_url,

@@ -195,6 +195,8 @@ async def my_products(
     limit: Limit = 50,
     cursor_: Cursor = None,
 ) -> Response:
+    """The products the caller sells, active or not (`active` filters), newest first, with
+    cursor pages; `q` searches the name, `in_stock=true` leaves out sold-out ones."""
     f = ProductFilter(q=q, currency=currency, in_stock=in_stock, active=active)
     page = await svc.own_products(state.db, user_id, f, before=cursor.decode_text(cursor_),
                                   limit=limit)
@@ -230,6 +232,8 @@ async def place_order(body: s.OrderIn, user_id: UserId, state: State,
             summary="The caller's purchases, newest first")
 async def my_orders(user_id: UserId, state: State, status: Status | None = None,
                     limit: Limit = 50, cursor_: Cursor = None) -> Response:
+    """Orders the caller placed as a buyer, newest first, with cursor pages; `status`
+    filters (`paid`, `partially_refunded`, `refunded`)."""
     page = await svc.list_orders(state.db, svc.order_filter(buyer_id=user_id, status=status),
                                  before=cursor.decode_text(cursor_), limit=limit)
     return json_response(_orders(page).answer())
@@ -280,6 +284,9 @@ async def my_sales(
     limit: Limit = 50,
     cursor_: Cursor = None,
 ) -> Response:
+    """Orders of every buyer and merchant, newest first, with cursor pages, filtered by
+    buyer, merchant, product, `status`, `currency` and creation time (`created_from`
+    included, `created_to` excluded). Admin or auditor."""
     """`totals` cover every order of the filter, not only this page: units and amounts
     sold, fees, refunds, and `net_amount`, what the merchant kept."""
     f = svc.order_filter(product_id=product_id, status=status, currency=currency,
@@ -306,6 +313,9 @@ async def admin_orders(
     limit: Limit = 50,
     cursor_: Cursor = None,
 ) -> Response:
+    """Orders of every buyer and merchant, newest first, with cursor pages, filtered by
+    buyer, merchant, product, `status`, `currency` and creation time (`created_from`
+    included, `created_to` excluded). Admin or auditor."""
     f = svc.order_filter(buyer_id=buyer_id, merchant_id=merchant_id, product_id=product_id,
                          status=status, currency=currency, created_from=created_from,
                          created_to=created_to)

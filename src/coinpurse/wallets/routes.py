@@ -124,6 +124,8 @@ async def transfer_batch(body: s.BatchIn, state: State, key: Service,
 @router.get("/wallet/balance/{user_id}", response_model=s.WalletsOut,
             responses=problems(*_READ_ERRORS), summary="A user's balances in every currency")
 async def balance(user_id: UserPath, state: State, key: Service) -> Response:
+    """Every configured currency of `user:<user_id>` (zero where the user has no account yet):
+    `balance`, `held` and `available`. Scope `wallet:read`."""
     key.require("wallet:read")
     found = await _wallets(state).user_balances(user_id)
     return model_response(s.WalletsOut.of(user_id, found))
@@ -149,6 +151,8 @@ async def get_transaction(
     transaction_id: Annotated[str, Path(max_length=64, pattern=TRANSACTION_ID_RE)], state: State,
     key: Service,
 ) -> Response:
+    """The audit view of one transaction: its postings, one entry per account touched with the
+    balance after it, the service that made it and its internal notes. Scope `wallet:read`."""
     key.require("wallet:read")
     found = await _wallets(state).transaction(transaction_id)
     if found is None:

@@ -95,6 +95,23 @@ BATCH_MAX = 1000
 class BatchIn(StrictModel):
     """Up to 1,000 transfers in one call; each posts or is refused on its own."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"transfers": [{"postings": [{"source": "user:alice",
+                                      "destination": "user:bob",
+                                      "amount": 25,
+                                      "currency": "points"}],
+                        "description": "Trade",
+                        "reference_id": "trade-1"},
+                       {"postings": [{"source": "world",
+                                      "destination": "user:carol",
+                                      "amount": 100,
+                                      "currency": "points"}],
+                        "description": "Welcome bonus",
+                        "reference_id": "welcome-carol"}],
+         "atomic": False}
+    ]})
+
+
     transfers: list[TransferIn] = Field(min_length=1, max_length=BATCH_MAX)
     atomic: bool = Field(
         default=False,

@@ -64,6 +64,7 @@ async def my_withdrawals(user_id: UserId, state: State,
                          cursor_: Annotated[str | None, Query(alias="cursor",
                                                               max_length=96)] = None,
                          ) -> Response:
+    """The caller's withdrawals, newest first, with cursor pages."""
     found, next_id = await svc.list_withdrawals(state.db, user_id=user_id,
                                                 before=cursor.decode_text(cursor_), limit=limit)
     return _answer(s.WithdrawalPage(
@@ -86,6 +87,7 @@ async def my_limits(user_id: UserId, state: State) -> Response:
             responses=problems(Unauthorized, NotFound), summary="One of the caller's")
 async def my_withdrawal(withdrawal_id: WithdrawalId, user_id: UserId,
                         state: State) -> Response:
+    """One of the caller's withdrawals (404 for anyone else's)."""
     return _answer(s.WithdrawalOut.from_domain(await svc.own(state.db, user_id,
                                                              withdrawal_id)))
 
@@ -110,6 +112,8 @@ async def admin_list(admin: Admin, state: State,
                      cursor_: Annotated[str | None, Query(alias="cursor",
                                                           max_length=96)] = None,
                      ) -> Response:
+    """Withdrawals of every user, newest first; `status=pending` is the review queue. Admin or
+    auditor."""
     found, next_id = await svc.list_withdrawals(state.db, user_id=user_id, status=status,
                                                 before=cursor.decode_text(cursor_), limit=limit)
     return _answer(s.AdminWithdrawalPage(
@@ -138,6 +142,8 @@ async def approve(withdrawal_id: WithdrawalId, admin: AdminWriter, state: State,
              summary="Release the hold, with a reason")
 async def reject(withdrawal_id: WithdrawalId, body: s.RejectIn, admin: AdminWriter,
                  state: State, request: Request) -> Response:
+    """Releases the withdrawal's hold and records the reason, which the user sees. A decided
+    withdrawal answers 409 `withdrawal_not_pending`. Admin only; audited."""
     rejected = await svc.reject(_w(state), admin, withdrawal_id, body.reason,
                                 client_ip(request))
     return _answer(s.AdminWithdrawalOut.from_domain(rejected))

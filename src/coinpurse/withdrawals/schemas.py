@@ -49,6 +49,10 @@ class WithdrawalIn(StrictModel):
 
 
 class RejectIn(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"reason": "The details do not match the account holder"}
+    ]})
+
     reason: Reason
 
 

@@ -157,6 +157,12 @@ class Overloaded(CoinpurseError):
     default_code = "overloaded"
 
 
+class NotReady(CoinpurseError):
+    """/readyz: the server is not ready (database, migrations, jobs, or shutting down)."""
+
+    default_code = "not_ready"
+
+
 class InternalError(CoinpurseError):
     default_code = "internal_error"
 
@@ -276,8 +282,7 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         UnsupportedMediaType, UnknownCurrency, CurrencyNotTransferable, IdempotencyKeyReused,
         IdempotencyKeyInUse, RateLimited, InvalidCredentials, MfaRequired, InvalidMfaCode,
         RefreshTokenReused, CsrfFailed, Conflict, AlreadyReversed, ServiceUnavailable,
-        Overloaded,
-        InternalError,
+        Overloaded, NotReady, InternalError,
         InsufficientFunds, BalanceOverflow, HoldNotOpen, CaptureExceedsHold, InvalidPosting,
         BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,

@@ -19,7 +19,7 @@ export interface paths {
          *     `wallet:credit:<currency>`. A retry with the same `Idempotency-Key` replays the answer
          *     with `Idempotent-Replayed: true`.
          */
-        post: operations["credit_internal_v1_wallet_credit_post"];
+        post: operations["wallet_credit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -41,7 +41,7 @@ export interface paths {
          *     `wallet:debit:<currency>`. Refused with `insufficient_funds` (and nothing changes) when
          *     the amount exceeds the user's available balance.
          */
-        post: operations["debit_internal_v1_wallet_debit_post"];
+        post: operations["wallet_debit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -63,7 +63,7 @@ export interface paths {
          *     `transfers:write:<currency>` for each currency used). Postings apply in order; a user
          *     wallet never goes below zero, `world`, `service:*` and `provider:*` accounts may.
          */
-        post: operations["transfer_internal_v1_transfers_post"];
+        post: operations["wallet_transfer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -87,7 +87,7 @@ export interface paths {
          *     request: a retry with the same `Idempotency-Key` replays every result. Bodies up to
          *     `COINPURSE_BATCH_BODY_MAX_BYTES` (1 MiB).
          */
-        post: operations["transfer_batch_internal_v1_transfers_batch_post"];
+        post: operations["wallet_transfer_batch"];
         delete?: never;
         options?: never;
         head?: never;
@@ -101,8 +101,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A user's balances in every currency */
-        get: operations["balance_internal_v1_wallet_balance__user_id__get"];
+        /**
+         * A user's balances in every currency
+         * @description Every configured currency of `user:<user_id>` (zero where the user has no account yet):
+         *     `balance`, `held` and `available`. Scope `wallet:read`.
+         */
+        get: operations["wallet_balance"];
         put?: never;
         post?: never;
         delete?: never;
@@ -122,7 +126,7 @@ export interface paths {
          * Balances of any address, system accounts included
          * @description Every configured currency, zero where the account has never been used.
          */
-        get: operations["account_internal_v1_accounts__address__get"];
+        get: operations["wallet_account"];
         put?: never;
         post?: never;
         delete?: never;
@@ -138,8 +142,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One transaction, with its postings, entries and internal notes */
-        get: operations["get_transaction_internal_v1_transactions__transaction_id__get"];
+        /**
+         * One transaction, with its postings, entries and internal notes
+         * @description The audit view of one transaction: its postings, one entry per account touched with the
+         *     balance after it, the service that made it and its internal notes. Scope `wallet:read`.
+         */
+        get: operations["wallet_get_transaction"];
         put?: never;
         post?: never;
         delete?: never;
@@ -159,7 +167,7 @@ export interface paths {
          * The audit view of a user's history
          * @description Newest first, with the service that made each transaction and its internal notes.
          */
-        get: operations["user_history_internal_v1_wallet_transactions__user_id__get"];
+        get: operations["wallet_user_history"];
         put?: never;
         post?: never;
         delete?: never;
@@ -180,7 +188,7 @@ export interface paths {
          * @description So a client can show `150` of a scale-2 currency as `1.50` without knowing the
          *     server's configuration.
          */
-        get: operations["currencies_api_v1_currencies_get"];
+        get: operations["wallet_currencies"];
         put?: never;
         post?: never;
         delete?: never;
@@ -200,7 +208,7 @@ export interface paths {
          * The caller's balances
          * @description `balance` is what was posted, `held` what open holds reserve, `available` the rest.
          */
-        get: operations["my_balance_api_v1_wallet_balance_get"];
+        get: operations["wallet_my_balance"];
         put?: never;
         post?: never;
         delete?: never;
@@ -220,7 +228,7 @@ export interface paths {
          * The caller's history, newest first
          * @description Pass `next_cursor` back as `cursor` for the next page; it is null on the last one.
          */
-        get: operations["my_history_api_v1_wallet_transactions_get"];
+        get: operations["wallet_my_history"];
         put?: never;
         post?: never;
         delete?: never;
@@ -243,7 +251,7 @@ export interface paths {
          * @description The amount leaves `available` (not `balance`) until the hold is captured, voided or
          *     expires (`expires_in_s`, default 900). Scope `holds:write:<currency>`.
          */
-        post: operations["place_internal_v1_holds_post"];
+        post: operations["hold_place"];
         delete?: never;
         options?: never;
         head?: never;
@@ -265,7 +273,7 @@ export interface paths {
          *     released. A hold that is not open (captured, voided, expired — also one past its expiry
          *     that the sweeper has not reached yet) answers 409 `hold_not_open`.
          */
-        post: operations["capture_internal_v1_holds__hold_id__capture_post"];
+        post: operations["hold_capture"];
         delete?: never;
         options?: never;
         head?: never;
@@ -281,8 +289,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Release a hold without moving money */
-        post: operations["void_internal_v1_holds__hold_id__void_post"];
+        /**
+         * Release a hold without moving money
+         * @description Releases the whole hold: nothing moves, the amount is available again. Only the service
+         *     that placed the hold may void it; a captured, voided or expired hold answers 409
+         *     `hold_not_open`. Needs an `Idempotency-Key`.
+         */
+        post: operations["hold_void"];
         delete?: never;
         options?: never;
         head?: never;
@@ -300,7 +313,7 @@ export interface paths {
          * A hold
          * @description Only the service that placed a hold sees it. Scope `holds:read` or `wallet:read`.
          */
-        get: operations["read_internal_v1_holds__hold_id__get"];
+        get: operations["hold_read"];
         put?: never;
         post?: never;
         delete?: never;
@@ -316,8 +329,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Gift types and their prices */
-        get: operations["catalog_api_v1_gifts_catalog_get"];
+        /**
+         * Gift types and their prices
+         * @description The gift types of `COINPURSE_GIFT_CATALOG`, each with its price and currency, as `POST
+         *     /api/v1/gifts` accepts them in `gift_type`.
+         */
+        get: operations["gift_catalog"];
         put?: never;
         post?: never;
         delete?: never;
@@ -333,8 +350,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's gifts, sent or received, newest first */
-        get: operations["my_gifts_api_v1_gifts_get"];
+        /**
+         * The caller's gifts, sent or received, newest first
+         * @description Gifts the caller sent (`direction=sent`, the default) or received, newest first, with
+         *     cursor pages (`limit`, `cursor` -> `next_cursor`).
+         */
+        get: operations["my_gifts"];
         put?: never;
         /**
          * Send a gift to another user
@@ -347,7 +368,7 @@ export interface paths {
          *     `currency_mismatch`, `currency_not_giftable`, `amount_not_allowed`, and with built-in
          *     accounts `unknown_recipient`.
          */
-        post: operations["send_gift_api_v1_gifts_post"];
+        post: operations["send_gift"];
         delete?: never;
         options?: never;
         head?: never;
@@ -370,7 +391,7 @@ export interface paths {
          *     confirm. The same refusals (`validation_error` with a `reason`); nothing is stored or
          *     moved, and the balance is checked only when the gift is sent.
          */
-        post: operations["quote_gift_api_v1_gifts_quote_post"];
+        post: operations["quote_gift"];
         delete?: never;
         options?: never;
         head?: never;
@@ -384,14 +405,18 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A user's agency */
-        get: operations["get_agency_internal_v1_users__user_id__agency_get"];
+        /**
+         * A user's agency
+         * @description The agency that earns a commission on the gifts this user receives, or `null`. Scope
+         *     `wallet:read`.
+         */
+        get: operations["gift_get_agency"];
         /**
          * Set or clear a user's agency
          * @description Gifts to this user then pay the agency's commission to `agency:<agency_id>`.
          *     Scope `users:write`.
          */
-        put: operations["put_agency_internal_v1_users__user_id__agency_put"];
+        put: operations["gift_put_agency"];
         post?: never;
         delete?: never;
         options?: never;
@@ -406,8 +431,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** What can be bought, and for how much */
-        get: operations["packages_api_v1_topup_packages_get"];
+        /**
+         * What can be bought, and for how much
+         * @description The top-up packages (`COINPURSE_TOPUP_PACKAGES`) and per-amount rates
+         *     (`COINPURSE_TOPUP_RATES`), with prices in minor units of an ISO currency and the providers
+         *     that are enabled.
+         */
+        get: operations["payment_packages"];
         put?: never;
         post?: never;
         delete?: never;
@@ -423,8 +453,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's payment orders, newest first */
-        get: operations["my_topups_api_v1_topups_get"];
+        /**
+         * The caller's payment orders, newest first
+         * @description The caller's payment orders, newest first, with cursor pages; each with its status
+         *     (`created`, `pending`, `succeeded`, `failed`, `refunded`, `disputed`).
+         */
+        get: operations["payment_my_topups"];
         put?: never;
         /**
          * Start a top-up: a payment order and its checkout
@@ -434,7 +468,7 @@ export interface paths {
          *     payment, by webhook or by `POST /api/v1/topups/{id}/verify`, whichever comes first.
          *     The KYC tier's top-up limits are checked here (`limit_exceeded` names the limit).
          */
-        post: operations["create_topup_api_v1_topups_post"];
+        post: operations["payment_create_topup"];
         delete?: never;
         options?: never;
         head?: never;
@@ -448,8 +482,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One of the caller's orders */
-        get: operations["my_topup_api_v1_topups__order_id__get"];
+        /**
+         * One of the caller's orders
+         * @description One of the caller's payment orders (404 for anyone else's).
+         */
+        get: operations["payment_my_topup"];
         put?: never;
         post?: never;
         delete?: never;
@@ -473,7 +510,7 @@ export interface paths {
          *     stripe: Coinpurse asks Stripe whether the session is paid. A confirmed payment is
          *     credited at once (exactly once, also when its webhook arrives at the same moment).
          */
-        post: operations["verify_api_v1_topups__order_id__verify_post"];
+        post: operations["payment_verify"];
         delete?: never;
         options?: never;
         head?: never;
@@ -495,7 +532,7 @@ export interface paths {
          *     and event id) and applied by the inbox worker, so the provider gets its 2xx at once.
          *     A redelivered event answers 200 with `duplicate: true`.
          */
-        post: operations["webhook_webhooks__provider__post"];
+        post: operations["payment_webhook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -509,8 +546,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The mock provider's checkout page */
-        get: operations["mock_checkout_mock_checkout__order_id__get"];
+        /**
+         * The mock provider's checkout page
+         * @description An HTML page with **Pay** and **Decline** for the development provider `mock`: Pay sends
+         *     a signed webhook through Coinpurse's own HTTP stack, as a real provider would. Never enable
+         *     `mock` in production.
+         */
+        get: operations["payment_mock_checkout"];
         put?: never;
         post?: never;
         delete?: never;
@@ -534,7 +576,7 @@ export interface paths {
          *     as a provider would, then redirects to the return URL with the payment's proof
          *     (`payment_id`, `signature`) for the verify call.
          */
-        post: operations["mock_checkout_action_mock_checkout__order_id___action__post"];
+        post: operations["payment_mock_checkout_action"];
         delete?: never;
         options?: never;
         head?: never;
@@ -553,7 +595,7 @@ export interface paths {
          * @description Leads to the web wallet's top-up page, which confirms the payment (the verify call)
          *     and shows the outcome; the query (`order_id`, `status`, the payment's proof) is kept.
          */
-        get: operations["topup_return_topup_return_get"];
+        get: operations["payment_topup_return"];
         put?: never;
         post?: never;
         delete?: never;
@@ -569,8 +611,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Payment orders, newest first, with filters */
-        get: operations["admin_orders_admin_v1_payment_orders_get"];
+        /**
+         * Payment orders, newest first, with filters
+         * @description Payment orders of every user, newest first, filtered by `status`, `provider` and
+         *     `user_id`, with cursor pages. Admin or auditor.
+         */
+        get: operations["payment_admin_orders"];
         put?: never;
         post?: never;
         delete?: never;
@@ -586,8 +632,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One payment order */
-        get: operations["admin_order_admin_v1_payment_orders__order_id__get"];
+        /**
+         * One payment order
+         * @description One payment order with its provider ids, amounts, credit and reversal transactions.
+         *     Admin or auditor.
+         */
+        get: operations["payment_admin_order"];
         put?: never;
         post?: never;
         delete?: never;
@@ -603,8 +653,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The webhook inbox, newest first, with each event's processing state */
-        get: operations["admin_events_admin_v1_webhook_events_get"];
+        /**
+         * The webhook inbox, newest first, with each event's processing state
+         * @description The provider webhook inbox, newest first, filtered by `status` (`received`, `processed`,
+         *     `ignored`, `failed`) and `provider`: attempts, next attempt and last error. Admin or
+         *     auditor.
+         */
+        get: operations["payment_admin_events"];
         put?: never;
         post?: never;
         delete?: never;
@@ -620,8 +675,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One webhook event, with its body */
-        get: operations["admin_event_admin_v1_webhook_events__event_id__get"];
+        /**
+         * One webhook event, with its body
+         * @description One inbox event with its raw body, as the provider sent it. Admin or auditor.
+         */
+        get: operations["payment_admin_event"];
         put?: never;
         post?: never;
         delete?: never;
@@ -639,8 +697,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Send a failed event round again */
-        post: operations["admin_retry_admin_v1_webhook_events__event_id__retry_post"];
+        /**
+         * Send a failed event round again
+         * @description Puts a `failed` event back in the inbox so that the worker applies it again (audited).
+         *     Admin only.
+         */
+        post: operations["payment_admin_retry"];
         delete?: never;
         options?: never;
         head?: never;
@@ -654,8 +716,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's withdrawals, newest first */
-        get: operations["my_withdrawals_api_v1_withdrawals_get"];
+        /**
+         * The caller's withdrawals, newest first
+         * @description The caller's withdrawals, newest first, with cursor pages.
+         */
+        get: operations["my_withdrawals"];
         put?: never;
         /**
          * Ask to cash out: the amount is held until an operator decides
@@ -664,7 +729,7 @@ export interface paths {
          *     per-withdrawal minimum and maximum and the tier's daily and monthly totals
          *     (`limit_exceeded`, with `limit` naming which).
          */
-        post: operations["request_withdrawal_api_v1_withdrawals_post"];
+        post: operations["request_withdrawal"];
         delete?: never;
         options?: never;
         head?: never;
@@ -685,7 +750,7 @@ export interface paths {
          *     tier may; the debt a refunded top-up left. `POST /api/v1/withdrawals` checks all of it
          *     again.
          */
-        get: operations["my_limits_api_v1_withdrawals_limits_get"];
+        get: operations["withdrawal_my_limits"];
         put?: never;
         post?: never;
         delete?: never;
@@ -701,8 +766,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One of the caller's */
-        get: operations["my_withdrawal_api_v1_withdrawals__withdrawal_id__get"];
+        /**
+         * One of the caller's
+         * @description One of the caller's withdrawals (404 for anyone else's).
+         */
+        get: operations["my_withdrawal"];
         put?: never;
         post?: never;
         delete?: never;
@@ -725,7 +793,7 @@ export interface paths {
          * @description Racing an approval, exactly one wins; the other answers 409
          *     `withdrawal_not_pending`. Cancelling a cancelled withdrawal answers it again.
          */
-        post: operations["cancel_api_v1_withdrawals__withdrawal_id__cancel_post"];
+        post: operations["withdrawal_cancel"];
         delete?: never;
         options?: never;
         head?: never;
@@ -739,8 +807,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Withdrawals, newest first (status=pending: the review queue) */
-        get: operations["admin_list_admin_v1_withdrawals_get"];
+        /**
+         * Withdrawals, newest first (status=pending: the review queue)
+         * @description Withdrawals of every user, newest first; `status=pending` is the review queue. Admin or
+         *     auditor.
+         */
+        get: operations["withdrawal_admin_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -764,7 +836,7 @@ export interface paths {
          *     afterwards. `paid` when it accepts; if it fails the withdrawal stays `approved` with
          *     `payout_error`, and approving again retries the payout only.
          */
-        post: operations["approve_admin_v1_withdrawals__withdrawal_id__approve_post"];
+        post: operations["withdrawal_approve"];
         delete?: never;
         options?: never;
         head?: never;
@@ -780,8 +852,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Release the hold, with a reason */
-        post: operations["reject_admin_v1_withdrawals__withdrawal_id__reject_post"];
+        /**
+         * Release the hold, with a reason
+         * @description Releases the withdrawal's hold and records the reason, which the user sees. A decided
+         *     withdrawal answers 409 `withdrawal_not_pending`. Admin only; audited.
+         */
+        post: operations["withdrawal_reject"];
         delete?: never;
         options?: never;
         head?: never;
@@ -795,8 +871,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's tier, its limits, and their latest submission */
-        get: operations["my_status_api_v1_kyc_get"];
+        /**
+         * The caller's tier, its limits, and their latest submission
+         * @description The caller's tier, its limits per currency, what the next tier requires, and the latest
+         *     submission with its status.
+         */
+        get: operations["kyc_my_status"];
         put?: never;
         /**
          * Submit what a higher tier requires
@@ -804,7 +884,7 @@ export interface paths {
          *     `id_document_ref` and `selfie_ref` — references to documents you store elsewhere.
          *     One submission waits for review at a time.
          */
-        post: operations["submit_api_v1_kyc_post"];
+        post: operations["kyc_submit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -818,8 +898,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Submissions, newest first (status=pending: the review queue) */
-        get: operations["admin_list_admin_v1_kyc_submissions_get"];
+        /**
+         * Submissions, newest first (status=pending: the review queue)
+         * @description KYC submissions, newest first; `status=pending` is the review queue. Admin or auditor.
+         */
+        get: operations["kyc_admin_list"];
         put?: never;
         post?: never;
         delete?: never;
@@ -835,8 +918,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A user's KYC status */
-        get: operations["admin_user_admin_v1_kyc_users__user_id__get"];
+        /**
+         * A user's KYC status
+         * @description A user's tier and submissions. Admin or auditor.
+         */
+        get: operations["kyc_admin_user"];
         put?: never;
         post?: never;
         delete?: never;
@@ -854,8 +940,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Approve: the user moves to the submission's tier */
-        post: operations["approve_admin_v1_kyc_submissions__submission_id__approve_post"];
+        /**
+         * Approve: the user moves to the submission's tier
+         * @description Moves the user to the submission's tier. A decided submission answers 409
+         *     `kyc_submission_not_pending`. Admin only; audited.
+         */
+        post: operations["kyc_approve"];
         delete?: never;
         options?: never;
         head?: never;
@@ -871,8 +961,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reject, with a reason the user sees */
-        post: operations["reject_admin_v1_kyc_submissions__submission_id__reject_post"];
+        /**
+         * Reject, with a reason the user sees
+         * @description Rejects the submission with a reason the user sees; the tier does not change. Admin
+         *     only; audited.
+         */
+        post: operations["kyc_reject"];
         delete?: never;
         options?: never;
         head?: never;
@@ -893,7 +987,7 @@ export interface paths {
          * @description Answers the same whether or not the e-mail already has an account, so it cannot be
          *     used to find out who is registered. Sign in next.
          */
-        post: operations["register_api_v1_auth_register_post"];
+        post: operations["auth_register"];
         delete?: never;
         options?: never;
         head?: never;
@@ -915,7 +1009,7 @@ export interface paths {
          *     is single-use. With 2FA on, send `totp_code` (or a `recovery_code`). Attempts are rate
          *     limited per account and per client address (429 with `Retry-After`).
          */
-        post: operations["login_api_v1_auth_login_post"];
+        post: operations["auth_login"];
         delete?: never;
         options?: never;
         head?: never;
@@ -935,7 +1029,7 @@ export interface paths {
          * Trade a refresh token for a new pair
          * @description Each refresh token works once. Using one twice signs out its whole family.
          */
-        post: operations["refresh_api_v1_auth_refresh_post"];
+        post: operations["auth_refresh"];
         delete?: never;
         options?: never;
         head?: never;
@@ -951,8 +1045,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke a refresh token and its family */
-        post: operations["logout_api_v1_auth_logout_post"];
+        /**
+         * Revoke a refresh token and its family
+         * @description Revokes the refresh token and every token of its family (the sign-in it came from).
+         *     Answers 204 whether or not the token was known.
+         */
+        post: operations["auth_logout"];
         delete?: never;
         options?: never;
         head?: never;
@@ -966,8 +1064,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Who the token belongs to */
-        get: operations["me_api_v1_me_get"];
+        /**
+         * Who the token belongs to
+         * @description The user id, role and whether two-factor authentication was passed; with built-in
+         *     accounts also the e-mail and whether 2FA is on.
+         */
+        get: operations["auth_me"];
         put?: never;
         post?: never;
         delete?: never;
@@ -985,8 +1087,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Start two-factor enrolment: a TOTP secret for an authenticator app */
-        post: operations["enroll_api_v1_auth_2fa_enroll_post"];
+        /**
+         * Start two-factor enrolment: a TOTP secret for an authenticator app
+         * @description Starts two-factor enrolment: a new TOTP secret and its `otpauth://` URI for an
+         *     authenticator app. 2FA is on only after `POST /api/v1/auth/2fa/confirm` with a first code.
+         */
+        post: operations["auth_enroll"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1006,7 +1112,7 @@ export interface paths {
          * Turn two-factor on with a first code; returns recovery codes once
          * @description Sign in again afterwards (with the code) for a session that counts as 2FA.
          */
-        post: operations["confirm_api_v1_auth_2fa_confirm_post"];
+        post: operations["auth_confirm"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1022,8 +1128,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Turn two-factor off (needs a current code or a recovery code) */
-        post: operations["disable_api_v1_auth_2fa_disable_post"];
+        /**
+         * Turn two-factor off (needs a current code or a recovery code)
+         * @description Turns two-factor authentication off; needs a current `totp_code` or an unused
+         *     `recovery_code`.
+         */
+        post: operations["auth_disable"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1047,7 +1157,7 @@ export interface paths {
          *     state-changing request). All `SameSite=Strict`, `Secure` over HTTPS. The API then takes
          *     the session cookie wherever it takes `Authorization: Bearer`.
          */
-        post: operations["sign_in_browser_api_v1_auth_session_post"];
+        post: operations["auth_sign_in_browser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1068,7 +1178,7 @@ export interface paths {
          * @description Rotates the refresh cookie (single use, like `POST /api/v1/auth/refresh`). Needs
          *     `X-CSRF-Token`. A refused refresh also clears the cookies.
          */
-        post: operations["refresh_browser_api_v1_auth_session_refresh_post"];
+        post: operations["auth_refresh_browser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1089,7 +1199,7 @@ export interface paths {
          * @description Revokes the sign-in, so the access cookie is refused at once too (a Bearer access
          *     token, by contrast, runs until it expires). Needs `X-CSRF-Token`.
          */
-        post: operations["sign_out_browser_api_v1_auth_session_logout_post"];
+        post: operations["auth_sign_out_browser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1109,7 +1219,7 @@ export interface paths {
          *     not only this page. A transaction's amount in a currency is the sum of its postings in
          *     it; `amount_min`/`amount_max` and `currency` filter on that.
          */
-        get: operations["search_transactions_admin_v1_transactions_get"];
+        get: operations["admin_search_transactions"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1132,7 +1242,7 @@ export interface paths {
          *     integers in minor units, as everywhere in the API. Text that a spreadsheet would take for
          *     a formula is prefixed with `'`.
          */
-        get: operations["export_transactions_admin_v1_transactions_export_csv_get"];
+        get: operations["admin_export_transactions"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1148,8 +1258,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every entry of a user, with services, internal notes and totals */
-        get: operations["user_ledger_admin_v1_users__user_id__ledger_get"];
+        /**
+         * Every entry of a user, with services, internal notes and totals
+         * @description Every entry of the user's wallets (sub-wallets too), newest first, with the service and
+         *     internal notes of each transaction, and totals in and out per kind and currency. Admin or
+         *     auditor.
+         */
+        get: operations["admin_user_ledger"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1171,7 +1286,7 @@ export interface paths {
          *     (paid out of its account) and collected, volume per kind over 24 hours and 7 days; and
          *     the number of users with a wallet.
          */
-        get: operations["stats_admin_v1_stats_get"];
+        get: operations["admin_stats"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1193,7 +1308,7 @@ export interface paths {
          *     of its postings in it (as in `GET /admin/v1/transactions`). Fees are what entered
          *     `COINPURSE_PLATFORM_FEE_ADDRESS`.
          */
-        get: operations["daily_stats_admin_v1_stats_daily_get"];
+        get: operations["admin_daily_stats"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1209,8 +1324,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** How many withdrawals, KYC submissions and adjustments wait for a decision */
-        get: operations["pending_admin_v1_stats_pending_get"];
+        /**
+         * How many withdrawals, KYC submissions and adjustments wait for a decision
+         * @description The console's to-do counts: withdrawals waiting for approval, KYC submissions to
+         *     review, and adjustments waiting for a second admin. Admin or auditor.
+         */
+        get: operations["admin_pending"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1226,8 +1345,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Balances of any account */
-        get: operations["account_admin_v1_accounts__address__get"];
+        /**
+         * Balances of any account
+         * @description The balances of any address (`user:<id>`, `service:<name>`, `platform:fees`, ...) in
+         *     every currency it has. Admin or auditor.
+         */
+        get: operations["admin_account"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1243,8 +1366,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every admin and auth action, newest first (append-only) */
-        get: operations["audit_log_admin_v1_audit_log_get"];
+        /**
+         * Every admin and auth action, newest first (append-only)
+         * @description Every admin and auth action (who, what, when, from which address), newest first,
+         *     filtered by `actor` and `action`. Append-only. Admin or auditor.
+         */
+        get: operations["admin_audit_log"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1260,8 +1387,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Gifts, with totals per gift type, receiver and agency */
-        get: operations["gifts_admin_v1_gifts_get"];
+        /**
+         * Gifts, with totals per gift type, receiver and agency
+         * @description Gifts filtered by giver, receiver, agency, type and time, with totals per gift type,
+         *     receiver and agency. Admin or auditor.
+         */
+        get: operations["admin_gifts"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1277,11 +1408,19 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Service keys (never the secrets) */
-        get: operations["list_keys_admin_v1_keys_get"];
+        /**
+         * Service keys (never the secrets)
+         * @description Every service key with its service, scopes, prefix and state (never the secret). Admin
+         *     or auditor.
+         */
+        get: operations["admin_list_keys"];
         put?: never;
-        /** Create a service key; the key is in this answer only */
-        post: operations["create_key_admin_v1_keys_post"];
+        /**
+         * Create a service key; the key is in this answer only
+         * @description Creates a service key for `service` with `scopes`; the secret is in this answer only and
+         *     is stored hashed. Admin only; audited.
+         */
+        post: operations["admin_create_key"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1297,8 +1436,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Replace a key; the old one works for a grace period */
-        post: operations["rotate_key_admin_v1_keys__key_id__rotate_post"];
+        /**
+         * Replace a key; the old one works for a grace period
+         * @description Creates a new key with the same service and scopes; the old key keeps working for
+         *     `grace_s` (default `COINPURSE_KEY_ROTATION_GRACE_S`), so callers can switch without
+         *     downtime. Admin only; audited.
+         */
+        post: operations["admin_rotate_key"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1314,8 +1458,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke a key at once */
-        post: operations["revoke_key_admin_v1_keys__key_id__revoke_post"];
+        /**
+         * Revoke a key at once
+         * @description Revokes a key: it stops working at once in every process. Admin only; audited.
+         */
+        post: operations["admin_revoke_key"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1329,8 +1476,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Adjustments, newest first */
-        get: operations["list_adjustments_admin_v1_adjustments_get"];
+        /**
+         * Adjustments, newest first
+         * @description Manual adjustments, newest first, filtered by `status` (`pending`, `approving`,
+         *     `applied`, `failed`, `rejected`). Admin or auditor.
+         */
+        get: operations["admin_list_adjustments"];
         put?: never;
         /**
          * Credit or debit a user, with a reason
@@ -1338,7 +1489,7 @@ export interface paths {
          *     Above `COINPURSE_ADJUSTMENT_APPROVAL_ABOVE` it waits (`pending`) for a second, different
          *     admin to approve or reject it. A debit beyond the available balance ends `failed`.
          */
-        post: operations["create_adjustment_admin_v1_adjustments_post"];
+        post: operations["admin_create_adjustment"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1354,8 +1505,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Approve a pending adjustment (a different admin than its author) */
-        post: operations["approve_admin_v1_adjustments__adjustment_id__approve_post"];
+        /**
+         * Approve a pending adjustment (a different admin than its author)
+         * @description Applies a pending adjustment above `COINPURSE_ADJUSTMENT_APPROVAL_ABOVE`; the approver
+         *     must be a different admin than its author. Admin only; audited.
+         */
+        post: operations["admin_approve"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1371,8 +1526,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reject a pending adjustment */
-        post: operations["reject_admin_v1_adjustments__adjustment_id__reject_post"];
+        /**
+         * Reject a pending adjustment
+         * @description Rejects a pending adjustment: nothing moves. Admin only; audited.
+         */
+        post: operations["admin_reject"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1394,7 +1552,7 @@ export interface paths {
          *     already left an account it would be taken back from (nothing changes; it may be tried
          *     again later), and with 409 `already_reversed` the second time.
          */
-        post: operations["reverse_admin_v1_transactions__transaction_id__reverse_post"];
+        post: operations["admin_reverse"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1414,7 +1572,7 @@ export interface paths {
          *     follows `next_cursor` sees each event exactly once, with several writing processes too.
          *     Scope `events:read`. Events are kept `COINPURSE_EVENTS_RETENTION_DAYS` (30 days).
          */
-        get: operations["events_internal_v1_events_get"];
+        get: operations["events"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1434,7 +1592,7 @@ export interface paths {
          * Balance monitors, newest first
          * @description Scope `monitors:read` (or `monitors:write`).
          */
-        get: operations["list_monitors_internal_v1_balance_monitors_get"];
+        get: operations["event_list_monitors"];
         put?: never;
         /**
          * Watch a balance: an event when it goes below or above a threshold
@@ -1443,7 +1601,7 @@ export interface paths {
          *     `balance.threshold_crossed` event is written in the same commit; it comes again only
          *     after the balance has left the condition. Scope `monitors:write`.
          */
-        post: operations["create_monitor_internal_v1_balance_monitors_post"];
+        post: operations["event_create_monitor"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1464,7 +1622,7 @@ export interface paths {
          * Stop watching a balance
          * @description Scope `monitors:write`.
          */
-        delete: operations["delete_monitor_internal_v1_balance_monitors__monitor_id__delete"];
+        delete: operations["event_delete_monitor"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1477,8 +1635,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Webhook endpoints, newest first */
-        get: operations["list_endpoints_admin_v1_webhook_endpoints_get"];
+        /**
+         * Webhook endpoints, newest first
+         * @description The webhook endpoints, newest first, with cursor pages; secrets are never shown
+         *     again after creation. Admin or auditor.
+         */
+        get: operations["event_list_endpoints"];
         put?: never;
         /**
          * Add a webhook endpoint; its signing secret is shown once
@@ -1490,7 +1652,7 @@ export interface paths {
          *     by event id. The URL is refused (`webhook_url_refused`, with a `reason`) unless it is
          *     http(s) and resolves to public addresses only.
          */
-        post: operations["create_endpoint_admin_v1_webhook_endpoints_post"];
+        post: operations["event_create_endpoint"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1504,12 +1666,18 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One webhook endpoint */
-        get: operations["get_endpoint_admin_v1_webhook_endpoints__endpoint_id__get"];
+        /**
+         * One webhook endpoint
+         * @description One webhook endpoint: its URL, event types and delivery state. Admin or auditor.
+         */
+        get: operations["event_get_endpoint"];
         put?: never;
         post?: never;
-        /** Delete a webhook endpoint and its deliveries */
-        delete: operations["delete_endpoint_admin_v1_webhook_endpoints__endpoint_id__delete"];
+        /**
+         * Delete a webhook endpoint and its deliveries
+         * @description Removes the endpoint: nothing more is delivered to it (audited). 204.
+         */
+        delete: operations["event_delete_endpoint"];
         options?: never;
         head?: never;
         /**
@@ -1517,7 +1685,7 @@ export interface paths {
          * @description Only the fields sent change. While disabled an endpoint gets no new deliveries,
          *     and its pending ones wait (they go out once it is enabled again, within their 3 days).
          */
-        patch: operations["update_endpoint_admin_v1_webhook_endpoints__endpoint_id__patch"];
+        patch: operations["event_update_endpoint"];
         trace?: never;
     };
     "/admin/v1/webhook-endpoints/{endpoint_id}/rotate-secret": {
@@ -1535,7 +1703,7 @@ export interface paths {
          *     `previous_secret_expires_at` (`grace_s`, default 24 hours): update your receiver to
          *     the new secret within it. `grace_s: 0` stops the old one at once.
          */
-        post: operations["rotate_secret_admin_v1_webhook_endpoints__endpoint_id__rotate_secret_post"];
+        post: operations["event_rotate_secret"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1554,7 +1722,7 @@ export interface paths {
          * @description Each with its status, attempts, the receiver's last HTTP status and error, and the
          *     next attempt's time while pending.
          */
-        get: operations["list_deliveries_admin_v1_webhook_endpoints__endpoint_id__deliveries_get"];
+        get: operations["event_list_deliveries"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1577,7 +1745,7 @@ export interface paths {
          * @description Whatever its status (a failed one, or a delivered one the receiver lost): it is
          *     pending again, due now, with a new 3-day retry window.
          */
-        post: operations["redeliver_admin_v1_webhook_endpoints__endpoint_id__deliveries__delivery_id__redeliver_post"];
+        post: operations["event_redeliver"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1618,7 +1786,7 @@ export interface paths {
          *     "last_event_id"?: "..."}` as the first message, or the web wallet's session cookie from a
          *     page of the same origin; `?last_event_id=` resumes).
          */
-        get: operations["stream_api_v1_events_stream_get"];
+        get: operations["event_stream"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1639,7 +1807,7 @@ export interface paths {
          * @description Which events notify is set by `COINPURSE_NOTIFY_EVENTS` (default: top-up
          *     succeeded, gift received, withdrawal paid or rejected, KYC approved or rejected).
          */
-        get: operations["list_notifications_api_v1_notifications_get"];
+        get: operations["event_list_notifications"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1657,8 +1825,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Mark every notification of the caller read */
-        post: operations["read_all_api_v1_notifications_read_all_post"];
+        /**
+         * Mark every notification of the caller read
+         * @description Marks every notification of the caller read; answers how many changed.
+         */
+        post: operations["event_read_all"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1679,7 +1850,67 @@ export interface paths {
          * @description Someone else's notification is as unknown as a missing one (404). Marking a read
          *     notification again changes nothing.
          */
-        post: operations["read_one_api_v1_notifications__notification_id__read_post"];
+        post: operations["event_read_one"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/healthz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Liveness: the process answers
+         * @description Always 200 while the process runs; it touches nothing else. Use `/readyz` to decide whether to send traffic.
+         */
+        get: operations["ops_health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness: database, migrations, background jobs
+         * @description 200 when the database answers, is at the migration this code needs, and every background job of this process runs. Otherwise 503 `not_ready` with `checks` naming what is wrong (also while the process drains on shutdown).
+         */
+        get: operations["ops_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prometheus metrics (needs COINPURSE_METRICS_TOKEN)
+         * @description The Prometheus text format, added up over every server process. Served here only when `COINPURSE_METRICS_TOKEN` is set, to callers sending `Authorization: Bearer <that token>`; else use `coinpurse serve --metrics-port`.
+         */
+        get: operations["ops_metrics"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1699,7 +1930,7 @@ export interface paths {
          *     `Cache-Control: public, max-age=COINPURSE_SHOP_CACHE_MAX_AGE_S`; send the ETag back in
          *     `If-None-Match` to get 304 Not Modified while the page is unchanged.
          */
-        get: operations["list_products_api_v1_products_get"];
+        get: operations["shop_list_products"];
         put?: never;
         /**
          * Put a product up for sale (merchants)
@@ -1707,7 +1938,7 @@ export interface paths {
          *     accounts registered with `"account_type": "merchant"`, or tokens with `"role":
          *     "merchant"`. The answer carries the product's `ETag`.
          */
-        post: operations["create_product_api_v1_products_post"];
+        post: operations["shop_create_product"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1725,14 +1956,14 @@ export interface paths {
          * One product of the catalog (public)
          * @description 404 if it is not for sale (inactive or deleted). The `ETag` is `"v<version>"`.
          */
-        get: operations["get_product_api_v1_products__product_id__get"];
+        get: operations["shop_get_product"];
         put?: never;
         post?: never;
         /**
          * Withdraw a product for good (its merchant or an admin)
          * @description Soft: it leaves the catalog and cannot be bought; its orders still show it.
          */
-        delete: operations["delete_product_api_v1_products__product_id__delete"];
+        delete: operations["shop_delete_product"];
         options?: never;
         head?: never;
         /**
@@ -1743,7 +1974,7 @@ export interface paths {
          *     `precondition_failed` if a sale or an edit came between). Anyone else than the
          *     product's merchant or an admin gets 403 (404 for a product not in the catalog).
          */
-        patch: operations["update_product_api_v1_products__product_id__patch"];
+        patch: operations["shop_update_product"];
         trace?: never;
     };
     "/api/v1/merchant/products": {
@@ -1753,8 +1984,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's own products, inactive ones included */
-        get: operations["my_products_api_v1_merchant_products_get"];
+        /**
+         * The caller's own products, inactive ones included
+         * @description The products the caller sells, active or not (`active` filters), newest first, with
+         *     cursor pages; `q` searches the name, `in_stock=true` leaves out sold-out ones.
+         */
+        get: operations["shop_my_products"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1770,8 +2005,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's purchases, newest first */
-        get: operations["my_orders_api_v1_orders_get"];
+        /**
+         * The caller's purchases, newest first
+         * @description Orders the caller placed as a buyer, newest first, with cursor pages; `status`
+         *     filters (`paid`, `partially_refunded`, `refunded`).
+         */
+        get: operations["shop_my_orders"];
         put?: never;
         /**
          * Buy a product with the wallet's money
@@ -1786,7 +2025,7 @@ export interface paths {
          *     `insufficient_funds`. The `Idempotency-Key` is scoped to the buyer: a retry replays the
          *     first answer, refusals included (use a new key to try again).
          */
-        post: operations["place_order_api_v1_orders_post"];
+        post: operations["shop_place_order"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1804,7 +2043,7 @@ export interface paths {
          * One order, with its refunds (its buyer, its merchant, admins)
          * @description Anyone else gets 404, as for an order that does not exist.
          */
-        get: operations["get_order_api_v1_orders__order_id__get"];
+        get: operations["shop_get_order"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1834,7 +2073,7 @@ export interface paths {
          *     pays back (whole units, pro rata) back in stock. The order becomes
          *     `partially_refunded` or `refunded`. The buyer gets 403; anyone else 404.
          */
-        post: operations["refund_order_api_v1_orders__order_id__refund_post"];
+        post: operations["shop_refund_order"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1850,10 +2089,11 @@ export interface paths {
         };
         /**
          * The caller's sales, newest first, with totals per product and currency
-         * @description `totals` cover every order of the filter, not only this page: units and amounts
-         *     sold, fees, refunds, and `net_amount`, what the merchant kept.
+         * @description Orders of every buyer and merchant, newest first, with cursor pages, filtered by
+         *     buyer, merchant, product, `status`, `currency` and creation time (`created_from`
+         *     included, `created_to` excluded). Admin or auditor.
          */
-        get: operations["my_sales_api_v1_merchant_sales_get"];
+        get: operations["shop_my_sales"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1869,25 +2109,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every order, newest first, with filters (admins and auditors) */
-        get: operations["admin_orders_admin_v1_orders_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/healthz": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Liveness: the process answers */
-        get: operations["healthz_healthz_get"];
+        /**
+         * Every order, newest first, with filters (admins and auditors)
+         * @description Orders of every buyer and merchant, newest first, with cursor pages, filtered by
+         *     buyer, merchant, product, `status`, `currency` and creation time (`created_from`
+         *     included, `created_to` excluded). Admin or auditor.
+         */
+        get: operations["shop_admin_orders"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1913,11 +2141,20 @@ export interface components {
             address: string;
             /** Currency */
             currency: string;
-            /** Balance */
+            /**
+             * Balance
+             * Format: int64
+             */
             balance: number;
-            /** Held */
+            /**
+             * Held
+             * Format: int64
+             */
             held: number;
-            /** Available */
+            /**
+             * Available
+             * Format: int64
+             */
             available: number;
         };
         /** AccountOut */
@@ -1929,12 +2166,26 @@ export interface components {
                 [key: string]: components["schemas"]["BalanceOut"];
             };
         };
-        /** AdjustmentDecisionIn */
+        /**
+         * AdjustmentDecisionIn
+         * @example {
+         *       "note": "Checked with support"
+         *     }
+         */
         AdjustmentDecisionIn: {
             /** Note */
             note?: string | null;
         };
-        /** AdjustmentIn */
+        /**
+         * AdjustmentIn
+         * @example {
+         *       "amount": 500,
+         *       "currency": "points",
+         *       "direction": "credit",
+         *       "reason": "Compensation for ticket 4411",
+         *       "user_id": "alice"
+         *     }
+         */
         AdjustmentIn: {
             /** User Id */
             user_id: string;
@@ -1942,6 +2193,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -1967,7 +2219,10 @@ export interface components {
             user_id: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Direction */
             direction: string;
@@ -2008,18 +2263,28 @@ export interface components {
             gift_type: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /**
              * Receiver Amount
+             * Format: int64
              * @description What the receiver earned.
              */
             receiver_amount: number;
             /** Agency Id */
             agency_id: string | null;
-            /** Agency Commission */
+            /**
+             * Agency Commission
+             * Format: int64
+             */
             agency_commission: number;
-            /** Platform Fee */
+            /**
+             * Platform Fee
+             * Format: int64
+             */
             platform_fee: number;
             /** Message */
             message: string | null;
@@ -2043,9 +2308,15 @@ export interface components {
             package_id: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Bonus */
+            /**
+             * Bonus
+             * Format: int64
+             */
             bonus: number;
             price: components["schemas"]["PriceOut"];
             /**
@@ -2064,9 +2335,15 @@ export interface components {
             transaction_id: string | null;
             /** Reversal Transaction Id */
             reversal_transaction_id: string | null;
-            /** Reversed Amount */
+            /**
+             * Reversed Amount
+             * Format: int64
+             */
             reversed_amount: number;
-            /** Debt Amount */
+            /**
+             * Debt Amount
+             * Format: int64
+             */
             debt_amount: number;
             /** Created At */
             created_at: string;
@@ -2098,7 +2375,10 @@ export interface components {
         AdminSubmissionOut: {
             /** Id */
             id: string;
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /**
              * Status
@@ -2163,7 +2443,10 @@ export interface components {
             status: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Destination */
             destination: {
@@ -2197,7 +2480,12 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
-        /** AgencyIn */
+        /**
+         * AgencyIn
+         * @example {
+         *       "agency_id": "7"
+         *     }
+         */
         AgencyIn: {
             /**
              * Agency Id
@@ -2247,6 +2535,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Signed: negative when money left the wallet.
              */
             amount: number;
@@ -2256,7 +2545,10 @@ export interface components {
             description: string;
             /** Reference Id */
             reference_id: string;
-            /** Balance After */
+            /**
+             * Balance After
+             * Format: int64
+             */
             balance_after: number;
             /** Created At */
             created_at: string;
@@ -2319,6 +2611,7 @@ export interface components {
             condition: "below" | "above";
             /**
              * Amount
+             * Format: int64
              * @description The threshold, in minor units (negative for accounts that may go below zero).
              */
             amount: number;
@@ -2338,7 +2631,10 @@ export interface components {
             currency: string;
             /** Condition */
             condition: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Description */
             description: string;
@@ -2356,16 +2652,54 @@ export interface components {
         };
         /** BalanceOut */
         BalanceOut: {
-            /** Balance */
+            /**
+             * Balance
+             * Format: int64
+             */
             balance: number;
-            /** Held */
+            /**
+             * Held
+             * Format: int64
+             */
             held: number;
-            /** Available */
+            /**
+             * Available
+             * Format: int64
+             */
             available: number;
         };
         /**
          * BatchIn
          * @description Up to 1,000 transfers in one call; each posts or is refused on its own.
+         * @example {
+         *       "atomic": false,
+         *       "transfers": [
+         *         {
+         *           "description": "Trade",
+         *           "postings": [
+         *             {
+         *               "amount": 25,
+         *               "currency": "points",
+         *               "destination": "user:bob",
+         *               "source": "user:alice"
+         *             }
+         *           ],
+         *           "reference_id": "trade-1"
+         *         },
+         *         {
+         *           "description": "Welcome bonus",
+         *           "postings": [
+         *             {
+         *               "amount": 100,
+         *               "currency": "points",
+         *               "destination": "user:carol",
+         *               "source": "world"
+         *             }
+         *           ],
+         *           "reference_id": "welcome-carol"
+         *         }
+         *       ]
+         *     }
          */
         BatchIn: {
             /** Transfers */
@@ -2381,9 +2715,15 @@ export interface components {
         BatchOut: {
             /** Atomic */
             atomic: boolean;
-            /** Posted */
+            /**
+             * Posted
+             * Format: int64
+             */
             posted: number;
-            /** Rejected */
+            /**
+             * Rejected
+             * Format: int64
+             */
             rejected: number;
             /** Results */
             results: components["schemas"]["BatchResultOut"][];
@@ -2393,7 +2733,10 @@ export interface components {
          * @description A posted transfer has an `id`; a refused one a `code` and a `detail` instead.
          */
         BatchResultOut: {
-            /** Index */
+            /**
+             * Index
+             * Format: int64
+             */
             index: number;
             /**
              * Status
@@ -2428,11 +2771,17 @@ export interface components {
             mfa: boolean;
             /**
              * Expires In
+             * Format: int64
              * @description Seconds until the access cookie needs a refresh.
              */
             expires_in: number;
         };
-        /** CaptureIn */
+        /**
+         * CaptureIn
+         * @example {
+         *       "amount": 300
+         *     }
+         */
         CaptureIn: {
             /**
              * Amount
@@ -2445,7 +2794,12 @@ export interface components {
             /** Data */
             data: components["schemas"]["GiftTypeOut"][];
         };
-        /** CodeIn */
+        /**
+         * CodeIn
+         * @example {
+         *       "code": "123456"
+         *     }
+         */
         CodeIn: {
             /** Code */
             code: string;
@@ -2464,7 +2818,10 @@ export interface components {
         CurrencyLimitsOut: {
             /** Currency */
             currency: string;
-            /** Min Amount */
+            /**
+             * Min Amount
+             * Format: int64
+             */
             min_amount: number;
             /** Max Amount */
             max_amount: number | null;
@@ -2482,6 +2839,7 @@ export interface components {
             code: string;
             /**
              * Scale
+             * Format: int64
              * @description Digits after the point: amounts are in 10^-scale units.
              */
             scale: number;
@@ -2498,9 +2856,15 @@ export interface components {
         };
         /** CurrencyStatsOut */
         CurrencyStatsOut: {
-            /** In User Wallets */
+            /**
+             * In User Wallets
+             * Format: int64
+             */
             in_user_wallets: number;
-            /** Held */
+            /**
+             * Held
+             * Format: int64
+             */
             held: number;
             /** Services */
             services: {
@@ -2537,6 +2901,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Paid into the platform fee account that day.
              */
             amount: number;
@@ -2572,15 +2937,24 @@ export interface components {
              * @description Transaction kind: topup, withdrawal, gift, credit, ...
              */
             kind: string;
-            /** Count */
+            /**
+             * Count
+             * Format: int64
+             */
             count: number;
             /**
              * Amount
+             * Format: int64
              * @description Sum of the transactions' amounts, in minor units.
              */
             amount: number;
         };
-        /** DecisionIn */
+        /**
+         * DecisionIn
+         * @example {
+         *       "reason": "Documents checked"
+         *     }
+         */
         DecisionIn: {
             /** Reason */
             reason?: string | null;
@@ -2600,7 +2974,10 @@ export interface components {
              * @description pending (waiting or retrying), delivered, failed
              */
             status: string;
-            /** Attempts */
+            /**
+             * Attempts
+             * Format: int64
+             */
             attempts: number;
             /**
              * Last Status Code
@@ -2628,7 +3005,12 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
-        /** DisableIn */
+        /**
+         * DisableIn
+         * @example {
+         *       "totp_code": "123456"
+         *     }
+         */
         DisableIn: {
             /** Totp Code */
             totp_code?: string | null;
@@ -2659,20 +3041,32 @@ export interface components {
         EntryOut: {
             /** Id */
             id: string;
-            /** Posting Index */
+            /**
+             * Posting Index
+             * Format: int64
+             */
             posting_index: number;
             /** Address */
             address: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Balance After */
+            /**
+             * Balance After
+             * Format: int64
+             */
             balance_after: number;
         };
         /** EventDetailOut */
         EventDetailOut: {
-            /** Id */
+            /**
+             * Id
+             * Format: int64
+             */
             id: number;
             /** Provider */
             provider: string;
@@ -2685,7 +3079,10 @@ export interface components {
              * @description received (waiting or retrying), processed, ignored, failed (gave up; an operator looks)
              */
             status: string;
-            /** Attempts */
+            /**
+             * Attempts
+             * Format: int64
+             */
             attempts: number;
             /** Next Attempt At */
             next_attempt_at: string | null;
@@ -2753,18 +3150,28 @@ export interface components {
             gift_type: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /**
              * Receiver Amount
+             * Format: int64
              * @description What the receiver earned.
              */
             receiver_amount: number;
             /** Agency Id */
             agency_id: string | null;
-            /** Agency Commission */
+            /**
+             * Agency Commission
+             * Format: int64
+             */
             agency_commission: number;
-            /** Platform Fee */
+            /**
+             * Platform Fee
+             * Format: int64
+             */
             platform_fee: number;
             /** Message */
             message: string | null;
@@ -2793,14 +3200,24 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description What the giver pays.
              */
             amount: number;
-            /** Receiver Amount */
+            /**
+             * Receiver Amount
+             * Format: int64
+             */
             receiver_amount: number;
-            /** Agency Commission */
+            /**
+             * Agency Commission
+             * Format: int64
+             */
             agency_commission: number;
-            /** Platform Fee */
+            /**
+             * Platform Fee
+             * Format: int64
+             */
             platform_fee: number;
         };
         /** GiftReportOut */
@@ -2823,15 +3240,30 @@ export interface components {
         GiftTotalsOut: {
             /** Currency */
             currency: string;
-            /** Count */
+            /**
+             * Count
+             * Format: int64
+             */
             count: number;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Receiver Amount */
+            /**
+             * Receiver Amount
+             * Format: int64
+             */
             receiver_amount: number;
-            /** Agency Commission */
+            /**
+             * Agency Commission
+             * Format: int64
+             */
             agency_commission: number;
-            /** Platform Fee */
+            /**
+             * Platform Fee
+             * Format: int64
+             */
             platform_fee: number;
             /** Gift Type */
             gift_type?: string | null;
@@ -2844,15 +3276,33 @@ export interface components {
         GiftTypeOut: {
             /** Gift Type */
             gift_type: string;
-            /** Price */
+            /**
+             * Price
+             * Format: int64
+             */
             price: number;
             /** Currency */
             currency: string;
         };
-        /** HTTPValidationError */
-        HTTPValidationError: {
-            /** Detail */
-            detail?: components["schemas"]["ValidationError"][];
+        /** HealthOut */
+        HealthOut: {
+            /**
+             * Status
+             * @example ok
+             */
+            status: string;
+            /**
+             * Version
+             * @example 0.1.0
+             */
+            version: string;
+            /**
+             * Pid
+             * Format: int64
+             * @description The answering server process (one of `--workers`).
+             * @example 4242
+             */
+            pid: number;
         };
         /** HistoryEntryOut */
         HistoryEntryOut: {
@@ -2864,6 +3314,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Signed: negative when money left the wallet.
              */
             amount: number;
@@ -2873,7 +3324,10 @@ export interface components {
             description: string;
             /** Reference Id */
             reference_id: string;
-            /** Balance After */
+            /**
+             * Balance After
+             * Format: int64
+             */
             balance_after: number;
             /** Created At */
             created_at: string;
@@ -2912,6 +3366,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -2935,6 +3390,7 @@ export interface components {
             reference_id: string;
             /**
              * Expires In S
+             * Format: int64
              * @description Seconds until it releases itself (1 to 604800).
              * @default 900
              */
@@ -2970,11 +3426,20 @@ export interface components {
             user_id: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Captured Amount */
+            /**
+             * Captured Amount
+             * Format: int64
+             */
             captured_amount: number;
-            /** Released Amount */
+            /**
+             * Released Amount
+             * Format: int64
+             */
             released_amount: number;
             /** Destination */
             destination: string;
@@ -3026,7 +3491,16 @@ export interface components {
              */
             key: string;
         };
-        /** KeyIn */
+        /**
+         * KeyIn
+         * @example {
+         *       "scopes": [
+         *         "wallet:read",
+         *         "wallet:credit:points"
+         *       ],
+         *       "service": "games"
+         *     }
+         */
         KeyIn: {
             /** Service */
             service: string;
@@ -3100,7 +3574,10 @@ export interface components {
          *     }
          */
         KycIn: {
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /** Full Name */
             full_name?: string | null;
@@ -3115,7 +3592,10 @@ export interface components {
         };
         /** KycStatusOut */
         KycStatusOut: {
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /** Requires */
             requires: string[];
@@ -3145,9 +3625,15 @@ export interface components {
             address: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Balance After */
+            /**
+             * Balance After
+             * Format: int64
+             */
             balance_after: number;
             /** Kind */
             kind: string;
@@ -3170,14 +3656,30 @@ export interface components {
             kind: string;
             /** Currency */
             currency: string;
-            /** In */
+            /**
+             * In
+             * Format: int64
+             */
             in: number;
-            /** Out */
+            /**
+             * Out
+             * Format: int64
+             */
             out: number;
-            /** Entries */
+            /**
+             * Entries
+             * Format: int64
+             */
             entries: number;
         };
-        /** LoginIn */
+        /**
+         * LoginIn
+         * @example {
+         *       "email": "alice@example.com",
+         *       "password": "correct horse battery staple",
+         *       "totp_code": "123456"
+         *     }
+         */
         LoginIn: {
             /** Email */
             email: string;
@@ -3252,7 +3754,10 @@ export interface components {
             data: components["schemas"]["NotificationOut"][];
             /** Next Cursor */
             next_cursor: string | null;
-            /** Unread Count */
+            /**
+             * Unread Count
+             * Format: int64
+             */
             unread_count: number;
         };
         /**
@@ -3271,6 +3776,7 @@ export interface components {
             product_id: string;
             /**
              * Quantity
+             * Format: int64
              * @description Units to buy: 1 to COINPURSE_SHOP_QUANTITY_MAX (default 100).
              * @default 1
              */
@@ -3296,9 +3802,15 @@ export interface components {
             package_id: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Bonus */
+            /**
+             * Bonus
+             * Format: int64
+             */
             bonus: number;
             price: components["schemas"]["PriceOut"];
             /**
@@ -3317,9 +3829,15 @@ export interface components {
             transaction_id: string | null;
             /** Reversal Transaction Id */
             reversal_transaction_id: string | null;
-            /** Reversed Amount */
+            /**
+             * Reversed Amount
+             * Format: int64
+             */
             reversed_amount: number;
-            /** Debt Amount */
+            /**
+             * Debt Amount
+             * Format: int64
+             */
             debt_amount: number;
             /** Created At */
             created_at: string;
@@ -3343,11 +3861,20 @@ export interface components {
             id: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Bonus */
+            /**
+             * Bonus
+             * Format: int64
+             */
             bonus: number;
-            /** Total */
+            /**
+             * Total
+             * Format: int64
+             */
             total: number;
             price: components["schemas"]["PriceOut"];
         };
@@ -3365,11 +3892,20 @@ export interface components {
         };
         /** PendingOut */
         PendingOut: {
-            /** Withdrawals */
+            /**
+             * Withdrawals
+             * Format: int64
+             */
             withdrawals: number;
-            /** Kyc Submissions */
+            /**
+             * Kyc Submissions
+             * Format: int64
+             */
             kyc_submissions: number;
-            /** Adjustments */
+            /**
+             * Adjustments
+             * Format: int64
+             */
             adjustments: number;
         };
         /** PeriodOut */
@@ -3381,6 +3917,7 @@ export interface components {
             limit: number | null;
             /**
              * Used
+             * Format: int64
              * @description Pending, approved and paid withdrawals in the period.
              */
             used: number;
@@ -3401,6 +3938,7 @@ export interface components {
             destination: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -3418,7 +3956,10 @@ export interface components {
             source: string;
             /** Destination */
             destination: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Currency */
             currency: string;
@@ -3427,6 +3968,7 @@ export interface components {
         PriceOut: {
             /**
              * Amount
+             * Format: int64
              * @description In the price currency's minor units (999 = 9.99).
              */
             amount: number;
@@ -3465,6 +4007,7 @@ export interface components {
             description?: string;
             /**
              * Price
+             * Format: int64
              * @description Per unit, in minor units, 1 to 2^63-1.
              * @example 250
              */
@@ -3477,6 +4020,7 @@ export interface components {
             currency: string;
             /**
              * Stock
+             * Format: int64
              * @description Units for sale, 0 to 2^63-1 (absolute).
              * @example 10
              */
@@ -3508,11 +4052,17 @@ export interface components {
             name: string;
             /** Description */
             description: string;
-            /** Price */
+            /**
+             * Price
+             * Format: int64
+             */
             price: number;
             /** Currency */
             currency: string;
-            /** Stock */
+            /**
+             * Stock
+             * Format: int64
+             */
             stock: number;
             /** In Stock */
             in_stock: boolean;
@@ -3524,6 +4074,7 @@ export interface components {
             };
             /**
              * Version
+             * Format: int64
              * @description Counts the changes; the ETag is `"v<version>"`.
              */
             version: number;
@@ -3571,18 +4122,53 @@ export interface components {
         RateOut: {
             /** Currency */
             currency: string;
-            /** Per */
+            /**
+             * Per
+             * Format: int64
+             */
             per: number;
             price: components["schemas"]["PriceOut"];
         };
         /** ReadAllOut */
         ReadAllOut: {
-            /** Marked Read */
+            /**
+             * Marked Read
+             * Format: int64
+             */
             marked_read: number;
-            /** Unread Count */
+            /**
+             * Unread Count
+             * Format: int64
+             */
             unread_count: number;
         };
-        /** RefreshIn */
+        /** ReadyOut */
+        ReadyOut: {
+            /**
+             * Status
+             * @example ready
+             */
+            status: string;
+            /**
+             * Checks
+             * @description Each check and `ok`, or what is wrong.
+             * @example {
+             *       "database": "ok",
+             *       "jobs": "ok",
+             *       "migrations": "ok",
+             *       "shutdown": "ok"
+             *     }
+             */
+            checks: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * RefreshIn
+         * @example {
+         *       "refresh_token": "rt_Zq3sV9x2Yw8uT1pL0kJhG6fD4sA7qW2e"
+         *     }
+         */
         RefreshIn: {
             /** Refresh Token */
             refresh_token: string;
@@ -3595,20 +4181,26 @@ export interface components {
             order_id: string;
             /**
              * Amount
+             * Format: int64
              * @description Paid back to the buyer in all.
              */
             amount: number;
             /**
              * Fee
+             * Format: int64
              * @description Of it, the platform's fee returned (pro rata).
              */
             fee: number;
             /**
              * Merchant Amount
+             * Format: int64
              * @description Of it, taken from the merchant's wallet.
              */
             merchant_amount: number;
-            /** Restock Quantity */
+            /**
+             * Restock Quantity
+             * Format: int64
+             */
             restock_quantity: number;
             /** Reason */
             reason: string;
@@ -3656,20 +4248,26 @@ export interface components {
             order_id: string;
             /**
              * Amount
+             * Format: int64
              * @description Paid back to the buyer in all.
              */
             amount: number;
             /**
              * Fee
+             * Format: int64
              * @description Of it, the platform's fee returned (pro rata).
              */
             fee: number;
             /**
              * Merchant Amount
+             * Format: int64
              * @description Of it, taken from the merchant's wallet.
              */
             merchant_amount: number;
-            /** Restock Quantity */
+            /**
+             * Restock Quantity
+             * Format: int64
+             */
             restock_quantity: number;
             /** Reason */
             reason: string;
@@ -3683,7 +4281,13 @@ export interface components {
             /** Created At */
             created_at: string;
         };
-        /** RegisterIn */
+        /**
+         * RegisterIn
+         * @example {
+         *       "email": "alice@example.com",
+         *       "password": "correct horse battery staple"
+         *     }
+         */
         RegisterIn: {
             /** Email */
             email: string;
@@ -3700,17 +4304,32 @@ export interface components {
              */
             account_type?: "user" | "merchant";
         };
-        /** RejectIn */
+        /**
+         * RejectIn
+         * @example {
+         *       "reason": "The details do not match the account holder"
+         *     }
+         */
         RejectIn: {
             /** Reason */
             reason: string;
         };
-        /** ReverseIn */
+        /**
+         * ReverseIn
+         * @example {
+         *       "reason": "Credited twice by mistake"
+         *     }
+         */
         ReverseIn: {
             /** Reason */
             reason: string;
         };
-        /** RotateIn */
+        /**
+         * RotateIn
+         * @example {
+         *       "grace_s": 86400
+         *     }
+         */
         RotateIn: {
             /**
              * Grace S
@@ -3741,27 +4360,54 @@ export interface components {
             product_name: string;
             /** Currency */
             currency: string;
-            /** Orders */
+            /**
+             * Orders
+             * Format: int64
+             */
             orders: number;
-            /** Quantity */
+            /**
+             * Quantity
+             * Format: int64
+             */
             quantity: number;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
-            /** Fee */
+            /**
+             * Fee
+             * Format: int64
+             */
             fee: number;
-            /** Refunded Amount */
+            /**
+             * Refunded Amount
+             * Format: int64
+             */
             refunded_amount: number;
-            /** Refunded Fee */
+            /**
+             * Refunded Fee
+             * Format: int64
+             */
             refunded_fee: number;
-            /** Restocked Quantity */
+            /**
+             * Restocked Quantity
+             * Format: int64
+             */
             restocked_quantity: number;
             /**
              * Net Amount
+             * Format: int64
              * @description What the merchant kept: amount - fee - (refunded_amount - refunded_fee).
              */
             net_amount: number;
         };
-        /** SecretRotateIn */
+        /**
+         * SecretRotateIn
+         * @example {
+         *       "grace_s": 3600
+         *     }
+         */
         SecretRotateIn: {
             /**
              * Grace S
@@ -3783,18 +4429,28 @@ export interface components {
             gift_type: string | null;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /**
              * Receiver Amount
+             * Format: int64
              * @description What the receiver earned.
              */
             receiver_amount: number;
             /** Agency Id */
             agency_id: string | null;
-            /** Agency Commission */
+            /**
+             * Agency Commission
+             * Format: int64
+             */
             agency_commission: number;
-            /** Platform Fee */
+            /**
+             * Platform Fee
+             * Format: int64
+             */
             platform_fee: number;
             /** Message */
             message: string | null;
@@ -3809,15 +4465,20 @@ export interface components {
         ServiceStatsOut: {
             /**
              * Issued
+             * Format: int64
              * @description Paid out of the service's account.
              */
             issued: number;
             /**
              * Collected
+             * Format: int64
              * @description Paid into the service's account.
              */
             collected: number;
-            /** Balance */
+            /**
+             * Balance
+             * Format: int64
+             */
             balance: number;
         };
         /** SessionOut */
@@ -3826,7 +4487,10 @@ export interface components {
             access_token: string;
             /** Token Type */
             token_type: string;
-            /** Expires In */
+            /**
+             * Expires In
+             * Format: int64
+             */
             expires_in: number;
             /** Refresh Token */
             refresh_token: string;
@@ -3857,35 +4521,51 @@ export interface components {
              * @description The product's name when it was bought.
              */
             product_name: string;
-            /** Quantity */
+            /**
+             * Quantity
+             * Format: int64
+             */
             quantity: number;
-            /** Unit Price */
+            /**
+             * Unit Price
+             * Format: int64
+             */
             unit_price: number;
             /** Currency */
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description What the buyer paid: unit_price x quantity.
              */
             amount: number;
             /**
              * Fee
+             * Format: int64
              * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
              */
             fee: number;
             /**
              * Merchant Amount
+             * Format: int64
              * @description What the merchant received: amount - fee.
              */
             merchant_amount: number;
-            /** Refunded Amount */
+            /**
+             * Refunded Amount
+             * Format: int64
+             */
             refunded_amount: number;
             /**
              * Refunded Fee
+             * Format: int64
              * @description Of the refunds, what the platform returned.
              */
             refunded_fee: number;
-            /** Restocked Quantity */
+            /**
+             * Restocked Quantity
+             * Format: int64
+             */
             restocked_quantity: number;
             /** Transaction Id */
             transaction_id: string;
@@ -3916,35 +4596,51 @@ export interface components {
              * @description The product's name when it was bought.
              */
             product_name: string;
-            /** Quantity */
+            /**
+             * Quantity
+             * Format: int64
+             */
             quantity: number;
-            /** Unit Price */
+            /**
+             * Unit Price
+             * Format: int64
+             */
             unit_price: number;
             /** Currency */
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description What the buyer paid: unit_price x quantity.
              */
             amount: number;
             /**
              * Fee
+             * Format: int64
              * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
              */
             fee: number;
             /**
              * Merchant Amount
+             * Format: int64
              * @description What the merchant received: amount - fee.
              */
             merchant_amount: number;
-            /** Refunded Amount */
+            /**
+             * Refunded Amount
+             * Format: int64
+             */
             refunded_amount: number;
             /**
              * Refunded Fee
+             * Format: int64
              * @description Of the refunds, what the platform returned.
              */
             refunded_fee: number;
-            /** Restocked Quantity */
+            /**
+             * Restocked Quantity
+             * Format: int64
+             */
             restocked_quantity: number;
             /** Transaction Id */
             transaction_id: string;
@@ -3975,35 +4671,51 @@ export interface components {
              * @description The product's name when it was bought.
              */
             product_name: string;
-            /** Quantity */
+            /**
+             * Quantity
+             * Format: int64
+             */
             quantity: number;
-            /** Unit Price */
+            /**
+             * Unit Price
+             * Format: int64
+             */
             unit_price: number;
             /** Currency */
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description What the buyer paid: unit_price x quantity.
              */
             amount: number;
             /**
              * Fee
+             * Format: int64
              * @description The platform's share (COINPURSE_SHOP_FEE_BP, rounded down).
              */
             fee: number;
             /**
              * Merchant Amount
+             * Format: int64
              * @description What the merchant received: amount - fee.
              */
             merchant_amount: number;
-            /** Refunded Amount */
+            /**
+             * Refunded Amount
+             * Format: int64
+             */
             refunded_amount: number;
             /**
              * Refunded Fee
+             * Format: int64
              * @description Of the refunds, what the platform returned.
              */
             refunded_fee: number;
-            /** Restocked Quantity */
+            /**
+             * Restocked Quantity
+             * Format: int64
+             */
             restocked_quantity: number;
             /** Transaction Id */
             transaction_id: string;
@@ -4027,14 +4739,20 @@ export interface components {
             currencies: {
                 [key: string]: components["schemas"]["CurrencyStatsOut"];
             };
-            /** Users With Wallet */
+            /**
+             * Users With Wallet
+             * Format: int64
+             */
             users_with_wallet: number;
         };
         /** SubmissionOut */
         SubmissionOut: {
             /** Id */
             id: string;
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /**
              * Status
@@ -4061,14 +4779,23 @@ export interface components {
             kind: string;
             /** Currency */
             currency: string;
-            /** Count */
+            /**
+             * Count
+             * Format: int64
+             */
             count: number;
-            /** Total */
+            /**
+             * Total
+             * Format: int64
+             */
             total: number;
         };
         /** TierOut */
         TierOut: {
-            /** Tier */
+            /**
+             * Tier
+             * Format: int64
+             */
             tier: number;
             /** Requires */
             requires: string[];
@@ -4260,24 +4987,16 @@ export interface components {
             /** Created At */
             created_at: string;
         };
-        /** ValidationError */
-        ValidationError: {
-            /** Location */
-            loc: (string | number)[];
-            /** Message */
-            msg: string;
-            /** Error Type */
-            type: string;
-            /** Input */
-            input?: unknown;
-            /** Context */
-            ctx?: Record<string, never>;
-        };
         /**
          * VerifyIn
          * @description What the provider's checkout handed the client. razorpay: ``razorpay_order_id``,
          *     ``razorpay_payment_id``, ``razorpay_signature``; mock: ``payment_id``, ``signature``;
          *     stripe: nothing (Coinpurse asks Stripe for the session).
+         * @example {
+         *       "razorpay_order_id": "order_NcE7g1yJk9TGJ2",
+         *       "razorpay_payment_id": "pay_NcE8HrZQ7mXyLa",
+         *       "razorpay_signature": "9ef4dffbfd84f1318f6739a3ce19f9d85851857ae648f114332d8401e0949a3d"
+         *     }
          */
         VerifyIn: {
             /** Razorpay Order Id */
@@ -4318,6 +5037,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -4382,10 +5102,14 @@ export interface components {
             user_id: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /**
              * Balance After
+             * Format: int64
              * @description The user's balance in this currency after it.
              */
             balance_after: number;
@@ -4406,7 +5130,10 @@ export interface components {
             received: boolean;
             /** Duplicate */
             duplicate: boolean;
-            /** Id */
+            /**
+             * Id
+             * Format: int64
+             */
             id: number;
         };
         /** WebhookEndpointCreatedOut */
@@ -4531,7 +5258,10 @@ export interface components {
             status: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Destination */
             destination: {
@@ -4572,6 +5302,7 @@ export interface components {
             currency: string;
             /**
              * Amount
+             * Format: int64
              * @description Integer amount in minor units, 1 to 2^63-1.
              * @example 100
              */
@@ -4588,6 +5319,7 @@ export interface components {
         WithdrawalLimitsOut: {
             /**
              * Tier
+             * Format: int64
              * @description The caller's KYC tier.
              */
             tier: number;
@@ -4603,6 +5335,7 @@ export interface components {
             required_tier: number | null;
             /**
              * Debt
+             * Format: int64
              * @description Left by refunded top-ups; withdrawals wait until repaid.
              */
             debt: number;
@@ -4620,7 +5353,10 @@ export interface components {
             status: string;
             /** Currency */
             currency: string;
-            /** Amount */
+            /**
+             * Amount
+             * Format: int64
+             */
             amount: number;
             /** Destination */
             destination: {
@@ -4677,7 +5413,10 @@ export interface components {
         };
         /** EventOut */
         coinpurse__payments__schemas__EventOut: {
-            /** Id */
+            /**
+             * Id
+             * Format: int64
+             */
             id: number;
             /** Provider */
             provider: string;
@@ -4690,7 +5429,10 @@ export interface components {
              * @description received (waiting or retrying), processed, ignored, failed (gave up; an operator looks)
              */
             status: string;
-            /** Attempts */
+            /**
+             * Attempts
+             * Format: int64
+             */
             attempts: number;
             /** Next Attempt At */
             next_attempt_at: string | null;
@@ -4714,23 +5456,45 @@ export interface components {
         Problem: {
             type: string;
             title: string;
+            /** Format: int32 */
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "webhook_url_refused" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "not_ready" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "webhook_url_refused" | "withdrawal_not_pending";
+            /** @description The request's `X-Request-ID`, to find its log lines. */
+            request_id?: string;
             /** @description Field errors, for validation_error. */
-            errors?: Record<string, never>[];
+            errors?: {
+                loc?: string[];
+                msg?: string;
+                type?: string;
+            }[];
         };
     };
     responses: never;
     parameters: never;
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description The request's id: yours if you sent a valid `X-Request-ID` (1-128 of letters, digits, `._:-`), else one made for it. It is in every log line of the request and in problem bodies (`request_id`). */
+        "X-Request-ID": string;
+        /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key` (nothing was done again). */
+        "Idempotent-Replayed": "true";
+        /** @description Seconds to wait before retrying (with the same idempotency key). */
+        "Retry-After": number;
+        /** @description Requests allowed in the window of the tightest limit this request passed (per user, per service key, per client address). */
+        "RateLimit-Limit": number;
+        /** @description Requests left in that window. */
+        "RateLimit-Remaining": number;
+        /** @description Seconds until the window frees a request. */
+        "RateLimit-Reset": number;
+        /** @description The limit and its window, e.g. `1200;w=60`. */
+        "RateLimit-Policy": string;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    credit_internal_v1_wallet_credit_post: {
+    wallet_credit: {
         parameters: {
             query?: never;
             header?: {
@@ -4750,6 +5514,8 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4759,6 +5525,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4768,6 +5535,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4777,6 +5545,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4786,6 +5555,7 @@ export interface operations {
             /** @description `payload_too_large`: Payload too large */
             413: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4795,6 +5565,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4804,6 +5575,8 @@ export interface operations {
             /** @description `service_unavailable`: Service unavailable; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4812,7 +5585,7 @@ export interface operations {
             };
         };
     };
-    debit_internal_v1_wallet_debit_post: {
+    wallet_debit: {
         parameters: {
             query?: never;
             header?: {
@@ -4832,6 +5605,8 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4841,6 +5616,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4850,6 +5626,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4859,6 +5636,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4868,6 +5646,7 @@ export interface operations {
             /** @description `payload_too_large`: Payload too large */
             413: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4877,6 +5656,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4886,6 +5666,8 @@ export interface operations {
             /** @description `service_unavailable`: Service unavailable; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4894,7 +5676,7 @@ export interface operations {
             };
         };
     };
-    transfer_internal_v1_transfers_post: {
+    wallet_transfer: {
         parameters: {
             query?: never;
             header?: {
@@ -4914,6 +5696,8 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4923,6 +5707,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4932,6 +5717,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4941,6 +5727,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4950,6 +5737,7 @@ export interface operations {
             /** @description `payload_too_large`: Payload too large */
             413: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4959,6 +5747,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4968,6 +5757,8 @@ export interface operations {
             /** @description `service_unavailable`: Service unavailable; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4976,7 +5767,7 @@ export interface operations {
             };
         };
     };
-    transfer_batch_internal_v1_transfers_batch_post: {
+    wallet_transfer_batch: {
         parameters: {
             query?: never;
             header?: {
@@ -4996,6 +5787,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5005,6 +5798,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5014,6 +5808,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5023,6 +5818,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5032,6 +5828,7 @@ export interface operations {
             /** @description `payload_too_large`: Payload too large */
             413: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5041,6 +5838,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5050,6 +5848,8 @@ export interface operations {
             /** @description `service_unavailable`: Service unavailable; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5058,7 +5858,7 @@ export interface operations {
             };
         };
     };
-    balance_internal_v1_wallet_balance__user_id__get: {
+    wallet_balance: {
         parameters: {
             query?: never;
             header?: {
@@ -5075,6 +5875,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5084,6 +5885,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5093,6 +5895,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5102,6 +5905,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5110,7 +5914,7 @@ export interface operations {
             };
         };
     };
-    account_internal_v1_accounts__address__get: {
+    wallet_account: {
         parameters: {
             query?: never;
             header?: {
@@ -5126,6 +5930,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5135,6 +5940,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5144,6 +5950,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5153,6 +5960,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5161,7 +5969,7 @@ export interface operations {
             };
         };
     };
-    get_transaction_internal_v1_transactions__transaction_id__get: {
+    wallet_get_transaction: {
         parameters: {
             query?: never;
             header?: {
@@ -5177,6 +5985,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5186,6 +5995,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5195,6 +6005,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5204,6 +6015,7 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5213,6 +6025,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5221,7 +6034,7 @@ export interface operations {
             };
         };
     };
-    user_history_internal_v1_wallet_transactions__user_id__get: {
+    wallet_user_history: {
         parameters: {
             query?: {
                 currency?: string | null;
@@ -5242,6 +6055,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5251,6 +6065,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5260,6 +6075,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5269,6 +6085,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5277,7 +6094,7 @@ export interface operations {
             };
         };
     };
-    currencies_api_v1_currencies_get: {
+    wallet_currencies: {
         parameters: {
             query?: never;
             header?: never;
@@ -5289,6 +6106,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5298,6 +6120,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5306,7 +6133,7 @@ export interface operations {
             };
         };
     };
-    my_balance_api_v1_wallet_balance_get: {
+    wallet_my_balance: {
         parameters: {
             query?: never;
             header?: never;
@@ -5318,6 +6145,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5327,6 +6159,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5335,7 +6172,7 @@ export interface operations {
             };
         };
     };
-    my_history_api_v1_wallet_transactions_get: {
+    wallet_my_history: {
         parameters: {
             query?: {
                 currency?: string | null;
@@ -5351,6 +6188,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5360,6 +6202,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5369,6 +6216,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5377,7 +6229,7 @@ export interface operations {
             };
         };
     };
-    place_internal_v1_holds_post: {
+    hold_place: {
         parameters: {
             query?: never;
             header?: {
@@ -5397,6 +6249,8 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5406,6 +6260,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5415,6 +6270,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5424,6 +6280,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5433,6 +6290,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `idempotency_key_reused`: Idempotency key reused with a different request / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5441,7 +6299,7 @@ export interface operations {
             };
         };
     };
-    capture_internal_v1_holds__hold_id__capture_post: {
+    hold_capture: {
         parameters: {
             query?: never;
             header?: {
@@ -5464,6 +6322,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5473,6 +6333,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5482,6 +6343,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5491,6 +6353,7 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5500,6 +6363,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running / `hold_not_open`: The hold is no longer open */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5509,6 +6373,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `idempotency_key_reused`: Idempotency key reused with a different request / `capture_exceeds_hold`: The capture is larger than the hold */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5517,7 +6382,7 @@ export interface operations {
             };
         };
     };
-    void_internal_v1_holds__hold_id__void_post: {
+    hold_void: {
         parameters: {
             query?: never;
             header?: {
@@ -5536,6 +6401,8 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5545,6 +6412,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5554,6 +6422,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5563,6 +6432,7 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5572,6 +6442,7 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running / `hold_not_open`: The hold is no longer open */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5581,6 +6452,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5589,7 +6461,7 @@ export interface operations {
             };
         };
     };
-    read_internal_v1_holds__hold_id__get: {
+    hold_read: {
         parameters: {
             query?: never;
             header?: {
@@ -5606,6 +6478,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5615,6 +6488,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5624,6 +6498,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5633,24 +6508,26 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    catalog_api_v1_gifts_catalog_get: {
+    gift_catalog: {
         parameters: {
             query?: never;
             header?: never;
@@ -5662,6 +6539,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5671,6 +6553,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5679,7 +6566,7 @@ export interface operations {
             };
         };
     };
-    my_gifts_api_v1_gifts_get: {
+    my_gifts: {
         parameters: {
             query?: {
                 direction?: "sent" | "received";
@@ -5695,6 +6582,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5704,6 +6596,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5713,6 +6610,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5721,7 +6623,7 @@ export interface operations {
             };
         };
     };
-    send_gift_api_v1_gifts_post: {
+    send_gift: {
         parameters: {
             query?: never;
             header?: {
@@ -5740,6 +6642,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5749,6 +6657,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5758,6 +6671,11 @@ export interface operations {
             /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5767,6 +6685,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5775,7 +6698,7 @@ export interface operations {
             };
         };
     };
-    quote_gift_api_v1_gifts_quote_post: {
+    quote_gift: {
         parameters: {
             query?: never;
             header?: never;
@@ -5791,6 +6714,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5800,6 +6728,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5809,6 +6742,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5817,7 +6755,7 @@ export interface operations {
             };
         };
     };
-    get_agency_internal_v1_users__user_id__agency_get: {
+    gift_get_agency: {
         parameters: {
             query?: never;
             header?: {
@@ -5833,6 +6771,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5842,6 +6781,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5851,24 +6791,26 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    put_agency_internal_v1_users__user_id__agency_put: {
+    gift_put_agency: {
         parameters: {
             query?: never;
             header?: {
@@ -5888,6 +6830,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5897,6 +6840,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5906,6 +6850,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5915,6 +6860,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5923,7 +6869,7 @@ export interface operations {
             };
         };
     };
-    packages_api_v1_topup_packages_get: {
+    payment_packages: {
         parameters: {
             query?: never;
             header?: never;
@@ -5935,6 +6881,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5944,6 +6895,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5952,7 +6908,7 @@ export interface operations {
             };
         };
     };
-    my_topups_api_v1_topups_get: {
+    payment_my_topups: {
         parameters: {
             query?: {
                 limit?: number;
@@ -5967,6 +6923,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5976,6 +6937,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5985,6 +6951,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5993,7 +6964,7 @@ export interface operations {
             };
         };
     };
-    create_topup_api_v1_topups_post: {
+    payment_create_topup: {
         parameters: {
             query?: never;
             header?: {
@@ -6012,6 +6983,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6021,6 +6998,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6030,6 +7012,11 @@ export interface operations {
             /** @description `kyc_required`: A higher verification (KYC) tier is required */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6039,6 +7026,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `provider_not_enabled`: This payment provider is not enabled here / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6048,6 +7040,12 @@ export interface operations {
             /** @description `provider_unavailable`: The payment provider could not be reached; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6056,7 +7054,7 @@ export interface operations {
             };
         };
     };
-    my_topup_api_v1_topups__order_id__get: {
+    payment_my_topup: {
         parameters: {
             query?: never;
             header?: never;
@@ -6070,6 +7068,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6079,6 +7082,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6088,24 +7096,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    verify_api_v1_topups__order_id__verify_post: {
+    payment_verify: {
         parameters: {
             query?: never;
             header?: never;
@@ -6123,6 +7141,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6132,6 +7155,11 @@ export interface operations {
             /** @description `invalid_signature`: The signature is missing or does not match */
             400: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6141,6 +7169,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6150,6 +7183,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6159,6 +7197,11 @@ export interface operations {
             /** @description `payment_not_completed`: The provider does not report this payment as completed */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6168,6 +7211,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6177,6 +7225,12 @@ export interface operations {
             /** @description `provider_unavailable`: The payment provider could not be reached; retry with the same idempotency key */
             503: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6185,7 +7239,7 @@ export interface operations {
             };
         };
     };
-    webhook_webhooks__provider__post: {
+    payment_webhook: {
         parameters: {
             query?: never;
             header?: never;
@@ -6199,6 +7253,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6208,6 +7263,7 @@ export interface operations {
             /** @description `invalid_signature`: The signature is missing or does not match */
             400: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6217,24 +7273,26 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    mock_checkout_mock_checkout__order_id__get: {
+    payment_mock_checkout: {
         parameters: {
             query?: never;
             header?: never;
@@ -6248,24 +7306,26 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "text/html": string;
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    mock_checkout_action_mock_checkout__order_id___action__post: {
+    payment_mock_checkout_action: {
         parameters: {
             query?: never;
             header?: never;
@@ -6280,24 +7340,26 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    topup_return_topup_return_get: {
+    payment_topup_return: {
         parameters: {
             query?: never;
             header?: never;
@@ -6306,18 +7368,18 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description To `/wallet/topup-return`, with the same query */
             303: {
                 headers: {
+                    Location?: string;
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": unknown;
-                };
+                content?: never;
             };
         };
     };
-    admin_orders_admin_v1_payment_orders_get: {
+    payment_admin_orders: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -6335,6 +7397,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6344,6 +7411,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6353,6 +7425,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6362,6 +7439,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6370,7 +7452,7 @@ export interface operations {
             };
         };
     };
-    admin_order_admin_v1_payment_orders__order_id__get: {
+    payment_admin_order: {
         parameters: {
             query?: never;
             header?: never;
@@ -6384,6 +7466,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6393,6 +7480,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6402,6 +7494,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6411,24 +7508,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    admin_events_admin_v1_webhook_events_get: {
+    payment_admin_events: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -6445,6 +7552,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6454,6 +7566,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6463,6 +7580,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6472,6 +7594,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6480,7 +7607,7 @@ export interface operations {
             };
         };
     };
-    admin_event_admin_v1_webhook_events__event_id__get: {
+    payment_admin_event: {
         parameters: {
             query?: never;
             header?: never;
@@ -6494,6 +7621,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6503,6 +7635,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6512,6 +7649,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6521,24 +7663,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    admin_retry_admin_v1_webhook_events__event_id__retry_post: {
+    payment_admin_retry: {
         parameters: {
             query?: never;
             header?: never;
@@ -6552,6 +7704,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6561,6 +7718,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6570,6 +7732,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6579,24 +7746,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    my_withdrawals_api_v1_withdrawals_get: {
+    my_withdrawals: {
         parameters: {
             query?: {
                 limit?: number;
@@ -6611,6 +7788,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6620,6 +7802,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6629,6 +7816,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6637,7 +7829,7 @@ export interface operations {
             };
         };
     };
-    request_withdrawal_api_v1_withdrawals_post: {
+    request_withdrawal: {
         parameters: {
             query?: never;
             header?: {
@@ -6656,6 +7848,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6665,6 +7863,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6674,6 +7877,11 @@ export interface operations {
             /** @description `kyc_required`: A higher verification (KYC) tier is required */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6683,6 +7891,11 @@ export interface operations {
             /** @description `debt_outstanding`: The user owes a debt from a refunded payment; withdrawals wait until it is repaid / `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6692,6 +7905,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `currency_not_withdrawable`: This currency cannot be withdrawn / `insufficient_funds`: Insufficient funds / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6700,7 +7918,7 @@ export interface operations {
             };
         };
     };
-    my_limits_api_v1_withdrawals_limits_get: {
+    withdrawal_my_limits: {
         parameters: {
             query?: never;
             header?: never;
@@ -6712,6 +7930,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6721,6 +7944,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6729,7 +7957,7 @@ export interface operations {
             };
         };
     };
-    my_withdrawal_api_v1_withdrawals__withdrawal_id__get: {
+    my_withdrawal: {
         parameters: {
             query?: never;
             header?: never;
@@ -6743,6 +7971,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6752,6 +7985,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6761,24 +7999,34 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    cancel_api_v1_withdrawals__withdrawal_id__cancel_post: {
+    withdrawal_cancel: {
         parameters: {
             query?: never;
             header?: never;
@@ -6792,6 +8040,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6801,6 +8054,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6810,6 +8068,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6819,24 +8082,34 @@ export interface operations {
             /** @description `withdrawal_not_pending`: The withdrawal is no longer pending */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    admin_list_admin_v1_withdrawals_get: {
+    withdrawal_admin_list: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -6853,6 +8126,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6862,6 +8140,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6871,6 +8154,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6880,6 +8168,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6888,7 +8181,7 @@ export interface operations {
             };
         };
     };
-    approve_admin_v1_withdrawals__withdrawal_id__approve_post: {
+    withdrawal_approve: {
         parameters: {
             query?: never;
             header?: never;
@@ -6902,6 +8195,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6911,6 +8209,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6920,6 +8223,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6929,6 +8237,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6938,24 +8251,34 @@ export interface operations {
             /** @description `withdrawal_not_pending`: The withdrawal is no longer pending / `debt_outstanding`: The user owes a debt from a refunded payment; withdrawals wait until it is repaid */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    reject_admin_v1_withdrawals__withdrawal_id__reject_post: {
+    withdrawal_reject: {
         parameters: {
             query?: never;
             header?: never;
@@ -6973,6 +8296,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6982,6 +8310,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6991,6 +8324,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7000,6 +8338,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7009,6 +8352,11 @@ export interface operations {
             /** @description `withdrawal_not_pending`: The withdrawal is no longer pending */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7018,6 +8366,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7026,7 +8379,7 @@ export interface operations {
             };
         };
     };
-    my_status_api_v1_kyc_get: {
+    kyc_my_status: {
         parameters: {
             query?: never;
             header?: never;
@@ -7038,6 +8391,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7047,6 +8405,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7055,7 +8418,7 @@ export interface operations {
             };
         };
     };
-    submit_api_v1_kyc_post: {
+    kyc_submit: {
         parameters: {
             query?: never;
             header?: never;
@@ -7071,6 +8434,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7080,6 +8448,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7089,6 +8462,11 @@ export interface operations {
             /** @description `kyc_submission_pending`: A verification submission is already waiting for review */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7098,6 +8476,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7106,7 +8489,7 @@ export interface operations {
             };
         };
     };
-    admin_list_admin_v1_kyc_submissions_get: {
+    kyc_admin_list: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -7123,6 +8506,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7132,6 +8520,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7141,6 +8534,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7150,6 +8548,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7158,7 +8561,7 @@ export interface operations {
             };
         };
     };
-    admin_user_admin_v1_kyc_users__user_id__get: {
+    kyc_admin_user: {
         parameters: {
             query?: never;
             header?: never;
@@ -7172,6 +8575,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7181,6 +8589,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7190,24 +8603,34 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    approve_admin_v1_kyc_submissions__submission_id__approve_post: {
+    kyc_approve: {
         parameters: {
             query?: never;
             header?: never;
@@ -7225,6 +8648,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7234,6 +8662,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7243,6 +8676,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7252,6 +8690,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7261,24 +8704,34 @@ export interface operations {
             /** @description `kyc_submission_not_pending`: The verification submission has already been decided */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    reject_admin_v1_kyc_submissions__submission_id__reject_post: {
+    kyc_reject: {
         parameters: {
             query?: never;
             header?: never;
@@ -7296,6 +8749,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7305,6 +8763,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7314,6 +8777,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7323,6 +8791,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7332,6 +8805,11 @@ export interface operations {
             /** @description `kyc_submission_not_pending`: The verification submission has already been decided */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7341,6 +8819,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7349,7 +8832,7 @@ export interface operations {
             };
         };
     };
-    register_api_v1_auth_register_post: {
+    auth_register: {
         parameters: {
             query?: never;
             header?: never;
@@ -7365,6 +8848,11 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7374,6 +8862,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7383,6 +8876,12 @@ export interface operations {
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7391,7 +8890,7 @@ export interface operations {
             };
         };
     };
-    login_api_v1_auth_login_post: {
+    auth_login: {
         parameters: {
             query?: never;
             header?: never;
@@ -7407,6 +8906,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7416,6 +8920,11 @@ export interface operations {
             /** @description `invalid_credentials`: Wrong e-mail or password / `mfa_required`: A two-factor code is required / `invalid_mfa_code`: The two-factor code is not valid */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7425,6 +8934,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7434,6 +8948,12 @@ export interface operations {
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7442,7 +8962,7 @@ export interface operations {
             };
         };
     };
-    refresh_api_v1_auth_refresh_post: {
+    auth_refresh: {
         parameters: {
             query?: never;
             header?: never;
@@ -7458,6 +8978,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7467,6 +8992,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required / `refresh_token_reused`: This refresh token was already used; every session of its family is revoked */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7476,6 +9006,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7484,7 +9019,7 @@ export interface operations {
             };
         };
     };
-    logout_api_v1_auth_logout_post: {
+    auth_logout: {
         parameters: {
             query?: never;
             header?: never;
@@ -7500,6 +9035,11 @@ export interface operations {
             /** @description Successful Response */
             204: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -7507,6 +9047,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7515,7 +9060,7 @@ export interface operations {
             };
         };
     };
-    me_api_v1_me_get: {
+    auth_me: {
         parameters: {
             query?: never;
             header?: never;
@@ -7527,6 +9072,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7536,6 +9086,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7544,7 +9099,7 @@ export interface operations {
             };
         };
     };
-    enroll_api_v1_auth_2fa_enroll_post: {
+    auth_enroll: {
         parameters: {
             query?: never;
             header?: never;
@@ -7556,6 +9111,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7565,6 +9125,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7574,6 +9139,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7582,7 +9152,7 @@ export interface operations {
             };
         };
     };
-    confirm_api_v1_auth_2fa_confirm_post: {
+    auth_confirm: {
         parameters: {
             query?: never;
             header?: never;
@@ -7598,6 +9168,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7607,24 +9182,40 @@ export interface operations {
             /** @description `unauthorized`: Authentication required / `invalid_mfa_code`: The two-factor code is not valid */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7633,7 +9224,7 @@ export interface operations {
             };
         };
     };
-    disable_api_v1_auth_2fa_disable_post: {
+    auth_disable: {
         parameters: {
             query?: never;
             header?: never;
@@ -7649,6 +9240,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7658,24 +9254,40 @@ export interface operations {
             /** @description `unauthorized`: Authentication required / `invalid_mfa_code`: The two-factor code is not valid */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7684,7 +9296,7 @@ export interface operations {
             };
         };
     };
-    sign_in_browser_api_v1_auth_session_post: {
+    auth_sign_in_browser: {
         parameters: {
             query?: never;
             header?: never;
@@ -7700,6 +9312,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7709,6 +9326,11 @@ export interface operations {
             /** @description `invalid_credentials`: Wrong e-mail or password / `mfa_required`: A two-factor code is required / `invalid_mfa_code`: The two-factor code is not valid */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7718,6 +9340,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7727,6 +9354,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7736,6 +9368,12 @@ export interface operations {
             /** @description `rate_limited`: Too many requests */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7744,7 +9382,7 @@ export interface operations {
             };
         };
     };
-    refresh_browser_api_v1_auth_session_refresh_post: {
+    auth_refresh_browser: {
         parameters: {
             query?: never;
             header?: never;
@@ -7756,6 +9394,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7765,6 +9408,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required / `refresh_token_reused`: This refresh token was already used; every session of its family is revoked */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7774,6 +9422,11 @@ export interface operations {
             /** @description `csrf_failed`: Missing or wrong CSRF token */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7783,6 +9436,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7791,7 +9449,7 @@ export interface operations {
             };
         };
     };
-    sign_out_browser_api_v1_auth_session_logout_post: {
+    auth_sign_out_browser: {
         parameters: {
             query?: never;
             header?: never;
@@ -7803,6 +9461,11 @@ export interface operations {
             /** @description Successful Response */
             204: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -7810,6 +9473,11 @@ export interface operations {
             /** @description `csrf_failed`: Missing or wrong CSRF token */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7819,6 +9487,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7827,7 +9500,7 @@ export interface operations {
             };
         };
     };
-    search_transactions_admin_v1_transactions_get: {
+    admin_search_transactions: {
         parameters: {
             query?: {
                 user_id?: string | null;
@@ -7852,6 +9525,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7861,6 +9539,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7870,6 +9553,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7879,6 +9567,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7887,7 +9580,7 @@ export interface operations {
             };
         };
     };
-    export_transactions_admin_v1_transactions_export_csv_get: {
+    admin_export_transactions: {
         parameters: {
             query?: {
                 user_id?: string | null;
@@ -7912,6 +9605,11 @@ export interface operations {
             /** @description One row per transaction and currency. */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7921,6 +9619,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7930,6 +9633,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7939,6 +9647,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7947,7 +9660,7 @@ export interface operations {
             };
         };
     };
-    user_ledger_admin_v1_users__user_id__ledger_get: {
+    admin_user_ledger: {
         parameters: {
             query?: {
                 currency?: string | null;
@@ -7965,6 +9678,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7974,6 +9692,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7983,6 +9706,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7992,6 +9720,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8000,7 +9733,7 @@ export interface operations {
             };
         };
     };
-    stats_admin_v1_stats_get: {
+    admin_stats: {
         parameters: {
             query?: never;
             header?: never;
@@ -8012,6 +9745,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8021,6 +9759,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8030,6 +9773,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8039,6 +9787,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8047,7 +9800,7 @@ export interface operations {
             };
         };
     };
-    daily_stats_admin_v1_stats_daily_get: {
+    admin_daily_stats: {
         parameters: {
             query?: {
                 /** @description How many UTC days, ending today. */
@@ -8063,6 +9816,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8072,6 +9830,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8081,6 +9844,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8090,6 +9858,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8098,7 +9871,7 @@ export interface operations {
             };
         };
     };
-    pending_admin_v1_stats_pending_get: {
+    admin_pending: {
         parameters: {
             query?: never;
             header?: never;
@@ -8110,6 +9883,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8119,6 +9897,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8128,6 +9911,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8137,6 +9925,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8145,7 +9938,7 @@ export interface operations {
             };
         };
     };
-    account_admin_v1_accounts__address__get: {
+    admin_account: {
         parameters: {
             query?: never;
             header?: never;
@@ -8159,6 +9952,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8168,6 +9966,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8177,6 +9980,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8186,6 +9994,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8194,7 +10007,7 @@ export interface operations {
             };
         };
     };
-    audit_log_admin_v1_audit_log_get: {
+    admin_audit_log: {
         parameters: {
             query?: {
                 actor?: string | null;
@@ -8211,6 +10024,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8220,6 +10038,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8229,6 +10052,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8238,6 +10066,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8246,7 +10079,7 @@ export interface operations {
             };
         };
     };
-    gifts_admin_v1_gifts_get: {
+    admin_gifts: {
         parameters: {
             query?: {
                 from_user_id?: string | null;
@@ -8267,6 +10100,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8276,6 +10114,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8285,6 +10128,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8294,6 +10142,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8302,7 +10155,7 @@ export interface operations {
             };
         };
     };
-    list_keys_admin_v1_keys_get: {
+    admin_list_keys: {
         parameters: {
             query?: never;
             header?: never;
@@ -8314,6 +10167,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8323,6 +10181,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8332,6 +10195,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8341,6 +10209,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8349,7 +10222,7 @@ export interface operations {
             };
         };
     };
-    create_key_admin_v1_keys_post: {
+    admin_create_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -8365,6 +10238,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8374,6 +10252,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8383,6 +10266,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8392,6 +10280,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8400,7 +10293,7 @@ export interface operations {
             };
         };
     };
-    rotate_key_admin_v1_keys__key_id__rotate_post: {
+    admin_rotate_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -8418,6 +10311,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8427,6 +10325,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8436,6 +10339,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8445,6 +10353,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8454,6 +10367,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8462,7 +10380,7 @@ export interface operations {
             };
         };
     };
-    revoke_key_admin_v1_keys__key_id__revoke_post: {
+    admin_revoke_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -8476,6 +10394,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8485,6 +10408,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8494,6 +10422,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8503,6 +10436,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8512,6 +10450,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8520,7 +10463,7 @@ export interface operations {
             };
         };
     };
-    list_adjustments_admin_v1_adjustments_get: {
+    admin_list_adjustments: {
         parameters: {
             query?: {
                 status?: string | null;
@@ -8535,6 +10478,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8544,6 +10492,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8553,6 +10506,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8562,6 +10520,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8570,7 +10533,7 @@ export interface operations {
             };
         };
     };
-    create_adjustment_admin_v1_adjustments_post: {
+    admin_create_adjustment: {
         parameters: {
             query?: never;
             header?: {
@@ -8589,6 +10552,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8598,6 +10567,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8607,6 +10581,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8616,6 +10595,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8624,7 +10608,7 @@ export interface operations {
             };
         };
     };
-    approve_admin_v1_adjustments__adjustment_id__approve_post: {
+    admin_approve: {
         parameters: {
             query?: never;
             header?: never;
@@ -8642,6 +10626,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8651,6 +10640,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8660,6 +10654,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8669,6 +10668,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8678,6 +10682,11 @@ export interface operations {
             /** @description `conflict`: The request conflicts with the current state */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8687,6 +10696,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `insufficient_funds`: Insufficient funds */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8695,7 +10709,7 @@ export interface operations {
             };
         };
     };
-    reject_admin_v1_adjustments__adjustment_id__reject_post: {
+    admin_reject: {
         parameters: {
             query?: never;
             header?: never;
@@ -8713,6 +10727,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8722,6 +10741,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8731,6 +10755,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8740,6 +10769,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8749,6 +10783,11 @@ export interface operations {
             /** @description `conflict`: The request conflicts with the current state */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8758,6 +10797,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8766,7 +10810,7 @@ export interface operations {
             };
         };
     };
-    reverse_admin_v1_transactions__transaction_id__reverse_post: {
+    admin_reverse: {
         parameters: {
             query?: never;
             header?: never;
@@ -8784,6 +10828,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8793,6 +10842,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8802,6 +10856,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8811,6 +10870,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8820,6 +10884,11 @@ export interface operations {
             /** @description `already_reversed`: This transaction has already been reversed / `conflict`: The request conflicts with the current state */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8829,6 +10898,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `insufficient_funds`: Insufficient funds */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8837,7 +10911,7 @@ export interface operations {
             };
         };
     };
-    events_internal_v1_events_get: {
+    events: {
         parameters: {
             query?: {
                 /** @description The `next_cursor` of the previous page; omit it to start at the oldest event kept. */
@@ -8857,6 +10931,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8866,6 +10941,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8875,6 +10951,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8884,6 +10961,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8892,7 +10970,7 @@ export interface operations {
             };
         };
     };
-    list_monitors_internal_v1_balance_monitors_get: {
+    event_list_monitors: {
         parameters: {
             query?: {
                 address?: string | null;
@@ -8911,6 +10989,7 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8920,6 +10999,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8929,6 +11009,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8938,6 +11019,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8946,7 +11028,7 @@ export interface operations {
             };
         };
     };
-    create_monitor_internal_v1_balance_monitors_post: {
+    event_create_monitor: {
         parameters: {
             query?: never;
             header?: {
@@ -8964,6 +11046,7 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8973,6 +11056,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8982,6 +11066,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8991,6 +11076,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8999,7 +11085,7 @@ export interface operations {
             };
         };
     };
-    delete_monitor_internal_v1_balance_monitors__monitor_id__delete: {
+    event_delete_monitor: {
         parameters: {
             query?: never;
             header?: {
@@ -9015,6 +11101,7 @@ export interface operations {
             /** @description Successful Response */
             204: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -9022,6 +11109,7 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9031,6 +11119,7 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9040,6 +11129,7 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9049,6 +11139,7 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9057,7 +11148,7 @@ export interface operations {
             };
         };
     };
-    list_endpoints_admin_v1_webhook_endpoints_get: {
+    event_list_endpoints: {
         parameters: {
             query?: {
                 limit?: number;
@@ -9072,6 +11163,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9081,6 +11177,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9090,6 +11191,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9099,6 +11205,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9107,7 +11218,7 @@ export interface operations {
             };
         };
     };
-    create_endpoint_admin_v1_webhook_endpoints_post: {
+    event_create_endpoint: {
         parameters: {
             query?: never;
             header?: never;
@@ -9123,6 +11234,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9132,6 +11248,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9141,6 +11262,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9150,6 +11276,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `webhook_url_refused`: The webhook URL may not be called */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9158,7 +11289,7 @@ export interface operations {
             };
         };
     };
-    get_endpoint_admin_v1_webhook_endpoints__endpoint_id__get: {
+    event_get_endpoint: {
         parameters: {
             query?: never;
             header?: never;
@@ -9172,6 +11303,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9181,6 +11317,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9190,6 +11331,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9199,6 +11345,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9208,6 +11359,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9216,7 +11372,7 @@ export interface operations {
             };
         };
     };
-    delete_endpoint_admin_v1_webhook_endpoints__endpoint_id__delete: {
+    event_delete_endpoint: {
         parameters: {
             query?: never;
             header?: never;
@@ -9230,6 +11386,11 @@ export interface operations {
             /** @description Successful Response */
             204: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -9237,6 +11398,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9246,6 +11412,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9255,6 +11426,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9264,6 +11440,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9272,7 +11453,7 @@ export interface operations {
             };
         };
     };
-    update_endpoint_admin_v1_webhook_endpoints__endpoint_id__patch: {
+    event_update_endpoint: {
         parameters: {
             query?: never;
             header?: never;
@@ -9290,6 +11471,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9299,6 +11485,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9308,6 +11499,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9317,6 +11513,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9326,6 +11527,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `webhook_url_refused`: The webhook URL may not be called */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9334,7 +11540,7 @@ export interface operations {
             };
         };
     };
-    rotate_secret_admin_v1_webhook_endpoints__endpoint_id__rotate_secret_post: {
+    event_rotate_secret: {
         parameters: {
             query?: never;
             header?: never;
@@ -9352,6 +11558,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9361,6 +11572,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9370,6 +11586,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9379,6 +11600,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9388,6 +11614,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9396,7 +11627,7 @@ export interface operations {
             };
         };
     };
-    list_deliveries_admin_v1_webhook_endpoints__endpoint_id__deliveries_get: {
+    event_list_deliveries: {
         parameters: {
             query?: {
                 status?: ("pending" | "delivered" | "failed") | null;
@@ -9414,6 +11645,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9423,6 +11659,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9432,6 +11673,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9441,6 +11687,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9450,6 +11701,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9458,7 +11714,7 @@ export interface operations {
             };
         };
     };
-    redeliver_admin_v1_webhook_endpoints__endpoint_id__deliveries__delivery_id__redeliver_post: {
+    event_redeliver: {
         parameters: {
             query?: never;
             header?: never;
@@ -9473,6 +11729,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9482,6 +11743,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9491,6 +11757,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9500,6 +11771,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9509,6 +11785,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9517,7 +11798,7 @@ export interface operations {
             };
         };
     };
-    stream_api_v1_events_stream_get: {
+    event_stream: {
         parameters: {
             query?: never;
             header?: {
@@ -9531,6 +11812,11 @@ export interface operations {
             /** @description An endless `text/event-stream` */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9540,6 +11826,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9549,6 +11840,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9558,6 +11854,12 @@ export interface operations {
             /** @description `too_many_streams`: Too many live streams are open; close one or retry later */
             429: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9566,7 +11868,7 @@ export interface operations {
             };
         };
     };
-    list_notifications_api_v1_notifications_get: {
+    event_list_notifications: {
         parameters: {
             query?: {
                 limit?: number;
@@ -9583,6 +11885,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9592,6 +11899,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9601,6 +11913,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9609,7 +11926,7 @@ export interface operations {
             };
         };
     };
-    read_all_api_v1_notifications_read_all_post: {
+    event_read_all: {
         parameters: {
             query?: never;
             header?: never;
@@ -9621,6 +11938,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9630,6 +11952,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9639,6 +11966,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9647,7 +11979,7 @@ export interface operations {
             };
         };
     };
-    read_one_api_v1_notifications__notification_id__read_post: {
+    event_read_one: {
         parameters: {
             query?: never;
             header?: never;
@@ -9661,6 +11993,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9670,6 +12007,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9679,6 +12021,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9688,6 +12035,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9696,7 +12048,112 @@ export interface operations {
             };
         };
     };
-    list_products_api_v1_products_get: {
+    ops_health: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HealthOut"];
+                };
+            };
+        };
+    };
+    ops_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadyOut"];
+                };
+            };
+            /** @description `not_ready`: Not ready to serve: see checks */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    ops_metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Prometheus exposition format */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                    "text/plain": string;
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: the request is not valid (`errors` lists the fields) */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    shop_list_products: {
         parameters: {
             query?: {
                 merchant_id?: string | null;
@@ -9721,6 +12178,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9730,6 +12192,11 @@ export interface operations {
             /** @description Not modified: the `If-None-Match` ETag still holds. */
             304: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -9737,6 +12204,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9745,7 +12217,7 @@ export interface operations {
             };
         };
     };
-    create_product_api_v1_products_post: {
+    shop_create_product: {
         parameters: {
             query?: never;
             header?: never;
@@ -9761,6 +12233,11 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9770,6 +12247,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9779,6 +12261,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9788,6 +12275,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9796,7 +12288,7 @@ export interface operations {
             };
         };
     };
-    get_product_api_v1_products__product_id__get: {
+    shop_get_product: {
         parameters: {
             query?: never;
             header?: {
@@ -9813,6 +12305,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9822,6 +12319,11 @@ export interface operations {
             /** @description Not modified: the `If-None-Match` ETag still holds. */
             304: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -9829,6 +12331,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9838,6 +12345,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9846,7 +12358,7 @@ export interface operations {
             };
         };
     };
-    delete_product_api_v1_products__product_id__delete: {
+    shop_delete_product: {
         parameters: {
             query?: never;
             header?: {
@@ -9863,6 +12375,11 @@ export interface operations {
             /** @description Successful Response */
             204: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -9870,6 +12387,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9879,6 +12401,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9888,6 +12415,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9897,6 +12429,11 @@ export interface operations {
             /** @description `precondition_failed`: The resource changed since the version named in If-Match */
             412: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9906,6 +12443,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9914,7 +12456,7 @@ export interface operations {
             };
         };
     };
-    update_product_api_v1_products__product_id__patch: {
+    shop_update_product: {
         parameters: {
             query?: never;
             header?: {
@@ -9935,6 +12477,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9944,6 +12491,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9953,6 +12505,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9962,6 +12519,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9971,6 +12533,11 @@ export interface operations {
             /** @description `precondition_failed`: The resource changed since the version named in If-Match */
             412: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9980,6 +12547,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9988,7 +12560,7 @@ export interface operations {
             };
         };
     };
-    my_products_api_v1_merchant_products_get: {
+    shop_my_products: {
         parameters: {
             query?: {
                 active?: boolean | null;
@@ -10008,6 +12580,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10017,6 +12594,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10026,6 +12608,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10034,7 +12621,7 @@ export interface operations {
             };
         };
     };
-    my_orders_api_v1_orders_get: {
+    shop_my_orders: {
         parameters: {
             query?: {
                 status?: ("paid" | "partially_refunded" | "refunded") | null;
@@ -10050,6 +12637,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10059,6 +12651,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10068,6 +12665,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10076,7 +12678,7 @@ export interface operations {
             };
         };
     };
-    place_order_api_v1_orders_post: {
+    shop_place_order: {
         parameters: {
             query?: never;
             header?: {
@@ -10095,6 +12697,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10104,6 +12712,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10113,6 +12726,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10122,6 +12740,11 @@ export interface operations {
             /** @description `product_inactive`: The product is not for sale / `price_changed`: The price changed since you saw it / `out_of_stock`: Not enough stock left / `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10131,6 +12754,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `own_product`: A merchant cannot buy its own product / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10139,7 +12767,7 @@ export interface operations {
             };
         };
     };
-    get_order_api_v1_orders__order_id__get: {
+    shop_get_order: {
         parameters: {
             query?: never;
             header?: never;
@@ -10153,6 +12781,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10162,6 +12795,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10171,6 +12809,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10180,6 +12823,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10188,7 +12836,7 @@ export interface operations {
             };
         };
     };
-    refund_order_api_v1_orders__order_id__refund_post: {
+    shop_refund_order: {
         parameters: {
             query?: never;
             header?: {
@@ -10209,6 +12857,12 @@ export interface operations {
             /** @description Successful Response */
             201: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10218,6 +12872,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10227,6 +12886,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10236,6 +12900,11 @@ export interface operations {
             /** @description `not_found`: Not found */
             404: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10245,6 +12914,11 @@ export interface operations {
             /** @description `order_refunded`: The order is already fully refunded / `idempotency_key_in_use`: A request with this idempotency key is still running */
             409: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10254,6 +12928,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid / `refund_exceeds_paid`: The refund is more than what is left of the order's payment / `insufficient_funds`: Insufficient funds / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10262,7 +12941,7 @@ export interface operations {
             };
         };
     };
-    my_sales_api_v1_merchant_sales_get: {
+    shop_my_sales: {
         parameters: {
             query?: {
                 product_id?: string | null;
@@ -10282,6 +12961,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10291,6 +12975,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10300,6 +12989,11 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10308,7 +13002,7 @@ export interface operations {
             };
         };
     };
-    admin_orders_admin_v1_orders_get: {
+    shop_admin_orders: {
         parameters: {
             query?: {
                 buyer_id?: string | null;
@@ -10330,6 +13024,11 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10339,6 +13038,11 @@ export interface operations {
             /** @description `unauthorized`: Authentication required */
             401: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10348,6 +13052,11 @@ export interface operations {
             /** @description `forbidden`: Not allowed */
             403: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -10357,30 +13066,15 @@ export interface operations {
             /** @description `validation_error`: The request is not valid */
             422: {
                 headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    healthz_healthz_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": unknown;
                 };
             };
         };

@@ -1,0 +1,1 @@
+"""Running Coinpurse in production: health and readiness, metrics, tracing."""
