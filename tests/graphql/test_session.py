@@ -10,10 +10,12 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from coinpurse.app import create_app
+from coinpurse.auth import accounts
 from coinpurse.config import Settings
+from coinpurse.core.db import create_engine
 from tests.conftest import MakeKey
 from tests.graphql.conftest import Gql, codes, fund
-from tests.web.test_http import browser, make_user, sign_in
+from tests.web.test_http import PASSWORD, browser, sign_in
 
 
 @pytest.fixture
@@ -23,6 +25,17 @@ def settings(db_url: str) -> Settings:
     return Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                     currencies="points:0", auth="builtin", rate_limit_login="1000/minute",
                     rate_limit_login_ip="1000/minute")
+
+
+async def make_user(settings: Settings, user_id: str) -> None:
+    email, password_hash = await accounts.hash_new_password(f"{user_id}@example.com",
+                                                            PASSWORD)
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await accounts.create_user(conn, email, password_hash, user_id=user_id)
+    finally:
+        await engine.dispose()
 
 
 GIFT = """mutation { sendGift(input: {toUserId: "ben", amount: 10, currency: "points"},
