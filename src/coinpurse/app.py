@@ -36,6 +36,8 @@ from coinpurse.ops.hooks import LedgerMetrics
 from coinpurse.partitions import jobs as partitions_jobs
 from coinpurse.payments import jobs as payments_jobs
 from coinpurse.payments import routes as payments_routes
+from coinpurse.reconcile import jobs as reconcile_jobs
+from coinpurse.reconcile import routes as reconcile_routes
 from coinpurse.shop import routes as shop_routes
 from coinpurse.state import AppState, close_state, open_state
 from coinpurse.wallets import routes as wallets_routes
@@ -66,6 +68,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("events", (events_routes.router, events_routes.admin_router,
                       events_routes.user_router), events_jobs.jobs),
     Domain("ops", (ops_routes.router,), ops_jobs.jobs),
+    Domain("reconcile", (reconcile_routes.router,), reconcile_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
     Domain("graphql", (graphql_routes.router,)),  # /graphql over the services above
     Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from coinpurse.config import ConfigError, Settings, load_settings, unknown_settings
+from coinpurse.reconcile.commands import reconcile, verify
 
 T = TypeVar("T")
 DEMO_SECRET_FILE = Path(".coinpurse-demo-secret")
@@ -362,6 +363,10 @@ def check(as_json: bool) -> None:
         for name, rows in report.problems.items():
             click.echo(f"  {name}: {rows}")
     sys.exit(0 if report.ok else 1)
+
+
+main.add_command(reconcile)
+main.add_command(verify)
 
 
 @main.group()

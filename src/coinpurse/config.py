@@ -15,6 +15,7 @@ from coinpurse.graphql.settings import GraphQLSettings
 from coinpurse.http.settings import HttpSettings
 from coinpurse.kyc.settings import KycSettings
 from coinpurse.payments.settings import PaymentSettings
+from coinpurse.reconcile.settings import ReconcileSettings
 from coinpurse.shop.settings import ShopSettings
 from coinpurse.wallets.settings import WalletSettings
 from coinpurse.withdrawals.settings import WithdrawalSettings
@@ -24,7 +25,7 @@ __all__ = ["ConfigError", "Settings", "load_settings", "unknown_settings"]
 
 class Settings(HttpSettings, AuthSettings, AdminSettings, EventSettings, WalletSettings,
                GiftSettings, PaymentSettings, WithdrawalSettings, KycSettings, ShopSettings,
-               GraphQLSettings):
+               GraphQLSettings, ReconcileSettings):
     """Every setting; see the README's configuration tables."""
 
 

@@ -10,6 +10,7 @@ import pyotp
 from coinpurse.auth import accounts, repository
 from coinpurse.config import Settings
 from coinpurse.core.db import create_engine
+from coinpurse.events.service import Outbox, Wakeup
 from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import Outcome, Posting, TransactionSpec
 from coinpurse.ledger.service import Ledger
@@ -32,6 +33,7 @@ async def seed(settings: Settings) -> None:
     db = create_engine(settings.database_url, pool_size=1, options=settings.db_options)
     ledger = Ledger(db, may_go_negative=settings.may_go_negative,
                     idempotency_ttl_s=10 * 365 * 86_400, retry_s=settings.db_retry_s)
+    ledger.add_hook(Outbox(Wakeup()))  # its transaction.posted events, as in serve
     await ledger.start()
 
     def render(_outcomes: list[Outcome]) -> StoredResponse:

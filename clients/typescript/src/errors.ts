@@ -252,6 +252,10 @@ export class KycSubmissionNotPending extends CoinpurseError {
   static override readonly defaultCode: string = "kyc_submission_not_pending";
 }
 
+export class ReconciliationRunning extends CoinpurseError {
+  static override readonly defaultCode: string = "reconciliation_running";
+}
+
 export class OutOfStock extends CoinpurseError {
   static override readonly defaultCode: string = "out_of_stock";
 }
@@ -329,6 +333,7 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   withdrawal_not_pending: WithdrawalNotPending,
   kyc_submission_pending: KycSubmissionPending,
   kyc_submission_not_pending: KycSubmissionNotPending,
+  reconciliation_running: ReconciliationRunning,
   out_of_stock: OutOfStock,
   price_changed: PriceChanged,
   product_inactive: ProductInactive,

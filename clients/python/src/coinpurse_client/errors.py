@@ -239,6 +239,10 @@ class KycSubmissionNotPending(CoinpurseError):
     default_code = "kyc_submission_not_pending"
 
 
+class ReconciliationRunning(CoinpurseError):
+    default_code = "reconciliation_running"
+
+
 class OutOfStock(CoinpurseError):
     default_code = "out_of_stock"
 
@@ -287,6 +291,7 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         BatchAtomicFailed, KycRequired, LimitExceeded, DebtOutstanding, CurrencyNotWithdrawable,
         ProviderNotEnabled, ProviderUnavailable, InvalidSignature, PaymentNotCompleted,
         WithdrawalNotPending, KycSubmissionPending, KycSubmissionNotPending,
+        ReconciliationRunning,
         OutOfStock, PriceChanged, ProductInactive, OwnProduct, OrderRefunded,
         RefundExceedsPaid, PreconditionFailed, WebhookUrlRefused, TooManyStreams,
     )

@@ -1917,6 +1917,90 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/v1/reconciliations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reconciliation runs, newest first
+         * @description Every run, scheduled (`COINPURSE_RECONCILE_AT`), from the CLI or from this API,
+         *     with what it checked and how many discrepancies it found.
+         */
+        get: operations["reconcile_list_runs"];
+        put?: never;
+        /**
+         * Start a reconciliation run
+         * @description Answers at once (202) with the run, `running`; it goes on in this server process.
+         *     Follow it with `GET /admin/v1/reconciliations/{id}`. One run of a kind at a time
+         *     (`reconciliation_running`). A run that finds discrepancies writes a
+         *     `reconciliation.failed` event. Recorded in the audit log.
+         */
+        post: operations["reconcile_start_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/reconciliations/{run_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A run with its discrepancies
+         * @description Each discrepancy names the account, entry, transaction, order, shop order or withdrawal, with the expected and the actual value. The checks:
+         *
+         *     - `currency_sum_not_zero`: the balances of a currency do not sum to zero
+         *     - `negative_user_balance`: a user's wallet is below zero or below what it holds
+         *     - `balance_not_sum_of_entries`: an account's balance differs from the sum of its entries
+         *     - `last_balance_after_mismatch`: an account's balance differs from its newest entry's balance_after
+         *     - `balance_after_jump`: an entry's balance_after is not the previous one plus its amount
+         *     - `held_not_sum_of_holds`: an account's held amount differs from the sum of its open holds
+         *     - `transaction_entries_mismatch`: a transaction's entries are not exactly its postings (an entry missing, added, or with another amount or account)
+         *     - `unbalanced_transaction`: a transaction's entries do not sum to zero in a currency
+         *     - `entry_count_mismatch`: the entries in the tables are not as many as the seals counted
+         *     - `archived_totals_mismatch`: the per-account totals of archived months account for another number of entries than those months' seals
+         *     - `paid_order_without_credit`: a paid top-up order has no credit transaction, or not the one it names
+         *     - `order_credit_mismatch`: an order's credit moves another amount than the order's
+         *     - `order_credited_twice`: an order has more than one credit transaction
+         *     - `credit_without_order`: a credit from a provider names no order that records it
+         *     - `credit_on_unpaid_order`: an order that is not paid has a credit
+         *     - `reversal_missing`: a refunded or charged-back order's reversal transaction is missing or moves another amount
+         *     - `withdrawal_without_capture`: an approved or paid withdrawal has no capture of its amount, or its hold is not captured
+         *     - `shop_order_without_purchase`: a shop order's purchase transaction is missing or is not a purchase of that order
+         *     - `shop_order_amount_mismatch`: a shop order's purchase takes another amount from the buyer, or leaves the merchant another net amount (price less the fee), than the order says
+         *     - `shop_refund_mismatch`: a shop refund's transaction is missing or gives the buyer another amount, or the order's refunded totals or status differ from its refunds
+         *     - `purchase_without_order`: a shop purchase or refund transaction that no order or refund records
+         *     - `seal_missing`: a seal of the chain was deleted (a gap in the sequence)
+         *     - `seal_out_of_order`: a seal does not follow the one before it (seals reordered, inserted or edited)
+         *     - `transaction_deleted`: a sealed transaction is no longer in the database
+         *     - `entry_deleted`: a sealed transaction has lost an entry
+         *     - `entry_inserted`: a sealed transaction has gained an entry
+         *     - `entry_amount_changed`: an entry's amount differs from its posting's
+         *     - `entry_account_changed`: an entry is on another account than its posting's
+         *     - `entries_reordered`: a transaction's entries are no longer in the order of its postings
+         *     - `transaction_changed`: a sealed transaction or one of its entries differs from what was sealed
+         *     - `transaction_unsealed`: a transaction has no seal long after it was created: it was not written by the ledger (no transaction.posted event)
+         *     - `head_mismatch`: the chain does not reach the head hash that was exported
+         *     - `provider_payment_not_credited`: the provider reports a successful payment whose order is missing or not paid here
+         *     - `order_not_paid_at_provider`: an order paid here has no successful payment at the provider
+         *     - `provider_amount_mismatch`: the provider's amount differs from the order's price
+         */
+        get: operations["reconcile_get_run"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/products": {
         parameters: {
             query?: never;
@@ -3021,6 +3105,32 @@ export interface components {
         DisableOut: {
             /** Totp Enabled */
             totp_enabled: boolean;
+        };
+        /** DiscrepancyOut */
+        DiscrepancyOut: {
+            /**
+             * Check
+             * @description What failed; see the list in the API description.
+             * @example balance_not_sum_of_entries
+             */
+            check: string;
+            /**
+             * Subject Type
+             * @description `currency`, `account`, `entry`, `transaction`, `seal`, `payment_order`, `withdrawal`, `provider_payment` or `ledger`.
+             * @example account
+             */
+            subject_type: string;
+            /**
+             * Subject
+             * @example user:alice (points)
+             */
+            subject: string;
+            /** Detail */
+            detail: string;
+            /** Expected */
+            expected?: unknown;
+            /** Actual */
+            actual?: unknown;
         };
         /** EnrollOut */
         EnrollOut: {
@@ -4162,6 +4272,174 @@ export interface components {
             checks: {
                 [key: string]: string;
             };
+        };
+        /** ReconciliationDetailOut */
+        ReconciliationDetailOut: {
+            /** Id */
+            id: string;
+            /**
+             * Kind
+             * @example ledger
+             */
+            kind: string;
+            /**
+             * Mode
+             * @description `incremental`, `full`, `from_sequence` or `period` (provider statements).
+             * @example incremental
+             */
+            mode: string;
+            /**
+             * Status
+             * @description `running`, `passed`, `failed` (discrepancies found) or `error` (the run could not finish).
+             * @example passed
+             */
+            status: string;
+            /**
+             * Trigger
+             * @description `schedule`, `cli` or `admin:<id>`.
+             * @example schedule
+             */
+            trigger: string;
+            /**
+             * Scheduled For
+             * @description The UTC day of a scheduled run.
+             */
+            scheduled_for: string | null;
+            /** Provider */
+            provider: string | null;
+            /**
+             * Scope
+             * @description What was checked: `since` (where the last clean run stopped), `through` (the chain's head seen), the period of a provider run.
+             */
+            scope: {
+                [key: string]: unknown;
+            };
+            /**
+             * Counts
+             * @description Rows checked, per kind of row.
+             */
+            counts: {
+                [key: string]: number;
+            };
+            /**
+             * Discrepancy Count
+             * Format: int64
+             */
+            discrepancy_count: number;
+            /** Error */
+            error: string | null;
+            /** Started At */
+            started_at: string;
+            /** Heartbeat At */
+            heartbeat_at: string;
+            /** Finished At */
+            finished_at: string | null;
+            /**
+             * Discrepancies
+             * @description In the order found; at most 500 here (the count is `discrepancy_count`).
+             */
+            discrepancies: components["schemas"]["DiscrepancyOut"][];
+        };
+        /** ReconciliationIn */
+        ReconciliationIn: {
+            /**
+             * Kind
+             * @description `ledger`: the books (every check, the chain included); `chain`: the hash chain only (like `coinpurse verify`); `provider`: a provider's statement against the paid orders.
+             * @default ledger
+             * @enum {string}
+             */
+            kind?: "ledger" | "chain" | "provider";
+            /**
+             * Mode
+             * @description `incremental` checks what changed since the last clean run of this kind; `full` checks everything. Not for `provider`.
+             * @default incremental
+             * @enum {string}
+             */
+            mode?: "incremental" | "full";
+            /**
+             * Provider
+             * @description Required for `provider`.
+             */
+            provider?: ("stripe" | "razorpay") | null;
+            /**
+             * Period From
+             * @description `provider`: the first UTC day of the period (default: yesterday).
+             */
+            period_from?: string | null;
+            /**
+             * Period To
+             * @description `provider`: the last UTC day of the period, included (default: `period_from`).
+             */
+            period_to?: string | null;
+        };
+        /** ReconciliationOut */
+        ReconciliationOut: {
+            /** Id */
+            id: string;
+            /**
+             * Kind
+             * @example ledger
+             */
+            kind: string;
+            /**
+             * Mode
+             * @description `incremental`, `full`, `from_sequence` or `period` (provider statements).
+             * @example incremental
+             */
+            mode: string;
+            /**
+             * Status
+             * @description `running`, `passed`, `failed` (discrepancies found) or `error` (the run could not finish).
+             * @example passed
+             */
+            status: string;
+            /**
+             * Trigger
+             * @description `schedule`, `cli` or `admin:<id>`.
+             * @example schedule
+             */
+            trigger: string;
+            /**
+             * Scheduled For
+             * @description The UTC day of a scheduled run.
+             */
+            scheduled_for: string | null;
+            /** Provider */
+            provider: string | null;
+            /**
+             * Scope
+             * @description What was checked: `since` (where the last clean run stopped), `through` (the chain's head seen), the period of a provider run.
+             */
+            scope: {
+                [key: string]: unknown;
+            };
+            /**
+             * Counts
+             * @description Rows checked, per kind of row.
+             */
+            counts: {
+                [key: string]: number;
+            };
+            /**
+             * Discrepancy Count
+             * Format: int64
+             */
+            discrepancy_count: number;
+            /** Error */
+            error: string | null;
+            /** Started At */
+            started_at: string;
+            /** Heartbeat At */
+            heartbeat_at: string;
+            /** Finished At */
+            finished_at: string | null;
+        };
+        /** ReconciliationPage */
+        ReconciliationPage: {
+            /** Data */
+            data: components["schemas"]["ReconciliationOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /**
          * RefreshIn
@@ -5460,7 +5738,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "not_ready" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "webhook_url_refused" | "withdrawal_not_pending";
+            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "not_ready" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "reconciliation_running" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "webhook_url_refused" | "withdrawal_not_pending";
             /** @description The request's `X-Request-ID`, to find its log lines. */
             request_id?: string;
             /** @description Field errors, for validation_error. */
@@ -12145,6 +12423,246 @@ export interface operations {
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reconcile_list_runs: {
+        parameters: {
+            query?: {
+                kind?: string | null;
+                status?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReconciliationPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reconcile_start_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReconciliationIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReconciliationOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `reconciliation_running`: A reconciliation of this kind is running */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `provider_not_enabled`: This payment provider is not enabled here */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reconcile_get_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReconciliationDetailOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     [name: string]: unknown;
                 };
                 content: {
