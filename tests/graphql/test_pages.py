@@ -3,9 +3,9 @@ their postings is a fixed number of SQL statements, whatever the page's size."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -40,25 +40,31 @@ async def _credits(client: httpx.AsyncClient, key: str, n: int) -> None:
     assert r.status_code == 200 and r.json()["posted"] == n, r.text
 
 
+_COUNTING: ContextVar[list[str] | None] = ContextVar("counting", default=None)
+
+
 @contextmanager
 def statements(app: Any) -> Iterator[list[str]]:
-    """Every SQL statement on the ledger's tables sent on the app's engines while the
-    block runs (the ``before_cursor_execute`` event of each engine)."""
+    """Every SQL statement that the code run inside the block sends on the app's engines
+    (``before_cursor_execute``). A context variable tells them apart from the background
+    jobs' (the live pump, the event consumers, reconciliation), which run meanwhile in
+    tasks of their own; the request's tasks (DataLoader batches too) inherit it."""
     state = app.state.coinpurse
-    engines = {id(e): e for e in (state.db, getattr(state.reads, "replica", None)) if e}
+    engines = {id(e): e for e in (state.db, getattr(state.reads, "standby", None)) if e}
     seen: list[str] = []
 
     def count(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        # The ledger's tables only: the background jobs (the live pump, the event
-        # consumers) read their own tables meanwhile; SQLite's BEGIN is no statement.
-        if re.search(r"\b(entries|transactions|accounts)\b", sql):
-            seen.append(sql)
+        found = _COUNTING.get()
+        if found is not None and sql.strip().upper() != "BEGIN":  # SQLite's own BEGIN
+            found.append(sql)
 
     for engine in engines.values():
         event.listen(engine.sync_engine, "before_cursor_execute", count)
+    token = _COUNTING.set(seen)
     try:
         yield seen
     finally:
+        _COUNTING.reset(token)
         for engine in engines.values():
             event.remove(engine.sync_engine, "before_cursor_execute", count)
 
