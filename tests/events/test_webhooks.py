@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from coinpurse_client.webhooks import verify_signature
+from prometheus_client import REGISTRY
 
 from coinpurse.events import signature, ssrf
 from tests.conftest import MakeKey, auth, user_token
@@ -48,6 +49,7 @@ async def test_a_receiver_checks_the_signature_of_each_delivery(
 async def test_a_failing_receiver_gets_every_event_once_after_retries(
         client: httpx.AsyncClient, make_key: MakeKey) -> None:
     receiver = Receiver(answer=lambda n: 500 if n < 6 else 200).start()
+    before = {outcome: _sent(outcome) for outcome in ("ok", "failed")}
     try:
         key = await make_key()
         endpoint = await add_endpoint(client, receiver.url)
@@ -68,8 +70,16 @@ async def test_a_failing_receiver_gets_every_event_once_after_retries(
         assert sorted(ok) == sorted(ids)  # each exactly once with a 2xx
         assert len(receiver.received) > len(ok)  # the first answers were 500
         assert sum(d["attempts"] for d in found) == len(receiver.received)
+        # /metrics counts every attempt by outcome (coinpurse_deliveries_total, kind webhook)
+        assert _sent("ok") - before["ok"] == 4
+        assert _sent("failed") - before["failed"] == len(receiver.received) - 4
     finally:
         receiver.stop()
+
+
+def _sent(outcome: str) -> float:
+    return REGISTRY.get_sample_value(
+        "coinpurse_deliveries_total", {"kind": "webhook", "outcome": outcome}) or 0.0
 
 
 async def test_a_delivery_that_keeps_failing_is_marked_failed_then_redelivered(

@@ -71,7 +71,8 @@ INBOX_OLDEST_AGE = Gauge(
     multiprocess_mode="livemax")
 DELIVERIES = Counter(
     "coinpurse_deliveries", "Outbound calls (the payment providers' APIs: kind such as "
-    "stripe.checkout or razorpay.confirm) by kind and outcome (ok, failed).",
+    "stripe.checkout or razorpay.confirm; webhooks to services: kind webhook) by kind and "
+    "outcome (ok, failed).",
     ["kind", "outcome"])
 DELIVERY_SECONDS = Histogram(
     "coinpurse_delivery_duration_seconds", "Time of one outbound call.", ["kind"],

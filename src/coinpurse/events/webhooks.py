@@ -18,6 +18,7 @@ import asyncio
 import logging
 import random
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse import __version__
 from coinpurse.auth.tokens import Principal
-from coinpurse.core import audit
+from coinpurse.core import audit, metrics
 from coinpurse.core.clock import iso, utcnow
 from coinpurse.core.errors import NotFound, ValidationFailed
 from coinpurse.core.ids import new_id
@@ -319,7 +320,10 @@ class Sender:
         if event is None:
             result = Attempt(None, "the event is past the log's retention")
         else:
+            started = time.perf_counter()
             result = await self.post(pool, endpoint, event)
+            metrics.record_delivery("webhook", "ok" if result.ok else "failed",
+                                    time.perf_counter() - started)
         now = utcnow()
         values: dict[str, Any] = {"last_status_code": result.status_code,
                                   "last_error": result.error[:ERROR_MAX] if result.error

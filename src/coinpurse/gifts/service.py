@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coinpurse.auth import accounts
@@ -163,8 +162,3 @@ class Gifts:
         async with self.db.begin() as conn:
             await repository.set_agency(conn, user_id, agency_id, utcnow())
 
-
-def gift_view(row: Row[Any]) -> dict[str, Any]:
-    """One gift as the API shows it. Only for admin/queries.py's gift report, which reads the
-    gifts table itself; remove once it reads them through this domain."""
-    return s.GiftOut.of(repository.gift_of(row)).model_dump()
