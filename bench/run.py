@@ -61,11 +61,16 @@ CURRENCIES = "points:0,usdt:2"
 FUND_AMOUNT = 10_000_000  # points per user: no transfer of the run can drain a wallet
 BATCH_SIZE = 1000
 
+FIXED_RATE_SHARE = 0.7  # the fixed-rate scenario runs at this share of uniform's maximum
+RSS_MAX_MB = 200
 GOALS_TEXT = {
-    "uniform_vs_pgbench": "uniform PG >= 1.0x pgbench TPS, p99 < 25 ms",
+    "uniform_vs_pgbench": "uniform PG >= 1.0x pgbench TPS",
+    "fixed_p99": f"fixed rate ({FIXED_RATE_SHARE:.0%} of uniform's max): p99 < 25 ms",
     "hot_vs_uniform": "hot >= 0.8x uniform",
-    "batch_tps": "batch >= 20,000 transfers/s",
-    "sqlite_vs_pg": "SQLite uniform >= 0.5x PG uniform",
+    "batch_tps": "batch >= 25,000 transfers/s",
+    "reads_vs_pgbench": "reads >= 1.5x pgbench TPS",
+    "sqlite_vs_pg": "SQLite uniform >= 0.6x PG uniform",
+    "rss": f"RSS per API process after the run < {RSS_MAX_MB} MB",
 }
 
 
@@ -224,6 +229,7 @@ class Scenario:
     pg_counters: dict[str, int] = field(default_factory=dict)
     pg_statements: list[dict[str, Any]] = field(default_factory=list)
     pg_activity: list[dict[str, Any]] = field(default_factory=list)
+    target_rate: float = 0.0  # fixed-rate scenario: requests/s asked for (0: as fast as possible)
 
     @property
     def seconds(self) -> float:
@@ -270,6 +276,7 @@ class Scenario:
             "transfers": self.transfers if self.name != "reads" else None,
             "per_second": round(self.per_second, 1),
             "unit": "requests/s" if self.name == "reads" else "transfers/s",
+            "target_rate": self.target_rate or None,
             "x_pgbench": round(self.per_second / pgbench_tps, 3) if pgbench_tps else None,
             "latency_ms": {k: round(float(v) / 1000, 2) for k, v in
                            self.wrk["latency_us"].items()},
@@ -407,6 +414,17 @@ class CoinpurseServer:
                     pids.append(int(pid))
         return pids
 
+    def rss_mb(self) -> list[float]:
+        """Resident memory of each API process (the workers, or the server itself)."""
+        sizes: list[float] = []
+        for pid in self.worker_pids() or [self.pid]:
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                kb = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+                if kb:
+                    sizes.append(round(int(kb.group(1)) / 1024, 1))
+        return sizes
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -533,12 +551,15 @@ def coinpurse_check(env: Mapping[str, str]) -> CheckResult:
 
 
 def run_wrk(base: str, scenario: str, key: str, users: int, connections: int, duration: float,
-            tokens: Path | None = None) -> dict[str, Any]:
+            tokens: Path | None = None, rate: float = 0.0) -> dict[str, Any]:
+    """wrk with bench/wrk/coinpurse.lua; ``rate`` (requests/s in all) paces a fixed-rate run."""
     nonce = f"{scenario[:2]}{secrets.token_hex(6)}"
+    threads = min(2, connections)
     cmd = [
-        "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s",
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
         "--timeout", "10s", "-s", str(LUA), base, "--",
         scenario, key, str(users), nonce, str(tokens or "-"), str(BATCH_SIZE),
+        f"{rate / threads:.3f}",
     ]
     proc = run(cmd, timeout=duration + 120, check=False)
     for line in proc.stdout.splitlines():
@@ -551,23 +572,28 @@ def run_wrk(base: str, scenario: str, key: str, users: int, connections: int, du
 
 def measure(base: str, name: str, database: str, key: str, users: int, connections: int,
             duration: float, roots: Mapping[str, int], tokens: Path | None = None,
-            during: Sequence[Iterator[None]] = (), quiet_wait: float = 60) -> Scenario:
-    log(f"{name} ({database}): {connections} connections, {duration:g} s")
+            during: Sequence[Iterator[None]] = (), quiet_wait: float = 60,
+            rate: float = 0.0) -> Scenario:
+    """One scenario; ``fixed`` is the uniform mix at ``rate`` requests/s."""
+    log(f"{name} ({database}): {connections} connections, {duration:g} s"
+        + (f", at {rate:,.0f} requests/s" if rate else ""))
     waited, busy_before = wait_quiet(quiet_wait)
     meter = CpuMeter(roots)
     meter.start()
     for probe in during:
         next(probe)  # start a profiler, a sampler
-    result = run_wrk(base, name, key, users, connections, duration, tokens)
+    result = run_wrk(base, "uniform" if name == "fixed" else name, key, users, connections,
+                     duration, tokens, rate)
     for probe in during:
         with contextlib.suppress(StopIteration):
             next(probe)
     meter.stop()
     scenario = Scenario(name, database, connections, result, cpu_seconds=meter.seconds,
                         cpu_busy_pct=meter.busy_pct, cpu_others_pct=meter.others_pct,
-                        quiet_wait_s=waited, busy_before_pct=busy_before)
+                        quiet_wait_s=waited, busy_before_pct=busy_before, target_rate=rate)
     log(f"  {scenario.per_second:,.0f} {'req' if name == 'reads' else 'transfers'}/s, "
         f"p50 {scenario.latency_ms('p50'):.1f} ms, p99 {scenario.latency_ms('p99'):.1f} ms, "
+        f"p99.9 {scenario.latency_ms('p999'):.1f} ms, "
         f"refused {result['refused']}, errors {scenario.errors}, "
         f"socket errors {scenario.socket_errors}, CPU {scenario.cpu_seconds}")
     if result.get("error_sample"):
@@ -630,14 +656,14 @@ def _find(pattern: str, text: str, default: str | None = None) -> str:
 
 def _percentiles(values_us: list[int]) -> dict[str, float]:
     if not values_us:
-        return {k: 0.0 for k in ("mean", "p50", "p90", "p95", "p99", "max")}
+        return {k: 0.0 for k in ("mean", "p50", "p90", "p95", "p99", "p999", "max")}
     values = sorted(values_us)
 
     def pct(p: float) -> float:
         return values[min(len(values) - 1, int(p / 100 * len(values)))] / 1000
 
     return {"mean": round(statistics.fmean(values) / 1000, 2), "p50": pct(50), "p90": pct(90),
-            "p95": pct(95), "p99": pct(99), "max": values[-1] / 1000}
+            "p95": pct(95), "p99": pct(99), "p999": pct(99.9), "max": values[-1] / 1000}
 
 
 def psql(pg: PgServer, db: str, sql: str) -> list[list[str]]:
@@ -844,16 +870,26 @@ def _package(frame: str) -> str:
 # Report
 
 
-def goals(scenarios: Mapping[str, Scenario], pgbench_tps: float) -> list[dict[str, Any]]:
+def goals(scenarios: Mapping[str, Scenario], pgbench_tps: float,
+          rss_mb: Mapping[str, list[float]] | None = None) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     uni = scenarios.get("uniform-pg")
     if uni is not None:
         ratio = uni.per_second / pgbench_tps if pgbench_tps else 0.0
-        p99 = uni.latency_ms("p99")
         found.append({"id": "uniform_vs_pgbench", "goal": GOALS_TEXT["uniform_vs_pgbench"],
                       "measured": f"{ratio:.2f}x ({uni.per_second:,.0f} vs "
-                                  f"{pgbench_tps:,.0f} TPS), p99 {p99:.1f} ms",
-                      "pass": ratio >= 1.0 and p99 < 25})
+                                  f"{pgbench_tps:,.0f} TPS), p99 {uni.latency_ms('p99'):.1f} ms "
+                                  "at saturation",
+                      "pass": ratio >= 1.0})
+    fixed = scenarios.get("fixed-pg")
+    if fixed is not None:
+        p99 = fixed.latency_ms("p99")
+        found.append({"id": "fixed_p99", "goal": GOALS_TEXT["fixed_p99"],
+                      "measured": f"p50 {fixed.latency_ms('p50'):.1f} ms, p99 {p99:.1f} ms, "
+                                  f"p99.9 {fixed.latency_ms('p999'):.1f} ms at "
+                                  f"{fixed.requests_per_second:,.0f} of "
+                                  f"{fixed.target_rate:,.0f} requests/s",
+                      "pass": p99 < 25 and fixed.requests_per_second >= 0.95 * fixed.target_rate})
     hot = scenarios.get("hot-pg")
     if hot is not None and uni is not None and uni.per_second:
         ratio = hot.per_second / uni.per_second
@@ -865,14 +901,27 @@ def goals(scenarios: Mapping[str, Scenario], pgbench_tps: float) -> list[dict[st
     if batch is not None:
         found.append({"id": "batch_tps", "goal": GOALS_TEXT["batch_tps"],
                       "measured": f"{batch.per_second:,.0f} transfers/s",
-                      "pass": batch.per_second >= 20_000})
+                      "pass": batch.per_second >= 25_000})
+    reads = scenarios.get("reads-pg")
+    if reads is not None:
+        ratio = reads.per_second / pgbench_tps if pgbench_tps else 0.0
+        found.append({"id": "reads_vs_pgbench", "goal": GOALS_TEXT["reads_vs_pgbench"],
+                      "measured": f"{ratio:.2f}x ({reads.per_second:,.0f} req/s vs "
+                                  f"{pgbench_tps:,.0f} TPS)",
+                      "pass": ratio >= 1.5})
     lite = scenarios.get("uniform-sqlite")
     if lite is not None and uni is not None and uni.per_second:
         ratio = lite.per_second / uni.per_second
         found.append({"id": "sqlite_vs_pg", "goal": GOALS_TEXT["sqlite_vs_pg"],
                       "measured": f"{ratio:.2f}x ({lite.per_second:,.0f} vs "
                                   f"{uni.per_second:,.0f})",
-                      "pass": ratio >= 0.5})
+                      "pass": ratio >= 0.6})
+    sizes = [mb for found_mb in (rss_mb or {}).values() for mb in found_mb]
+    if sizes:
+        found.append({"id": "rss", "goal": GOALS_TEXT["rss"],
+                      "measured": "; ".join(f"{db}: " + ", ".join(f"{mb:.0f} MB" for mb in v)
+                                            for db, v in (rss_mb or {}).items()),
+                      "pass": max(sizes) < RSS_MAX_MB})
     return found
 
 
@@ -890,13 +939,14 @@ def markdown(report: dict[str, Any], scenarios: Mapping[str, Scenario]) -> str:
                                               report["postgres_settings"].items()) + ".",
         "",
         "| Scenario | DB | Conns | Transfers/s | x pgbench | p50 ms | p95 ms | p99 ms "
-        "| 2xx | Refused (422 insufficient_funds) | Errors (other non-2xx) | Socket errors "
-        "| `coinpurse check` |",
+        "| p99.9 ms | 2xx | Refused (422 insufficient_funds) | Errors (other non-2xx) "
+        "| Socket errors | `coinpurse check` |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| --- |",
+        "| ---: | --- |",
         f"| pgbench TPC-B-like, scale {pgb['scale']} (reference) | PostgreSQL "
         f"| {pgb['clients']} | {pgb['tps']:,.0f} TPS | 1.00 | {pgb['latency_ms']['p50']:.1f} "
         f"| {pgb['latency_ms']['p95']:.1f} | {pgb['latency_ms']['p99']:.1f} "
+        f"| {pgb['latency_ms'].get('p999', 0):.1f} "
         f"| {pgb['transactions']:,} | — | {pgb['failed']} failed | — | — |",
     ]
     titles = {
@@ -905,6 +955,7 @@ def markdown(report: dict[str, Any], scenarios: Mapping[str, Scenario]) -> str:
         "hot": "hot: every transfer pays user:streamer",
         "batch": f"batch API, {BATCH_SIZE:,} transfers per call",
         "reads": "reads: balances + history first pages",
+        "fixed": f"fixed rate: the uniform mix at {FIXED_RATE_SHARE:.0%} of its maximum",
     }
     for s in scenarios.values():
         d = s.as_dict(pgb["tps"])
@@ -917,6 +968,8 @@ def markdown(report: dict[str, Any], scenarios: Mapping[str, Scenario]) -> str:
             rate += " req/s"
         elif s.name == "batch":
             rate += f" ({d['requests_per_second']:.1f} calls/s)"
+        elif s.name == "fixed":
+            rate += f" (asked {s.target_rate:,.0f} req/s)"
         sock = s.socket_errors
         sock_text = str(sock) if not sock else (
             f"{sock} ({', '.join(f'{k} {v}' for k, v in d['socket_errors'].items() if v)})")
@@ -924,7 +977,8 @@ def markdown(report: dict[str, Any], scenarios: Mapping[str, Scenario]) -> str:
             f"| {titles[s.name]} | {'PostgreSQL' if s.database == 'postgresql' else 'SQLite'} "
             f"| {s.connections} | {rate} | {d['x_pgbench']:.2f} "
             f"| {s.latency_ms('p50'):.1f} | {s.latency_ms('p95'):.1f} "
-            f"| {s.latency_ms('p99'):.1f} | {s.wrk['ok']:,} | {s.wrk['refused']:,} "
+            f"| {s.latency_ms('p99'):.1f} | {s.latency_ms('p999'):.1f} "
+            f"| {s.wrk['ok']:,} | {s.wrk['refused']:,} "
             f"| {s.errors:,} | {sock_text} | {check} |"
         )
     lines += ["", "## Goals", "", "| Goal | Measured | Result |", "| --- | --- | --- |"]
@@ -1070,6 +1124,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", nargs="?", const="uniform", default="", metavar="SCENARIOS",
                    help="py-spy the workers during these PostgreSQL scenarios (comma-separated; "
                         "default uniform); needs py-spy in .venv (bench/run installs it)")
+    p.add_argument("--no-fixed", action="store_true",
+                   help="skip the fixed-rate latency scenario (run after uniform, at "
+                        f"{FIXED_RATE_SHARE:.0%} of uniform's maximum)")
     p.add_argument("--pg-stats", action="store_true",
                    help="load pg_stat_statements (for the whole run, pgbench included); "
                         "report each PostgreSQL scenario's top statements and what "
@@ -1111,6 +1168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_logs: dict[str, dict[str, int]] = {}
     profiles: dict[str, str] = {}
     profile_for = {x.strip() for x in args.profile.split(",") if x.strip()}
+    rss: dict[str, list[float]] = {}
     log(f"work folder {workdir}; {args.duration:g} s per scenario")
 
     tokens_path = workdir / "tokens.txt"
@@ -1144,9 +1202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.pg_stats:
                     psql(pg, "coinpurse", "CREATE EXTENSION pg_stat_statements")
                 warm_up(server.base, key, args.users, args.warmup)
-                for name in ("uniform", "hot", "batch", "reads"):
-                    if name not in wanted:
+                for name in ("uniform", "fixed", "hot", "batch", "reads"):
+                    if name not in wanted and not (name == "fixed" and "uniform" in wanted
+                                                   and not args.no_fixed):
                         continue
+                    rate = 0.0
+                    if name == "fixed":  # the uniform mix below saturation: latency
+                        rate = round(FIXED_RATE_SHARE * scenarios["uniform-pg"].per_second, 1)
+                        if rate < 1:
+                            continue
                     psql(pg, "coinpurse", "CHECKPOINT")
                     if args.pg_stats:
                         psql(pg, "coinpurse", "SELECT pg_stat_statements_reset()")
@@ -1162,7 +1226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     roots = {"coinpurse": server.pid, "postgres": postmaster_pid(pg)}
                     s = measure(server.base, name, "postgresql", key, args.users, conns,
                                 args.duration, roots, tokens_path if name == "reads" else None,
-                                during, args.quiet_wait)
+                                during, args.quiet_wait, rate)
                     s.profiled = name in profile_for
                     if sampler is not None:
                         s.pg_activity = sampler.summary()
@@ -1190,6 +1254,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                             old.unlink()
                         for raw in raws:
                             shutil.copy(raw, raw_dir / raw.name)
+                if "uniform" in wanted and "uniform" not in profile_for and not args.quick:
+                    # A separate, unmeasured pass, so the figures above carry no profiler.
+                    log("profiling uniform (an extra pass, not in the figures)")
+                    seconds = min(args.duration, 10)
+                    measure(server.base, "uniform", "postgresql", key, args.users,
+                            args.connections, seconds, {"coinpurse": server.pid},
+                            during=[profiler(server, seconds,
+                                             workdir / "profile-uniform.txt")],
+                            quiet_wait=min(args.quiet_wait, 30))
+                    raws = sorted(workdir.glob("profile-uniform-*.txt"))
+                    profiles["uniform"] = summarize_profile(raws)
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    (args.out / "profile-uniform.txt").write_text(profiles["uniform"])
+                rss["postgresql"] = server.rss_mb()
             finally:
                 server.stop()
                 server_logs["postgresql"] = server.log_findings()
@@ -1213,6 +1291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"  coinpurse check: {'OK' if s.check.ok else 'FAILED'} "
                 f"({s.check.transactions:,} transactions, {s.check.seconds} s)")
             scenarios["uniform-sqlite"] = s
+            rss["sqlite"] = server.rss_mb()
         finally:
             server.stop()
             server_logs["sqlite"] = server.log_findings()
@@ -1244,8 +1323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scenarios": {k: s.as_dict(reference.tps) for k, s in scenarios.items()},
         "server_logs": server_logs,
         "profiles": profiles,
+        "rss_mb": rss,
     }
-    report["goals"] = goals(scenarios, reference.tps)
+    report["goals"] = goals(scenarios, reference.tps, rss)
     report["checks_ok"] = all(s.check is not None and s.check.ok for s in scenarios.values())
     md = markdown(report, scenarios)
     for name, text in profiles.items():

@@ -85,7 +85,8 @@ async def test_wallet_read_answers(client: httpx.AsyncClient, make_key: MakeKey)
     balance = (await client.get("/internal/v1/wallet/balance/u", headers=read)).json()
     assert set(balance) == {"user_id", "wallets"}
     assert set(balance["wallets"]) == {"points", "usdt", "diamonds"}
-    assert balance["wallets"]["points"] == {"balance": 50, "held": 0, "available": 50}
+    assert balance["wallets"]["points"] == {"balance": 50, "held": 0, "available": 50,
+                                            "bonus": 0}
     mine = (await client.get("/api/v1/wallet/balance", headers=auth(user_token("u")))).json()
     assert mine == balance
     account = (await client.get("/internal/v1/accounts/service:games", headers=read)).json()

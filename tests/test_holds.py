@@ -46,7 +46,8 @@ async def test_hold_reduces_available_and_debit_checks_it(
     hold = r.json()
     assert hold["status"] == "held" and hold["amount"] == 70 and hold["expires_at"]
     assert hold["wallet"] == {"balance": 100, "held": 70, "available": 30}
-    assert await _wallet(client, key, "u") == {"balance": 100, "held": 70, "available": 30}
+    assert await _wallet(client, key, "u") == {"balance": 100, "held": 70, "available": 30,
+                                               "bonus": 0}
 
     debit = await client.post("/internal/v1/wallet/debit", headers=_h(key), json={
         "user_id": "u", "currency": "points", "amount": 31, "description": "x",
@@ -133,7 +134,8 @@ async def test_void_releases_and_other_services_see_nothing(
     r = await client.post(f"/internal/v1/holds/{hold['id']}/void", headers=_h(key))
     assert r.status_code == 200 and r.json()["status"] == "voided"
     assert r.json()["released_amount"] == 60
-    assert await _wallet(client, key, "u") == {"balance": 100, "held": 0, "available": 100}
+    assert await _wallet(client, key, "u") == {"balance": 100, "held": 0, "available": 100,
+                                               "bonus": 0}
     got = await client.get(f"/internal/v1/holds/{hold['id']}", headers={"X-API-Key": key})
     assert got.json()["status"] == "voided"
     missing = await client.post("/internal/v1/holds/nope/capture", headers=_h(key))
@@ -173,7 +175,8 @@ async def test_expired_hold_releases_itself_and_cannot_be_captured(
         if got["status"] == "expired":
             break
     assert got["status"] == "expired"
-    assert await _wallet(client, key, "u") == {"balance": 100, "held": 0, "available": 100}
+    assert await _wallet(client, key, "u") == {"balance": 100, "held": 0, "available": 100,
+                                               "bonus": 0}
     r = await client.post(f"/internal/v1/holds/{hold['id']}/capture", headers=_h(key))
     assert r.status_code == 409 and r.json()["code"] == "hold_not_open"
 
@@ -198,7 +201,7 @@ async def test_capture_and_void_racing_exactly_one_wins(
         captured += cap.status_code == 200
     wallet = await _wallet(client, key, "u")
     assert wallet == {"balance": 1000 - 40 * captured, "held": 0,
-                      "available": 1000 - 40 * captured}
+                      "available": 1000 - 40 * captured, "bonus": 0}
     assert_invariants(await ledger_state_async(db_url))
 
 
@@ -209,4 +212,5 @@ async def test_hold_to_the_users_own_wallet_is_refused(
     await _credit(client, key, "u", 100)
     r = await _hold(client, key, "u", 10, destination="user:u")
     assert r.status_code == 422 and r.json()["code"] == "validation_error"
-    assert await _wallet(client, key, "u") == {"balance": 100, "held": 0, "available": 100}
+    assert await _wallet(client, key, "u") == {"balance": 100, "held": 0, "available": 100,
+                                               "bonus": 0}

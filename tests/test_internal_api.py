@@ -232,13 +232,14 @@ async def test_balance_lists_every_configured_currency(client: httpx.AsyncClient
     key = await make_key()
     r = await client.get("/internal/v1/wallet/balance/nobody", headers={"X-API-Key": key})
     assert r.status_code == 200, r.text
-    zero = {"balance": 0, "held": 0, "available": 0}
+    zero = {"balance": 0, "held": 0, "available": 0, "bonus": 0}
     assert r.json() == {"user_id": "nobody",
                         "wallets": {"points": zero, "usdt": zero, "diamonds": zero}}
     assert (await credit(client, key, "u1", 7, "diamonds")).status_code == 201
     r = await client.get("/internal/v1/wallet/balance/u1", headers={"X-API-Key": key})
     assert r.json()["wallets"] == {"points": zero, "usdt": zero,
-                                   "diamonds": {"balance": 7, "held": 0, "available": 7}}
+                                   "diamonds": {"balance": 7, "held": 0, "available": 7,
+                                                "bonus": 0}}
 
 
 async def test_balance_bad_user_id(client: httpx.AsyncClient, make_key: MakeKey) -> None:

@@ -19,4 +19,5 @@ async def test_credit_then_balance(client: httpx.AsyncClient, make_key: MakeKey)
     assert r.json()["balance_after"] == 100
     r = await client.get("/api/v1/wallet/balance", headers=auth(user_token("u1")))
     assert r.status_code == 200
-    assert r.json()["wallets"]["points"] == {"balance": 100, "held": 0, "available": 100}
+    assert r.json()["wallets"]["points"] == {"balance": 100, "held": 0, "available": 100,
+                                                "bonus": 0}

@@ -105,7 +105,7 @@ async def custom_client(db_url: str, **overrides: Any) -> AsyncIterator[httpx.As
 async def test_balance_of_new_user_is_zero_everywhere(client: httpx.AsyncClient) -> None:
     r = await client.get(BALANCE, headers=auth(user_token("fresh")))
     assert r.status_code == 200, r.text
-    zero = {"balance": 0, "held": 0, "available": 0}
+    zero = {"balance": 0, "held": 0, "available": 0, "bonus": 0}
     assert r.json() == {"user_id": "fresh",
                         "wallets": {"points": zero, "usdt": zero, "diamonds": zero}}
 
@@ -117,8 +117,8 @@ async def test_balance_after_credits(client: httpx.AsyncClient, make_key: MakeKe
     await debit(client, key, "u1", 30)
     r = await client.get(BALANCE, headers=auth(user_token("u1")))
     wallets = r.json()["wallets"]
-    assert wallets["points"] == {"balance": 70, "held": 0, "available": 70}
-    assert wallets["usdt"] == {"balance": 250, "held": 0, "available": 250}
+    assert wallets["points"] == {"balance": 70, "held": 0, "available": 70, "bonus": 0}
+    assert wallets["usdt"] == {"balance": 250, "held": 0, "available": 250, "bonus": 0}
     assert wallets["diamonds"]["balance"] == 0
 
 

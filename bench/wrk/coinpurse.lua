@@ -1,7 +1,14 @@
 -- wrk script for the Coinpurse benchmark: one file, four workloads.
 --
 --   wrk -t2 -c64 -d20s -s bench/wrk/coinpurse.lua http://127.0.0.1:PORT -- \
---       SCENARIO API_KEY USERS NONCE [TOKENS_FILE] [BATCH_SIZE]
+--       SCENARIO API_KEY USERS NONCE [TOKENS_FILE] [BATCH_SIZE] [RATE_PER_THREAD]
+--
+-- RATE_PER_THREAD (requests/s, 0 = as fast as possible): a fixed-rate run. Debian has no
+-- wrk2, so delay() paces each thread's requests on a schedule (one every 1/RATE s, shared by
+-- the thread's connections). Latency is wrk's, from sending a request to its answer: the
+-- time a request waited for its slot when the server fell behind is not added (no
+-- coordinated-omission correction as in wrk2), so bench/run.py also reports the achieved
+-- rate: a run that fell behind its target shows it.
 --
 -- SCENARIO: uniform | hot | batch | reads (see bench/README.md).
 -- Every POST carries a unique Idempotency-Key: NONCE-thread-counter-random (NONCE is unique per
@@ -21,6 +28,18 @@ end
 
 -- Per-thread state (each thread has its own Lua environment).
 local scenario, api_key, users, nonce, batch_size
+local interval_ms = 0   -- fixed rate: ms between two requests of this thread (0 = no pacing)
+local next_at_ms = nil  -- fixed rate: when this thread's next request is due
+local ffi = require("ffi")
+ffi.cdef[[
+  typedef struct { long tv_sec; long tv_nsec; } cp_timespec;
+  int clock_gettime(int clock_id, cp_timespec *tp);
+]]
+local now_ts = ffi.new("cp_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, now_ts)  -- CLOCK_MONOTONIC
+  return tonumber(now_ts.tv_sec) * 1000 + tonumber(now_ts.tv_nsec) / 1e6
+end
 local counter = 0
 local tokens = {}
 local post_headers, read_headers
@@ -44,6 +63,8 @@ function init(args)
   nonce = args[4]
   local tokens_file = args[5]
   batch_size = tonumber(args[6] or "1000")
+  local rate = tonumber(args[7] or "0")
+  if rate > 0 then interval_ms = 1000 / rate end
   math.randomseed(os.time() * 1000 + (id or 0) * 7919 + math.floor(os.clock() * 1e6))
   post_headers = {
     ["Content-Type"] = "application/json",
@@ -150,6 +171,16 @@ local function reads()
   local t = tokens[math.random(1, #tokens)]
   return wrk.format("GET", "/api/v1/wallet/transactions?limit=20",
     { ["Authorization"] = t.auth }, nil)
+end
+
+-- Fixed rate: wait for this thread's next slot (called by wrk before each request).
+function delay()
+  if interval_ms == 0 then return 0 end
+  local now = now_ms()
+  if next_at_ms == nil or next_at_ms < now then next_at_ms = now end
+  local wait = next_at_ms - now
+  next_at_ms = next_at_ms + interval_ms
+  return math.floor(wait)
 end
 
 function request()

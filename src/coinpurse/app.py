@@ -4,14 +4,18 @@ adding one is a folder, a migration and one line in ``DOMAINS``."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
 from coinpurse import __version__
 from coinpurse.admin import routes as admin_routes
 from coinpurse.auth import routes as auth_routes
+from coinpurse.bonuses import jobs as bonuses_jobs
+from coinpurse.bonuses import routes as bonuses_routes
 from coinpurse.config import Settings, load_settings, unknown_settings
 from coinpurse.core import logging as coinpurse_logging
 from coinpurse.core import metrics
@@ -23,6 +27,7 @@ from coinpurse.graphql import routes as graphql_routes
 from coinpurse.holds import jobs as holds_jobs
 from coinpurse.holds import routes as holds_routes
 from coinpurse.http.docs import add_docs
+from coinpurse.http.fastpath import FastPath, FastRoute, check_routes
 from coinpurse.http.handlers import install_error_handlers
 from coinpurse.http.middleware import AddressRateLimit, BodyLimit, RefuseNul
 from coinpurse.http.observe import Observe
@@ -53,11 +58,13 @@ class Domain:
     name: str
     routers: tuple[APIRouter, ...] = ()
     jobs: Callable[[AppState], list[Job]] | None = None
+    fast_routes: tuple[FastRoute, ...] = ()  # hot routes also served by http.fastpath
 
 
 DOMAINS: tuple[Domain, ...] = (
     Domain("ledger", jobs=ledger_jobs.jobs),
-    Domain("wallets", (wallets_routes.router, wallets_routes.user_router)),
+    Domain("wallets", (wallets_routes.router, wallets_routes.user_router),
+           fast_routes=wallets_routes.fast_routes),
     Domain("holds", (holds_routes.router,), holds_jobs.jobs),
     Domain("gifts", (gifts_routes.router,)),
     Domain("payments", (payments_routes.router,), payments_jobs.jobs),
@@ -70,10 +77,20 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("ops", (ops_routes.router,), ops_jobs.jobs),
     Domain("reconcile", (reconcile_routes.router,), reconcile_jobs.jobs),
     Domain("shop", (shop_routes.router,)),
+    Domain("bonuses", (bonuses_routes.user_router, bonuses_routes.router,
+                       bonuses_routes.admin_router), bonuses_jobs.jobs),
     Domain("graphql", (graphql_routes.router,)),  # /graphql over the services above
     Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static
     Domain("partitions", jobs=partitions_jobs.jobs),
 )
+
+
+# FastAPI's own OpenTelemetry (0.16x) asks the global providers whether to trace on every
+# request, about 90 us of CPU (issue 16's profile); Coinpurse's traces, when configured,
+# come from OpenTelemetry's instrumentation instead. Older FastAPI has no such parameter.
+_NO_NATIVE_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 
 def background_jobs(state: AppState) -> list[Job]:
@@ -116,8 +133,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Coinpurse", version=__version__, description=description(),
                   lifespan=lifespan, docs_url=None, redoc_url=None,
-                  generate_unique_id_function=operation_id)
+                  generate_unique_id_function=operation_id, **_NO_NATIVE_TELEMETRY)
     install_error_handlers(app)
+    # Innermost, so every middleware below sees the fast routes too (COINPURSE_FAST_PATH).
+    fast_routes = [r for d in DOMAINS for r in d.fast_routes] if settings.fast_path else []
+    app.add_middleware(FastPath, routes=fast_routes)
     app.add_middleware(RefuseNul)
     app.add_middleware(AddressRateLimit)
     app.add_middleware(BodyLimit, limit=settings.body_max_bytes,
@@ -133,5 +153,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for router in domain.routers:
             app.include_router(router)
     add_docs(app)
+    check_routes(app, fast_routes)
     add_problem_schema(app)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from coinpurse.admin.settings import AdminSettings
 from coinpurse.auth.settings import AuthSettings
+from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core.settings import ConfigError, load, unknown_variables
 from coinpurse.events.settings import EventSettings
 from coinpurse.gifts.settings import GiftSettings
@@ -25,7 +26,7 @@ __all__ = ["ConfigError", "Settings", "load_settings", "unknown_settings"]
 
 class Settings(HttpSettings, AuthSettings, AdminSettings, EventSettings, WalletSettings,
                GiftSettings, PaymentSettings, WithdrawalSettings, KycSettings, ShopSettings,
-               GraphQLSettings, ReconcileSettings):
+               GraphQLSettings, ReconcileSettings, BonusSettings):
     """Every setting; see the README's configuration tables."""
 
 

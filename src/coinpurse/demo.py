@@ -51,7 +51,7 @@ async def seed(settings: Settings) -> None:
             )
             await ledger.submit([spec], render=render,
                                 claim=claim("service:demo", f"demo-seed-{user}", "seed", user))
-        await _seed_products(shop.Shop(db, ledger, settings), currency)
+        await _seed_products(shop.Shop(db, ledger, settings, settings), currency)
     finally:
         await ledger.stop()
         await db.dispose()

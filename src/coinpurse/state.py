@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coinpurse.auth.keycache import KeyCache
 from coinpurse.auth.tokens import TokenVerifier
+from coinpurse.bonuses.service import SignupWatch
 from coinpurse.config import Settings
 from coinpurse.core.cluster.reads import ReadRouter
 from coinpurse.core.db import create_engine
@@ -61,6 +62,7 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
     key_cache = KeyCache()
     wakeup = Wakeup()
     ledger.add_hook(Outbox(wakeup))  # every batch writes its events in its own commit
+    ledger.add_hook(SignupWatch())  # a user's first wallet queues their sign-up bonuses
     state = AppState(settings=settings, db=db, ledger=ledger, verifier=verifier,
                      rate_limits=RateLimits(settings), key_cache=key_cache, wakeup=wakeup,
                      live=Hub(db, settings, wakeup), reads=ReadRouter(db, read_db))

@@ -130,7 +130,8 @@ async def test_bad_input_is_refused_and_changes_nothing(
             assert error["extensions"]["status"] == 422
             assert "unexpected" not in error["message"]
     wallets = (await client.get("/api/v1/wallet/balance", headers=user("u"))).json()
-    assert wallets["wallets"]["points"] == {"balance": 100, "held": 0, "available": 100}
+    assert wallets["wallets"]["points"] == {"balance": 100, "held": 0, "available": 100,
+                                           "bonus": 0}
     assert (await client.get("/api/v1/topups", headers=user("u"))).json()["data"] == []
 
 

@@ -17,7 +17,7 @@ ME = """
 query {
   me {
     userId
-    wallets { currency balance held available }
+    wallets { currency balance held available bonus }
     transactions(first: 50) {
       edges { cursor node { id transactionId currency amount kind description referenceId
                             balanceAfter createdAt postings { source destination amount
@@ -122,7 +122,7 @@ async def test_the_owner_sees_what_rest_shows(client: httpx.AsyncClient, gql: Gq
     assert me["userId"] == "alice"
 
     rest = (await client.get("/api/v1/wallet/balance", headers=user("alice"))).json()
-    assert {w["currency"]: {k: w[k] for k in ("balance", "held", "available")}
+    assert {w["currency"]: {k: w[k] for k in ("balance", "held", "available", "bonus")}
             for w in me["wallets"]} == rest["wallets"]
     assert {w["currency"]: w["balance"] for w in me["wallets"]} == {
         "points": 1000 - 100 - 60, "diamonds": 500, "coins": 0}
@@ -209,7 +209,8 @@ async def test_another_user_sees_nothing_of_alice(client: httpx.AsyncClient, gql
     assert done["data"]["cancelWithdrawal"]["withdrawal"] == {"id": withdrawal_id,
                                                               "status": "cancelled"}
     wallets = (await client.get("/api/v1/wallet/balance", headers=user("alice"))).json()
-    assert wallets["wallets"]["diamonds"] == {"balance": 500, "held": 0, "available": 500}
+    assert wallets["wallets"]["diamonds"] == {"balance": 500, "held": 0, "available": 500,
+                                              "bonus": 0}
 
 
 async def test_products_are_public(client: httpx.AsyncClient, gql: Gql) -> None:

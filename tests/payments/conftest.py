@@ -90,7 +90,7 @@ AUDITOR = auth(user_token("aud-1", role="auditor", mfa=True))
 
 def payments(app: Any) -> svc.Payments:
     state = app.state.coinpurse
-    return svc.Payments(state.db, state.ledger, state.settings, state.settings)
+    return svc.Payments(state.db, state.ledger, state.settings, state.settings, state.settings)
 
 
 async def drain(app: Any, *, at: float | None = None) -> int:

@@ -105,7 +105,8 @@ async def test_mock_flow_end_to_end(client: httpx.AsyncClient, app: Any,
     assert await drain(app) == 1
     done = await order_of(client, "alice", order["id"])
     assert done["status"] == "succeeded" and done["transaction_id"]
-    assert await balance(client, "alice") == {"balance": 1200, "held": 0, "available": 1200}
+    assert await balance(client, "alice") == {"balance": 1200, "held": 0, "available": 1200,
+                                             "bonus": 0}
 
     # The client's verify call afterwards finds it credited: nothing more.
     again = await client.post(f"/api/v1/topups/{order['id']}/verify", json={
@@ -373,7 +374,8 @@ async def test_refund_after_the_coins_were_spent(
                                   headers=ADMIN)).json()
     assert reversed_["status"] == "refunded"
     assert reversed_["reversed_amount"] == 100 and reversed_["debt_amount"] == 1100
-    assert await balance(client, "sp") == {"balance": 0, "held": 0, "available": 0}
+    assert await balance(client, "sp") == {"balance": 0, "held": 0, "available": 0,
+                                          "bonus": 0}
     acct = await client.get("/internal/v1/accounts/provider:mock", headers={"X-API-Key": key})
     assert acct.json()["balances"]["coins"]["balance"] == -1000 + 100
 

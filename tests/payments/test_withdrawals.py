@@ -70,7 +70,7 @@ async def test_approved_and_paid(client: httpx.AsyncClient, app: Any, settings: 
     assert done["status"] == "paid" and done["payout_reference"] == f"mock_payout_{w['id']}"
     assert done["decided_by"] == "ops-1" and done["transaction_id"]
     assert await balance(client, "host", "diamonds") == {"balance": 300, "held": 0,
-                                                         "available": 300}
+                                                         "available": 300, "bonus": 0}
     assert await account(client, key, "platform:payouts") == 500
     twice = await client.post(f"/admin/v1/withdrawals/{w['id']}/approve", headers=ADMIN)
     assert twice.status_code == 409 and twice.json()["code"] == "withdrawal_not_pending"
@@ -112,7 +112,7 @@ async def test_rejected_and_cancelled(client: httpx.AsyncClient, app: Any,
                               headers=auth(user_token("intruder")))
     assert other.status_code == 404
     assert await balance(client, "h", "diamonds") == {"balance": 300, "held": 0,
-                                                      "available": 300}
+                                                      "available": 300, "bonus": 0}
     assert await audit_actions(app) == ["withdrawal.reject"]
     listed = await client.get("/api/v1/withdrawals", headers=auth(user_token("h")))
     assert [x["status"] for x in listed.json()["data"]] == ["cancelled", "rejected"]
@@ -138,7 +138,7 @@ async def test_approve_and_cancel_racing(client: httpx.AsyncClient, settings: Se
         assert final == ("paid" if approve.status_code == 200 else "cancelled")
     paid = wins["approve"] * 100
     assert await balance(client, "rc", "diamonds") == {"balance": 1000 - paid, "held": 0,
-                                                       "available": 1000 - paid}
+                                                       "available": 1000 - paid, "bonus": 0}
     assert await account(client, key, "platform:payouts") == paid
     assert_invariants(await ledger_state_async(settings.database_url))
 
@@ -220,7 +220,7 @@ async def test_daily_limit_holds_under_concurrency(client: httpx.AsyncClient,
     codes = sorted(r.status_code for r in results)
     assert codes == [201] * 5 + [422] * 5, [r.text for r in results]
     assert await balance(client, "cc", "diamonds") == {"balance": 5000, "held": 1000,
-                                                       "available": 4000}
+                                                       "available": 4000, "bonus": 0}
 
 
 async def test_payout_failure_keeps_it_approved(client: httpx.AsyncClient,

@@ -413,3 +413,27 @@ def test_an_expired_access_cookie_is_renewed_without_signing_out(pages: Pages,
     cookies = session_cookies(page)
     assert "cp_session" in cookies and cookies["cp_refresh"] != first_refresh
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def test_the_balance_card_shows_bonus_money(pages: Pages, site: Site) -> None:
+    """Bonus money (not in the balance) shows on the card once the user has some."""
+    user = site.user(300, prefix="bonus")
+    from tests.conftest import user_token
+
+    admin = bearer(user_token("ops-web", role="admin", mfa=True))
+    code = f"WEB{user.upper()}"
+    r = site.http.post("/admin/v1/promotions", headers=admin, json={
+        "code": code, "kind": "manual", "currency": "points", "description": "Welcome",
+        "amount": 75})
+    assert r.status_code == 201, r.text
+    page = pages.new()
+    sign_in(page, site, user)
+    expect_balance(page, "300")
+    expect(card(page).locator("[data-field=bonus]")).to_have_count(0)  # none yet
+    g = site.http.post("/internal/v1/bonuses", headers={
+        "X-API-Key": site.key, "Idempotency-Key": f"web-bonus-{user}"},
+        json={"user_id": user, "promotion_code": code})
+    assert g.status_code == 201, g.text
+    page.reload()
+    expect(card(page).locator("[data-field=bonus]")).to_have_text("75", timeout=10_000)
+    expect_balance(page, "300")

@@ -292,6 +292,42 @@ export class TooManyStreams extends CoinpurseError {
   static override readonly defaultCode: string = "too_many_streams";
 }
 
+export class InvalidPromoCode extends CoinpurseError {
+  static override readonly defaultCode: string = "invalid_promo_code";
+}
+
+export class PromotionCodeTaken extends CoinpurseError {
+  static override readonly defaultCode: string = "promotion_code_taken";
+}
+
+export class PromotionBudgetExhausted extends CoinpurseError {
+  static override readonly defaultCode: string = "promotion_budget_exhausted";
+}
+
+export class PromotionLimitReached extends CoinpurseError {
+  static override readonly defaultCode: string = "promotion_limit_reached";
+}
+
+export class WageringIncomplete extends CoinpurseError {
+  static override readonly defaultCode: string = "wagering_incomplete";
+}
+
+export class SelfReferral extends CoinpurseError {
+  static override readonly defaultCode: string = "self_referral";
+}
+
+export class AlreadyReferred extends CoinpurseError {
+  static override readonly defaultCode: string = "already_referred";
+}
+
+export class BonusNotActive extends CoinpurseError {
+  static override readonly defaultCode: string = "bonus_not_active";
+}
+
+export class BonusWalletReserved extends CoinpurseError {
+  static override readonly defaultCode: string = "bonus_wallet_reserved";
+}
+
 export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>> = {
   validation_error: ValidationFailed,
   unauthorized: Unauthorized,
@@ -343,6 +379,15 @@ export const ERRORS_BY_CODE: Readonly<Record<ProblemCode, typeof CoinpurseError>
   precondition_failed: PreconditionFailed,
   webhook_url_refused: WebhookUrlRefused,
   too_many_streams: TooManyStreams,
+  invalid_promo_code: InvalidPromoCode,
+  promotion_code_taken: PromotionCodeTaken,
+  promotion_budget_exhausted: PromotionBudgetExhausted,
+  promotion_limit_reached: PromotionLimitReached,
+  wagering_incomplete: WageringIncomplete,
+  self_referral: SelfReferral,
+  already_referred: AlreadyReferred,
+  bonus_not_active: BonusNotActive,
+  bonus_wallet_reserved: BonusWalletReserved,
 };
 
 /** The exception for a problem answer: its code's class, else the base class. */

@@ -21,7 +21,8 @@ from coinpurse.core.types import ADDRESS_RE, KIND_RE, USER_ID_RE, UtcDateTime
 from coinpurse.http.deps import Admin, AdminWriter, IdempotencyKey, State, client_ip
 from coinpurse.http.responses import json_response, problems, raw_json_response
 from coinpurse.ledger.errors import InsufficientFunds, UnknownCurrency
-from coinpurse.wallets.schemas import AccountOut, TransactionOut
+from coinpurse.ledger.model import Balance
+from coinpurse.wallets.schemas import TransactionOut
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"])
 PAGE = Annotated[int, Query(ge=1, le=PAGE_MAX)]
@@ -152,16 +153,22 @@ async def pending(admin: Admin, state: State) -> Response:
     return _answer(s.PendingOut.model_validate(await _admin(state).pending()))
 
 
-@router.get("/accounts/{address}", response_model=AccountOut, responses=problems(*_READ),
-            summary="Balances of any account")
+@router.get("/accounts/{address}", response_model=s.AdminAccountOut,
+            responses=problems(*_READ), summary="Balances of any account")
 async def account(address: Annotated[str, Path(pattern=ADDRESS_RE, max_length=255)],
                   admin: Admin, state: State) -> Response:
     """The balances of any address (`user:<id>`, `service:<name>`, `platform:fees`, ...) in
-    every currency it has. Admin or auditor."""
-    balances = await _admin(state).account_balances(address)
-    out = AccountOut.model_validate({"address": address, "balances": balances},
-                                    from_attributes=True)
-    return json_response(out.model_dump(mode="json"))
+    every currency it has. Admin or auditor. For a user's wallet (`user:<id>`) each currency
+    also has `bonus`: the user's bonus wallet (see Bonuses)."""
+    svc = _admin(state)
+    found = await svc.account_balances(address)
+    bonus = await svc.bonus_balances(address)
+    zero = Balance(0, 0)
+    balances = {c: {**found.get(c, zero).as_dict(),
+                    **({"bonus": bonus.get(c, 0)} if bonus is not None else {})}
+                for c in sorted(set(found) | set(bonus or ()))}
+    out = s.AdminAccountOut.model_validate({"address": address, "balances": balances})
+    return json_response(out.model_dump(mode="json", exclude_none=True))
 
 
 @router.get("/audit-log", response_model=s.AuditPage, responses=problems(*_READ),

@@ -78,6 +78,19 @@ class ReverseIn(StrictModel):
 # --- answers --------------------------------------------------------------------------------
 
 
+class AdminBalanceOut(BaseModel):
+    balance: int
+    held: int
+    available: int
+    bonus: int | None = Field(default=None, description="A user's wallet (user:<id>) only: "
+                              "the bonus wallet; absent for any other account.")
+
+
+class AdminAccountOut(BaseModel):
+    address: str
+    balances: dict[str, AdminBalanceOut]
+
+
 class Out(BaseModel):
     """An answer, read from the domain's objects; dumped with ``answer()``."""
 

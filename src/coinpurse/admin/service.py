@@ -41,6 +41,7 @@ from coinpurse.auth.model import NewKey, RotatedKey, ServiceKey
 from coinpurse.auth.scopes import parse_scopes
 from coinpurse.auth.settings import AuthSettings
 from coinpurse.auth.tokens import Principal
+from coinpurse.bonuses import service as bonuses
 from coinpurse.core import audit, cursor
 from coinpurse.core.clock import day_start, iso, utcnow
 from coinpurse.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -110,6 +111,15 @@ class AdminService:
     async def account_balances(self, address: str) -> dict[str, Balance]:
         async with self.db.connect() as conn:
             return await ledger_queries.account_balances(conn, address)
+
+    async def bonus_balances(self, address: str) -> dict[str, int] | None:
+        """For a user's wallet (``user:<id>``): the bonus wallet per currency; else None."""
+        parts = address.split(":")
+        if len(parts) != 2 or parts[0] != "user":
+            return None
+        async with self.db.connect() as conn:
+            found = await ledger_queries.account_balances(conn, bonuses.wallet_of(parts[1]))
+        return {c: b.balance for c, b in found.items()}
 
     async def audit_log(self, *, actor: str | None, action: str | None, cursor_: str | None,
                         limit: int) -> tuple[list[audit.AuditEntry], int | None]:
@@ -411,6 +421,10 @@ def _adjustment_spec(adj: Adjustment) -> TransactionSpec:
 def _check_reversible(original: PostedTransaction) -> None:
     if original.kind == "reversal":
         raise Conflict("a reversal is not reversed; post a new transaction instead")
+    if any(bonuses.reserved(a) for p in original.postings for a in (p.source, p.destination)):
+        # Its bonus rows would still say what it did: forfeit the bonus instead.
+        raise Conflict("this transaction moved bonus money; forfeit the bonus instead "
+                       "(POST /admin/v1/bonuses/{id}/forfeit)")
     if original.service in FLOW_SERVICES:
         # Its order or withdrawal would still say it happened: a later provider refund would
         # take the coins a second time, a paid-out withdrawal would be paid back.

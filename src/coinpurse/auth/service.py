@@ -33,6 +33,7 @@ from coinpurse.auth.errors import (
 from coinpurse.auth.model import Me, Session, TotpEnrolment, TwoFactor, User
 from coinpurse.auth.settings import AuthSettings
 from coinpurse.auth.tokens import Principal
+from coinpurse.bonuses import service as bonuses
 from coinpurse.core import audit
 from coinpurse.core.errors import NotFound, Unauthorized
 
@@ -60,6 +61,8 @@ class AuthService:
         email, password_hash = await accounts.hash_new_password(email, password)
         async with self.db.begin() as conn:
             user = await accounts.create_user(conn, email, password_hash, role=role)
+            if user is not None:  # its sign-up bonuses, granted by the bonus worker
+                await bonuses.enqueue_signup(conn, user.id)
             await audit.record(conn, actor=user.id if user else "anonymous",
                                action="auth.register", target=email,
                                details={"created": user is not None, "role": role}, ip=ip)

@@ -74,8 +74,26 @@ class Engine(AsyncEngine):
             for hook in conn.info.pop(AFTER_COMMIT, []):
                 hook()
 
+    def read(self) -> AsyncConnection:
+        """A connection for reads only (``async with db.read() as conn``). On PostgreSQL in
+        autocommit: a SELECT is one round trip, without the BEGIN and ROLLBACK that a
+        ``connect()`` puts around it (under READ COMMITTED every statement of a transaction
+        takes its own snapshot anyway). SQLite: ``connect()`` (no network, and its BEGIN
+        is the WAL snapshot the read needs)."""
+        if self.dialect.name != "postgresql":
+            return self.connect()
+        autocommit: AsyncEngine | None = self.__dict__.get("_autocommit")
+        if autocommit is None:
+            autocommit = self._autocommit = self.execution_options(isolation_level="AUTOCOMMIT")
+        return autocommit.connect()
+
 
 AFTER_COMMIT = "coinpurse_after_commit"
+
+
+def read_connection(db: AsyncEngine) -> AsyncConnection:
+    """``db.read()`` for an ``Engine``, else ``db.connect()``."""
+    return db.read() if isinstance(db, Engine) else db.connect()
 
 
 def after_commit(conn: AsyncConnection, hook: Callable[[], None]) -> None:

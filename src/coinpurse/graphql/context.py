@@ -27,7 +27,8 @@ class Context(BaseContext):
         self._service: ServiceKey | None = None
 
     def wallets(self) -> Wallets:
-        return Wallets(self.state.db, self.state.ledger, self.state.settings, self.state.reads)
+        return Wallets(self.state.db, self.state.ledger, self.state.settings,
+                       self.state.settings, self.state.reads)
 
     async def principal(self) -> Principal:
         """The user: a Bearer token or the browser's session cookie (with its CSRF check on

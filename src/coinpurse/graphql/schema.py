@@ -27,6 +27,9 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from coinpurse.bonuses import schemas as bonus_schemas
+from coinpurse.bonuses.model import BonusFilter
+from coinpurse.bonuses.service import Bonuses
 from coinpurse.core import cursor
 from coinpurse.core.cluster import faults
 from coinpurse.core.errors import (
@@ -124,6 +127,13 @@ def _body(model: type[Model], data: object) -> Model:
         raise ValidationFailed(f"invalid input: {fields}", errors) from None
 
 
+class _Args:
+    """Plain arguments as an input object, for ``_body``."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
 def _answer(result: JobResult) -> dict[str, Any]:
     """The ledger's stored answer (the REST body); a stored refusal is raised."""
     body: dict[str, Any] = orjson.loads(result.response.body)
@@ -132,8 +142,10 @@ def _answer(result: JobResult) -> dict[str, Any]:
     return body
 
 
-def _balances(found: Mapping[str, Any]) -> list[g.Balance]:
-    return [g.Balance(currency=c, balance=b.balance, held=b.held, available=b.available)
+def _balances(found: Mapping[str, Any],
+              bonus: Mapping[str, int] | None = None) -> list[g.Balance]:
+    return [g.Balance(currency=c, balance=b.balance, held=b.held, available=b.available,
+                      bonus=Long(bonus.get(c, 0)) if bonus is not None else None)
             for c, b in found.items()]
 
 
@@ -146,7 +158,7 @@ class Me:
 
     @strawberry.field(description="The main wallet in every configured currency.")
     async def wallets(self, info: Info) -> list[g.Balance]:
-        return _balances(await info.context.wallets().user_balances(self.user_id))
+        return _balances(*await info.context.wallets().user_balances(self.user_id))
 
     @strawberry.field(description="The history, newest first (the REST "
                       "`/api/v1/wallet/transactions`).")
@@ -223,6 +235,19 @@ class Me:
         return g.NotificationConnection(edges=page.edges, page_info=page.page_info,
                                         unread_count=unread_count)
 
+    @strawberry.field(description="Bonuses, newest first, with their wagering progress.")
+    async def bonuses(self, info: Info, status: g.BonusStatus | None = None,
+                      currency: str | None = None, first: int = 50,
+                      after: str | None = None) -> g.Connection[g.Bonus]:
+        state = info.context.state
+        page = await Bonuses(state.db, state.ledger, state.settings).bonuses(
+            BonusFilter(user_id=self.user_id, status=status.value if status else None,
+                        currency=currency), cursor_text=_after(after), limit=_first(first))
+        return connection(
+            [(build(g.Bonus, bonus_schemas.BonusOut.model_validate(
+                bonus_schemas.BonusOut.fields(x)).model_dump(mode="json")),
+              cursor.encode_text(x.id)) for x in page.items], page.next_cursor)
+
     @strawberry.field(description="Shop purchases, newest first.")
     async def orders(self, info: Info, status: g.OrderStatus | None = None, first: int = 50,
                      after: str | None = None) -> g.Connection[g.ShopOrder]:
@@ -287,8 +312,8 @@ class Query:
     async def wallet(self, info: Info, user_id: str) -> g.UserWallet:
         await info.context.service("wallet:read")
         _match("userId", user_id, USER_ID_RE, 128)
-        found = await info.context.wallets().user_balances(user_id)
-        return g.UserWallet(user_id=user_id, wallets=_balances(found))
+        found, bonus = await info.context.wallets().user_balances(user_id)
+        return g.UserWallet(user_id=user_id, wallets=_balances(found, bonus))
 
     @strawberry.field(description="Any address's balances, system accounts included. "
                       "Services: scope `wallet:read`.")
@@ -336,7 +361,8 @@ class Mutation:
         body = _body(payment_schemas.TopupIn, input)
         state = info.context.state
         order, replayed = await payments.create_order(
-            payments.Payments(state.db, state.ledger, state.settings, state.settings),
+            payments.Payments(state.db, state.ledger, state.settings, state.settings,
+                              state.settings),
             user_id, _key(idempotency_key), provider_name=body.provider,
             package_id=body.package_id, amount=body.amount, currency=body.currency)
         return g.CreateTopupPayload(
@@ -353,7 +379,8 @@ class Mutation:
         body = _body(withdrawal_schemas.WithdrawalIn, input)
         state = info.context.state
         result = await withdrawals.request(
-            withdrawals.Withdrawals(state.db, state.ledger, state.settings, state.settings),
+            withdrawals.Withdrawals(state.db, state.ledger, state.settings, state.settings,
+                                    state.settings),
             user_id, _key(idempotency_key), currency=body.currency, amount=body.amount,
             destination=body.destination)
         return g.RequestWithdrawalPayload(withdrawal=build(g.WithdrawalCreated,
@@ -373,7 +400,8 @@ class Mutation:
             _key(idempotency_key)
         state = info.context.state
         found = await withdrawals.cancel(
-            withdrawals.Withdrawals(state.db, state.ledger, state.settings, state.settings),
+            withdrawals.Withdrawals(state.db, state.ledger, state.settings, state.settings,
+                                    state.settings),
             user_id, id)
         return g.CancelWithdrawalPayload(withdrawal=build(
             g.Withdrawal, withdrawal_schemas.WithdrawalOut.from_domain(found)
@@ -404,6 +432,18 @@ class Mutation:
                                                       limit=1)
         return g.MarkNotificationsReadPayload(notifications=marked, unread_count=unread_count)
 
+    @strawberry.mutation(description="Claim a promotion's code: its bonus lands in the bonus "
+                         "wallet (REST `POST /api/v1/bonuses/claim`).")
+    async def claim_bonus(self, info: Info, code: str,
+                          idempotency_key: str) -> g.ClaimBonusPayload:
+        user_id = await info.context.user_id()
+        body = _body(bonus_schemas.ClaimIn, _Args(code=code))
+        state = info.context.state
+        result = await Bonuses(state.db, state.ledger, state.settings).claim(
+            user_id, body.code, _key(idempotency_key))
+        return g.ClaimBonusPayload(bonus=build(g.Bonus, _answer(result)),
+                                   replayed=result.replayed)
+
     @strawberry.mutation(description="Buy a product with the wallet's money (REST "
                          "`POST /api/v1/orders`).")
     async def purchase(self, info: Info, input: g.PurchaseInput,
@@ -412,7 +452,8 @@ class Mutation:
         body = _body(shop_schemas.OrderIn, input)
         state = info.context.state
         result = await shop.place_order(
-            shop.Shop(state.db, state.ledger, state.settings), user_id, _key(idempotency_key),
+            shop.Shop(state.db, state.ledger, state.settings, state.settings), user_id,
+            _key(idempotency_key),
             product_id=body.product_id, quantity=body.quantity,
             expected_unit_price=body.expected_unit_price)
         return g.PurchasePayload(order=build(g.ShopOrderCreated, _answer(result)),

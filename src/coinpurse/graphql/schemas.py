@@ -103,6 +103,9 @@ class Balance:
     balance: Long = strawberry.field(description="Posted.")
     held: Long = strawberry.field(description="Reserved by open holds.")
     available: Long = strawberry.field(description="`balance - held`: what may be spent.")
+    bonus: Long | None = strawberry.field(default=None, description=(
+        "A user's bonus wallet: bonus money, not in `balance` (see `bonuses`); null for "
+        "other accounts."))
 
 
 @strawberry.type(description="A wallet's balance after an operation.")
@@ -331,6 +334,48 @@ class ShopOrderCreated(ShopOrder):
     buyer_wallet: WalletBalance
 
 
+# ------------------------------------------------------------------ bonuses
+
+
+@strawberry.enum
+class BonusStatus(Enum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FORFEITED = "forfeited"
+    EXPIRED = "expired"
+
+
+@strawberry.type
+class BonusProgress:
+    wagered: Long
+    required: Long
+    left: Long = strawberry.field(description="What is still to wager.")
+    percent: float
+    expires_at: str
+
+
+@strawberry.type(description="A bonus: granted to the bonus wallet, converted to cash once "
+                 "wagered (`GET /api/v1/bonuses`).")
+class Bonus:
+    id: str
+    promotion_id: str
+    promotion_code: str
+    kind: str
+    currency: str
+    description: str
+    granted: Long
+    remaining: Long
+    status: str
+    progress: BonusProgress
+    max_conversion: Long | None
+    converted: Long
+    forfeited: Long
+    transaction_id: str
+    created_at: str
+    expires_at: str
+    closed_at: str | None
+
+
 # ------------------------------------------------------------------ services' views
 
 
@@ -432,6 +477,12 @@ class RequestWithdrawalPayload:
 @strawberry.type
 class CancelWithdrawalPayload:
     withdrawal: Withdrawal
+
+
+@strawberry.type
+class ClaimBonusPayload:
+    bonus: Bonus
+    replayed: bool
 
 
 @strawberry.type

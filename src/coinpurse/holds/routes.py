@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
+from coinpurse.bonuses.errors import BonusWalletReserved
 from coinpurse.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from coinpurse.holds import schemas as s
 from coinpurse.holds.service import Holds
@@ -32,11 +33,15 @@ def _holds(state: State) -> Holds:
 
 
 @router.post("", status_code=201, response_model=s.HoldOut,
-             responses=problems(*_BASE_ERRORS, UnknownCurrency, InsufficientFunds),
+             responses=problems(*_BASE_ERRORS, UnknownCurrency, InsufficientFunds,
+                                BonusWalletReserved),
              summary="Reserve part of a user's available balance")
 async def place(body: s.HoldIn, state: State, key: Service, idem: IdempotencyKey) -> Response:
     """The amount leaves `available` (not `balance`) until the hold is captured, voided or
-    expires (`expires_in_s`, default 900). Scope `holds:write:<currency>`."""
+    expires (`expires_in_s`, default 900). Scope `holds:write:<currency>`. A hold reserves
+    the user's cash wallet only, never bonus money (`insufficient_funds` when cash alone
+    falls short): a hold may wait days to be captured, while a bonus converts, expires
+    or is forfeited in the meantime."""
     currency = state.settings.currency(body.currency)
     key.require(f"holds:write:{currency}")
     return replay_response(await _holds(state).place(key.service, body, idem))

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from coinpurse.bonuses import service as bonuses
 from coinpurse.core.clock import utcnow
 from coinpurse.core.errors import NotFound
 from coinpurse.core.ids import new_id
@@ -63,6 +64,9 @@ class Holds:
             claim=claim(f"service:{service}", idem, name, payload))
 
     async def place(self, service: str, body: s.HoldIn, idem: str) -> JobResult:
+        """Holds reserve cash only: bonus money is never held (see the README's Bonuses)."""
+        if body.destination is not None:
+            bonuses.refuse_bonus_wallets([body.destination])
         op = PlaceHold(
             hold_id=new_id(), address=f"user:{body.user_id}", currency=body.currency,
             amount=body.amount, destination=body.destination or f"service:{service}",

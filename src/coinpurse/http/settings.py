@@ -37,6 +37,9 @@ class HttpSettings(CoreSettings):
     rate_limit_ip: str = "6000/minute"  # user and admin API only; backends share addresses
     rate_limit_login: str = "10/minute"  # sign-in and 2FA attempts per account
     rate_limit_login_ip: str = "50/minute"  # ... and per client address
+    # The hot wallet routes served without FastAPI's per-request machinery (http/fastpath.py);
+    # off: every request goes through FastAPI (the same answers, more CPU).
+    fast_path: bool = True
     # Redis shared by every process: rate-limit counters (unless rate_limit_storage says
     # otherwise). redis://[:password@]host:6379[/db]. The same variable as the events
     # domain's pub/sub (one Redis); a str like there (config check masks its password).

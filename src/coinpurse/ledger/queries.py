@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Row, func, or_, select
+from sqlalchemy import Row, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.ledger.model import Balance, HoldState, Posting
@@ -72,17 +73,15 @@ class TransactionRecord:
 async def balances(
     conn: AsyncConnection, address: str, currencies: Iterable[str]
 ) -> dict[str, Balance]:
-    """Every listed currency, zero where the account does not exist yet."""
-    wanted = list(currencies)
-    rows = (
-        await conn.execute(
-            select(accounts.c.currency, accounts.c.balance, accounts.c.held).where(
-                accounts.c.address == address, accounts.c.currency.in_(wanted)
-            )
-        )
-    ).all()
+    """Every listed currency, zero where the account does not exist yet. One statement
+    built once (an address has one row per currency it used: few), no IN list to expand."""
+    rows = (await conn.execute(_ADDRESS_BALANCES, {"address": address})).all()
     found = {r.currency: Balance(r.balance, r.held) for r in rows}
-    return {c: found.get(c, Balance(0, 0)) for c in wanted}
+    return {c: found.get(c, Balance(0, 0)) for c in currencies}
+
+
+_ADDRESS_BALANCES = select(accounts.c.currency, accounts.c.balance, accounts.c.held).where(
+    accounts.c.address == bindparam("address"))
 
 
 async def account_balances(conn: AsyncConnection, address: str) -> dict[str, Balance]:
@@ -116,6 +115,16 @@ async def entries_page(
 ) -> tuple[list[HistoryEntry], int | None]:
     """Newest first; returns the entries and the id to continue before, if there are more."""
     assert 1 <= limit <= PAGE_MAX
+    stmt = _entries_page_statement(currency is not None, before_id is not None)
+    rows = (await conn.execute(stmt, {"address": address, "currency": currency,
+                                      "before_id": before_id, "limit": limit + 1})).all()
+    found = [HistoryEntry._make(r) for r in rows[:limit]]
+    return found, (found[-1].id if len(rows) > limit else None)
+
+
+@functools.cache
+def _entries_page_statement(by_currency: bool, before: bool) -> Any:
+    """The history page's statement, built once per shape (the hot read's Python cost)."""
     stmt = (
         select(
             entries.c.id, entries.c.transaction_id, accounts.c.currency, entries.c.amount,
@@ -129,17 +138,15 @@ async def entries_page(
         # transaction be found in its own monthly partition (coinpurse.partitions).
         .join(transactions, (transactions.c.id == entries.c.transaction_id)
               & (transactions.c.created_at == entries.c.created_at))
-        .where(accounts.c.address == address)
+        .where(accounts.c.address == bindparam("address"))
         .order_by(entries.c.id.desc())
-        .limit(limit + 1)
+        .limit(bindparam("limit"))
     )
-    if currency is not None:
-        stmt = stmt.where(accounts.c.currency == currency)
-    if before_id is not None:
-        stmt = stmt.where(entries.c.id < before_id)
-    rows = (await conn.execute(stmt)).all()
-    found = [HistoryEntry._make(r) for r in rows[:limit]]
-    return found, (found[-1].id if len(rows) > limit else None)
+    if by_currency:
+        stmt = stmt.where(accounts.c.currency == bindparam("currency"))
+    if before:
+        stmt = stmt.where(entries.c.id < bindparam("before_id"))
+    return stmt
 
 
 async def transaction(conn: AsyncConnection, tx_id: str) -> TransactionRecord | None:

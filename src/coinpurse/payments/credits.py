@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coinpurse.bonuses import service as bonuses
 from coinpurse.core import metrics
 from coinpurse.core.clock import utcnow
 from coinpurse.events.service import event_write
@@ -96,7 +97,7 @@ async def _submit(p: Payments, order_id: str, spec: TransactionSpec, *, claim: C
         try:
             await p.ledger.submit([spec], render=_render, claim=claim,
                                   side_writes=side_writes, prepare=prepare,
-                                  lock_keys=lock_keys)
+                                  lock_keys=lock_keys, atomic=True)
             return
         except IdempotencyKeyInUse:
             # Someone else is applying it right now: wait for their commit.
@@ -131,11 +132,14 @@ async def credit(p: Payments, order_id: str, *, payment_id: str | None,
     spec = _credit_spec(order, payment_id, p.settings.promotions_address)
     async with p.db.connect() as conn:
         creditors = set(await service.outstanding(conn, order.user_id, order.currency))
+    bonus = await bonuses.TopupBonuses.plan(p.db, p.bonus, user_id=order.user_id,
+                                            currency=order.currency, deposit=order.amount,
+                                            order_id=order.id)
     claim = Claim(CLAIM_SCOPE, f"credit:{order.id}", request_hash("credit", order.id))
     await _submit(p, order.id, spec, claim=claim,
-                  side_writes=_credit_writes(order, payment_id),
-                  prepare=_credit_prepare(order, spec),
-                  lock_keys=frozenset((c, order.currency) for c in creditors),
+                  side_writes=_credit_writes(order, payment_id, bonus),
+                  prepare=_credit_prepare(order, spec, bonus),
+                  lock_keys=frozenset((c, order.currency) for c in creditors) | bonus.lock_keys,
                   done=lambda o: o.transaction_id is not None)
     return await service.read_order(p.db, order.id)
 
@@ -152,9 +156,11 @@ def _credit_spec(order: PaymentOrder, payment_id: str | None,
         metadata=_metadata(order, payment_id), service="payments")
 
 
-def _credit_prepare(order: PaymentOrder, spec: TransactionSpec) -> Prepare:
+def _credit_prepare(order: PaymentOrder, spec: TransactionSpec,
+                    bonus: bonuses.TopupBonuses) -> Prepare:
     """Under the batch's locks: nothing if already credited; else the credit, with the
-    user's debts repaid from it (creditors whose accounts this job locked)."""
+    user's debts repaid from it (creditors whose accounts this job locked), and the bonuses
+    it earns (deposit matches, a referral's rewards) in the same commit."""
     user, cur = f"user:{order.user_id}", order.currency
 
     async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
@@ -168,24 +174,24 @@ def _credit_prepare(order: PaymentOrder, spec: TransactionSpec) -> Prepare:
             if take > 0 and (creditor, cur) in states:  # a newer debt waits for the next one
                 repay.append(Posting(user, creditor, take, cur))
                 left -= take
-        if not repay:
-            return [spec]
-        return [dataclasses.replace(
+        credit = spec if not repay else dataclasses.replace(
             spec, postings=spec.postings + tuple(repay),
-            metadata={**spec.metadata, "debt_repaid": order.total - left})]
+            metadata={**spec.metadata, "debt_repaid": order.total - left})
+        return [credit, *await bonus.decide(conn, states, pending)]
 
     return prepare
 
 
-def _credit_writes(order: PaymentOrder, payment_id: str | None) -> SideWrites:
-    """The order marked paid and the debts repaid, in the credit's commit; or the refusal
-    noted on the order."""
+def _credit_writes(order: PaymentOrder, payment_id: str | None,
+                   bonus: bonuses.TopupBonuses) -> SideWrites:
+    """The order marked paid, the debts repaid and the bonuses granted, in the credit's
+    commit; or the refusal noted on the order."""
     user = f"user:{order.user_id}"
 
     def writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
         if not outcomes:
             return []
-        (outcome,) = outcomes
+        outcome = outcomes[0]  # the credit; then its bonuses' grants
         if not isinstance(outcome, Transaction):
             assert isinstance(outcome, Rejection)
             return [repo.order_write(order.id, error=f"credit refused: {outcome.code}: "
@@ -200,7 +206,8 @@ def _credit_writes(order: PaymentOrder, payment_id: str | None) -> SideWrites:
                                  provider_payment_id=payment_id or order.provider_payment_id,
                                  paid_at=now, error=None),
                 event_write("topup.succeeded", order.event_data(
-                    status="succeeded", transaction_id=outcome.id))]
+                    status="succeeded", transaction_id=outcome.id)),
+                *bonus.writes(outcomes)]
 
     return writes
 

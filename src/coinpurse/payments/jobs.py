@@ -12,7 +12,7 @@ def jobs(state: AppState) -> list[Job]:
     settings = state.settings
     if settings.inbox_poll_s <= 0:
         return []  # COINPURSE_INBOX_POLL_S=0: another process applies the inbox
-    payments = Payments(state.db, state.ledger, settings, settings)
+    payments = Payments(state.db, state.ledger, settings, settings, settings)
 
     async def apply_due() -> int:
         total = 0

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from coinpurse.bonuses.errors import InvalidPromoCode
 from coinpurse.core import cursor
 from coinpurse.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from coinpurse.http.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, client_ip
@@ -37,7 +38,7 @@ PAGE_MAX = queries.PAGE_MAX
 
 
 def _payments(state: State) -> svc.Payments:
-    return svc.Payments(state.db, state.ledger, state.settings, state.settings)
+    return svc.Payments(state.db, state.ledger, state.settings, state.settings, state.settings)
 
 
 def _answer(body: BaseModel, status: int = 200,
@@ -59,7 +60,7 @@ async def packages(user_id: UserId, state: State) -> Response:
 @router.post("/api/v1/topups", status_code=201, response_model=s.OrderOut,
              responses=problems(ValidationFailed, Unauthorized, UnknownCurrency,
                                 ProviderNotEnabled, KycRequired, LimitExceeded,
-                                IdempotencyKeyReused, ProviderUnavailable),
+                                InvalidPromoCode, IdempotencyKeyReused, ProviderUnavailable),
              summary="Start a top-up: a payment order and its checkout")
 async def create_topup(body: s.TopupIn, user_id: UserId, state: State,
                        idem: IdempotencyKey) -> Response:
@@ -67,10 +68,15 @@ async def create_topup(body: s.TopupIn, user_id: UserId, state: State,
     `checkout_url` (mock, stripe) or open the provider's client-side checkout with
     `client_params` (razorpay). The coins are credited once the provider confirms the
     payment, by webhook or by `POST /api/v1/topups/{id}/verify`, whichever comes first.
-    The KYC tier's top-up limits are checked here (`limit_exceeded` names the limit)."""
+    The KYC tier's top-up limits are checked here (`limit_exceeded` names the limit).
+    `promo_code` names a running `deposit_match` promotion of the top-up's currency (else
+    422 `invalid_promo_code`, with `reason`); its bonus is granted in the same commit as
+    the credit, if the promotion's per-user limit and budget still allow it then. Running
+    automatic deposit matches apply without a code."""
     order, replayed = await svc.create_order(
         _payments(state), user_id, idem, provider_name=body.provider,
-        package_id=body.package_id, amount=body.amount, currency=body.currency)
+        package_id=body.package_id, amount=body.amount, currency=body.currency,
+        promo_code=body.promo_code)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return _answer(s.OrderOut.from_domain(order), 201, headers)
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from coinpurse.bonuses.schemas import Code
 from coinpurse.core.types import Amount, CurrencyCode, StrictModel, Timestamp
 from coinpurse.payments.model import InboxEvent, PaymentOrder
 from coinpurse.payments.packages import Package, Rate
@@ -66,6 +67,8 @@ class TopupIn(StrictModel):
     amount: Amount | None = None
     currency: CurrencyCode | None = None
     provider: Provider = "mock"
+    promo_code: Code | None = Field(
+        default=None, description="A deposit match's code: its bonus comes with the credit.")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"package_id": "medium", "provider": "stripe"}]})

@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from coinpurse.bonuses import service as bonuses
+from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core import metrics
 from coinpurse.core.clock import day_start, utcnow
 from coinpurse.core.errors import CoinpurseError, NotFound, ValidationFailed
@@ -52,6 +54,7 @@ class Payments:
     ledger: Ledger
     settings: PaymentSettings
     kyc: KycSettings  # the tiers whose top-up limits orders are checked against
+    bonus: BonusSettings  # the deposit matches and referral rewards a credit grants
 
     def provider(self, name: str) -> Provider:
         registry = providers(self.settings)
@@ -137,7 +140,8 @@ async def list_orders(db: AsyncEngine, *, user_id: str | None = None,
 
 async def create_order(p: Payments, user_id: str, idem: str, *, provider_name: str,
                        package_id: str | None, amount: int | None,
-                       currency: str | None) -> tuple[PaymentOrder, bool]:
+                       currency: str | None, promo_code: str | None = None
+                       ) -> tuple[PaymentOrder, bool]:
     """Create (or, for a retried key, find) an order, then its checkout at the provider;
     returns the order and whether it was a retry.
 
@@ -148,18 +152,24 @@ async def create_order(p: Payments, user_id: str, idem: str, *, provider_name: s
         p.settings.currency(currency)
     provider = p.provider(provider_name)
     plan = plan_order(p.settings, package_id=package_id, amount=amount, currency=currency)
-    rhash = request_hash("topup", {"provider": provider_name, "package_id": package_id,
-                                   "amount": amount, "currency": currency})
-    order, replayed = await _order_for_key(p, user_id, idem, provider_name, plan, rhash)
+    asked: dict[str, Any] = {"provider": provider_name, "package_id": package_id,
+                             "amount": amount, "currency": currency}
+    if promo_code is not None:  # hashed only when sent: older keys still match
+        asked["promo_code"] = promo_code.upper()
+    rhash = request_hash("topup", asked)
+    order, replayed = await _order_for_key(p, user_id, idem, provider_name, plan, rhash,
+                                           promo_code)
     if order.provider_order_id is None:
         order = await _open_checkout(p, provider, order)
     return order, replayed
 
 
 async def _order_for_key(p: Payments, user_id: str, idem: str, provider_name: str,
-                         plan: OrderPlan, rhash: str) -> tuple[PaymentOrder, bool]:
+                         plan: OrderPlan, rhash: str, promo_code: str | None
+                         ) -> tuple[PaymentOrder, bool]:
     """A new order, or the one this key already made. The limits are checked, and the order
-    inserted, in one transaction under the user's KYC profile lock."""
+    inserted (with its promo code's deposit match), in one transaction under the user's KYC
+    profile lock."""
     now = utcnow()
     order_id = new_id()
     try:
@@ -168,10 +178,14 @@ async def _order_for_key(p: Payments, user_id: str, idem: str, provider_name: st
             if found is None:
                 level = await kyc_service.lock_tier(conn, user_id)
                 await _check_limits(p.kyc, conn, user_id, level, plan, now)
+                promo = None if promo_code is None else await bonuses.topup_promotion(
+                    conn, promo_code, currency=plan.currency, deposit=plan.amount, now=now)
                 await repo.insert_order(
                     conn, order_id=order_id, user_id=user_id, provider=provider_name,
                     plan=plan, idem=idem, request_hash=rhash, now=now,
                     expires_at=now + timedelta(seconds=p.settings.topup_order_ttl_s))
+                if promo is not None:
+                    await bonuses.attach_to_order(conn, order_id, user_id, promo)
     except IntegrityError:  # the same key, at the same moment, from another request
         async with p.db.connect() as conn:
             found = await repo.order_by_key(conn, user_id, idem)

@@ -58,7 +58,7 @@ _ORDER_REFUSALS = (ValidationFailed, Unauthorized, NotFound, OwnProduct, Product
 
 
 def _shop(state: State) -> svc.Shop:
-    return svc.Shop(state.db, state.ledger, state.settings)
+    return svc.Shop(state.db, state.ledger, state.settings, state.settings)
 
 
 def _actor(state: State, principal: CurrentPrincipal) -> Actor:

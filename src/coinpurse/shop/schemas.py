@@ -177,11 +177,15 @@ class ShopOrderOut(Out):
 
 class ShopOrderCreatedOut(ShopOrderOut):
     buyer_wallet: BalanceOut = Field(description="The buyer's wallet after the purchase.")
+    from_cash: int = Field(description="What the buyer's cash wallet paid.")
+    from_bonus: int = Field(description="What the buyer's bonus wallet paid (see Bonuses).")
 
     @classmethod
-    def created(cls, order: Order, wallet: Balance) -> ShopOrderCreatedOut:
+    def created(cls, order: Order, wallet: Balance, *, from_cash: int,
+                from_bonus: int) -> ShopOrderCreatedOut:
         return cls(**ShopOrderOut.of(order).model_dump(),
-                   buyer_wallet=BalanceOut(**wallet.as_dict()))
+                   buyer_wallet=BalanceOut(**wallet.as_dict()), from_cash=from_cash,
+                   from_bonus=from_bonus)
 
 
 class RefundOut(Out):

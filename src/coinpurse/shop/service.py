@@ -29,6 +29,8 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from coinpurse.bonuses import service as bonuses
+from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core.clock import utcnow
 from coinpurse.core.errors import Forbidden, NotFound, ValidationFailed, field_error
 from coinpurse.core.ids import new_id
@@ -39,6 +41,7 @@ from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
+    Balance,
     Operation,
     Outcome,
     Posting,
@@ -82,6 +85,7 @@ class Shop:
     db: AsyncEngine
     ledger: Ledger
     settings: ShopSettings
+    bonus: BonusSettings  # how a purchase spends cash and bonus money
 
 
 # ---------------------------------------------------------------- products
@@ -182,21 +186,12 @@ async def delete_product(shop: Shop, actor: Actor, product_id: str,
 # ---------------------------------------------------------------- paying
 
 
-def buyer_accounts(buyer_id: str, currency: str) -> set[AccountKey]:
-    """The accounts a purchase may take money from (to lock)."""
-    return {(f"user:{buyer_id}", currency)}
-
-
-def spendable(states: Mapping[AccountKey, AccountState], buyer_id: str, currency: str) -> int:
-    """What the buyer can pay with, in the batch's locked states."""
-    return states[(f"user:{buyer_id}", currency)].available
-
-
-def buyer_postings(states: Mapping[AccountKey, AccountState], buyer_id: str, to: str,
-                   amount: int, currency: str) -> list[Posting]:
-    """How the buyer pays ``amount`` to ``to``: from the cash wallet. (With bonus
-    wallets: cash first, then bonus; only this function and the two above change.)"""
-    return [Posting(f"user:{buyer_id}", to, amount, currency)]
+def buyer_accounts(buyer_id: str, currency: str,
+                   bonus_keys: frozenset[AccountKey] = frozenset()) -> set[AccountKey]:
+    """The accounts a purchase may take money from (to lock): the cash wallet, and the
+    bonus wallet when the buyer had active bonuses as the order was queued
+    (``bonuses.spend_keys``)."""
+    return {(f"user:{buyer_id}", currency)} | {k for k in bonus_keys if k[1] == currency}
 
 
 def _postings(legs: Sequence[tuple[str, str, int]], currency: str) -> tuple[Posting, ...]:
@@ -214,7 +209,11 @@ class _Purchase:
     product_id: str
     quantity: int
     expected_unit_price: int | None
+    bonus_keys: frozenset[AccountKey] = frozenset()
     draft: Order | None = None
+    book: bonuses.BonusBook | None = None  # the buyer's bonuses, when they pay too
+    spend: bonuses.Spend | None = None  # how much came from cash, how much from bonus
+    cash_before: Balance | None = None  # the buyer's cash, if the bonus paid it all
 
     @property
     def fee_address(self) -> str:
@@ -224,12 +223,12 @@ class _Purchase:
         if product is None or product.merchant_id == self.buyer_id:
             return frozenset()  # refused in prepare; nothing to lock
         cur = product.currency
-        return frozenset(buyer_accounts(self.buyer_id, cur)
+        return frozenset(buyer_accounts(self.buyer_id, cur, self.bonus_keys)
                          | {(f"user:{product.merchant_id}", cur), (self.fee_address, cur)})
 
     async def prepare(self, conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> Sequence[Operation] | Rejection:
-        self.draft = None
+        self.draft = self.book = self.spend = None
         product = await repo.get_product(conn, self.product_id, lock=True)
         if product is None or product.deleted_at is not None:
             return Rejection.of(NotFound(f"no product {self.product_id!r} for sale"))
@@ -253,17 +252,19 @@ class _Purchase:
         if amount > AMOUNT_MAX:
             return Rejection.of(field_error(
                 "quantity", "the price times the quantity is beyond 2^63-1", "amount_overflow"))
-        available = spendable(states, self.buyer_id, product.currency)
-        if available < amount:
-            return Rejection.of(InsufficientFunds(
-                f"your wallet has {max(available, 0)} {product.currency} available, "
-                f"{amount} needed"))
-        fee = order_fee(amount, self.shop.settings.shop_fee_bp)
         merchant = f"user:{product.merchant_id}"
+        # Cash and bonus money, in the currency's spend order (bonus only if its wallet is
+        # locked: the buyer had active bonuses when the order was queued).
+        book = await bonuses.load_book(conn, pending, self.shop.bonus, states, self.buyer_id,
+                                       product.currency)
+        spend = book.spend(states, amount, merchant, use_bonus=True,
+                           reference_id=self.order_id)
+        if isinstance(spend, Rejection):
+            return spend
+        fee = order_fee(amount, self.shop.settings.shop_fee_bp)
         spec = TransactionSpec(
             kind="purchase",
-            postings=(*buyer_postings(states, self.buyer_id, merchant, amount,
-                                      product.currency),
+            postings=(*spend.postings,
                       *_postings([(merchant, self.fee_address, fee)], product.currency)),
             description=f"Purchase: {product.name}" + (
                 f" x{self.quantity}" if self.quantity > 1 else ""),
@@ -279,6 +280,10 @@ class _Purchase:
             unit_price=product.price, currency=product.currency, amount=amount, fee=fee,
             refunded_amount=0, refunded_fee=0, restocked_quantity=0, status="paid",
             transaction_id="", created_at=utcnow(), updated_at=utcnow())
+        book.carried_by(spec)
+        cash = states[(f"user:{self.buyer_id}", product.currency)]
+        self.book, self.spend = book, spend
+        self.cash_before = Balance(cash.balance, cash.held, cash.version)
         return [spec]
 
     def _order(self, outcomes: list[Outcome]) -> tuple[Order, Transaction] | None:
@@ -296,8 +301,11 @@ class _Purchase:
             refusal = next(o for o in outcomes if isinstance(o, Rejection))
             return rejection_problem(refusal)
         order, tx = done
-        wallet = tx.balances_after[(f"user:{self.buyer_id}", order.currency)]
-        body = ShopOrderCreatedOut.created(order, wallet).answer()
+        assert self.spend is not None and self.cash_before is not None
+        wallet = tx.balances_after.get((f"user:{self.buyer_id}", order.currency),
+                                       self.cash_before)
+        body = ShopOrderCreatedOut.created(order, wallet, from_cash=self.spend.from_cash,
+                                           from_bonus=self.spend.from_bonus).answer()
         return StoredResponse(201, orjson.dumps(body))
 
     def side_writes(self, outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
@@ -305,9 +313,11 @@ class _Purchase:
         if done is None:
             return []
         order, tx = done
+        assert self.book is not None
         return [repo.new_order(order),
                 repo.take_stock(order.product_id, order.quantity, tx.created_at),
-                event_write("order.paid", ShopOrderOut.of(order).answer())]
+                event_write("order.paid", ShopOrderOut.of(order).answer()),
+                *self.book.writes(outcomes)]
 
 
 async def place_order(shop: Shop, buyer_id: str, idem: str, *, product_id: str,
@@ -319,7 +329,10 @@ async def place_order(shop: Shop, buyer_id: str, idem: str, *, product_id: str,
         raise field_error("quantity", f"at most {limit} units per order", "less_than_equal")
     async with shop.db.connect() as conn:
         product = await repo.get_product(conn, product_id)  # which accounts to lock
-    job = _Purchase(shop, new_id(), buyer_id, product_id, quantity, expected_unit_price)
+    bonus_keys = (await bonuses.spend_keys(shop.db, buyer_id, product.currency)
+                  if product is not None else frozenset())
+    job = _Purchase(shop, new_id(), buyer_id, product_id, quantity, expected_unit_price,
+                    bonus_keys)
     payload = {"product_id": product_id, "quantity": quantity,
                "expected_unit_price": expected_unit_price}
     return await shop.ledger.submit(
@@ -339,18 +352,20 @@ class _Refund:
     restock: bool
     reason: str
     refund_id: str
+    bonus_keys: frozenset[AccountKey] = frozenset()  # when the purchase spent bonus money
     decided: tuple[Order, Refund] | None = None  # the order after it, the refund (no tx yet)
+    split: bonuses.RefundSplit | None = None  # its bonus part, back to the bonuses
 
     def lock_keys(self) -> frozenset[AccountKey]:
         cur = self.order.currency
         return frozenset({(f"user:{self.order.merchant_id}", cur),
                           (f"user:{self.order.buyer_id}", cur),
-                          (self.shop.settings.shop_fee_address, cur)})
+                          (self.shop.settings.shop_fee_address, cur)}) | self.bonus_keys
 
     async def prepare(self, conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
                       pending: Sequence[RowInserts]) -> Sequence[Operation] | Rejection:
         """Under the order's row lock, counting this batch's earlier refunds of it."""
-        self.decided = None
+        self.decided = self.split = None
         locked = await repo.get_order(conn, self.order.id, lock=True)
         assert locked is not None  # orders are never deleted
         earlier = repo.refunded_in_batch(pending, locked.id)
@@ -373,10 +388,16 @@ class _Refund:
                 f"the merchant's wallet has {max(available, 0)} {current.currency} "
                 f"available; this refund takes {amount - share.fee} from it"))
         buyer, fees = f"user:{current.buyer_id}", self.shop.settings.shop_fee_address
+        # What the purchase took from bonus goes back to bonus (pro rata), never to cash.
+        split = await bonuses.refund_split(
+            conn, pending, self.shop.bonus, states, buyer_id=current.buyer_id,
+            currency=current.currency, order_id=current.id,
+            purchase_transaction_id=current.transaction_id, order_amount=current.amount,
+            refunded_before=current.refunded_amount, amount=amount)
         spec = TransactionSpec(
             kind="refund",
-            postings=_postings([(merchant, buyer, amount - share.fee),
-                                (fees, buyer, share.fee)], current.currency),
+            postings=split.postings([(merchant, amount - share.fee), (fees, share.fee)],
+                                    buyer, current.currency),
             description=f"Refund: {current.product_name}",
             reference_id=current.id,
             initiator=self.actor.initiator,
@@ -391,6 +412,8 @@ class _Refund:
             reason=self.reason, refunded_by=self.actor.initiator, transaction_id="",
             created_at=now)
         self.decided = (current.after_refund(share, now), refund)
+        split.book.carried_by(spec)
+        self.split = split
         return [spec]
 
     def _done(self, outcomes: list[Outcome]) -> tuple[Order, Refund] | None:
@@ -422,7 +445,8 @@ class _Refund:
                                         refund.created_at))
         writes.append(event_write("order.refunded", RefundCreatedOut.created(refund, order)
                                   .answer()))
-        return writes
+        assert self.split is not None
+        return [*writes, *self.split.book.writes(outcomes)]
 
 
 async def refund(shop: Shop, actor: Actor, idem: str, order_id: str, *, amount: int | None,
@@ -436,7 +460,9 @@ async def refund(shop: Shop, actor: Actor, idem: str, order_id: str, *, amount: 
         if actor.user_id == order.buyer_id or actor.reader:
             raise Forbidden("only the order's merchant or an admin may refund it")
         raise NotFound(f"no order {order_id!r}")
-    job = _Refund(shop, actor, order, amount, restock, reason, new_id())
+    bonus_keys = await bonuses.refund_keys(shop.db, shop.bonus, order.buyer_id,
+                                           order.currency, order.transaction_id)
+    job = _Refund(shop, actor, order, amount, restock, reason, new_id(), bonus_keys)
     payload = {"order_id": order_id, "amount": amount, "restock": restock, "reason": reason}
     # A refusal is not stored: after a top-up of the merchant's wallet the same key works.
     return await shop.ledger.submit(

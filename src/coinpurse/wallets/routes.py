@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
+from coinpurse.bonuses.errors import BonusWalletReserved
 from coinpurse.core.errors import (
     Forbidden,
     NotFound,
@@ -19,6 +20,7 @@ from coinpurse.core.errors import (
 from coinpurse.core.pages import PAGE_MAX
 from coinpurse.core.types import ADDRESS_RE, USER_ID_RE
 from coinpurse.http.deps import IdempotencyKey, Service, State, UserId
+from coinpurse.http.fastpath import FastRoute
 from coinpurse.http.responses import model_response, problems, replay_response
 from coinpurse.ledger.errors import (
     BalanceOverflow,
@@ -35,7 +37,7 @@ router = APIRouter(prefix="/internal/v1", tags=["internal"])
 user_router = APIRouter(prefix="/api/v1", tags=["user"])
 
 _WRITE_ERRORS = (ValidationFailed, Unauthorized, Forbidden, UnknownCurrency, InsufficientFunds,
-                 CurrencyNotTransferable,
+                 CurrencyNotTransferable, BonusWalletReserved,
                  BalanceOverflow, IdempotencyKeyReused, IdempotencyKeyInUse, PayloadTooLarge,
                  ServiceUnavailable)
 _READ_ERRORS = (ValidationFailed, Unauthorized, Forbidden)
@@ -48,7 +50,7 @@ Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 
 
 def _wallets(state: State) -> Wallets:
-    return Wallets(state.db, state.ledger, state.settings, state.reads)
+    return Wallets(state.db, state.ledger, state.settings, state.settings, state.reads)
 
 
 async def _change(state: State, body: s.WalletChangeIn, key: Service, idem: str,
@@ -72,15 +74,20 @@ async def credit(body: s.WalletChangeIn, state: State, key: Service,
 
 
 @router.post(
-    "/wallet/debit", status_code=201, response_model=s.WalletTransactionOut,
+    "/wallet/debit", status_code=201, response_model=s.WalletDebitOut,
     responses=problems(*_WRITE_ERRORS),
     summary="Debit a user's wallet back to the calling service's account",
 )
-async def debit(body: s.WalletChangeIn, state: State, key: Service,
+async def debit(body: s.WalletDebitIn, state: State, key: Service,
                 idem: IdempotencyKey) -> Response:
-    """Moves `amount` from `user:<user_id>` to `service:<your service>`. Scope
-    `wallet:debit:<currency>`. Refused with `insufficient_funds` (and nothing changes) when
-    the amount exceeds the user's available balance."""
+    """Moves `amount` from the user to `service:<your service>`. Scope
+    `wallet:debit:<currency>`. A user with active bonuses pays from the cash wallet and the
+    bonus wallet, cash first or bonus first as the currency is configured
+    (`COINPURSE_BONUS_SPEND_ORDER`); `"use_bonus": false` pays from cash only. The answer
+    says how much came from each (`from_cash`, `from_bonus`). With a `category`, the amount
+    counts as wagering toward the user's bonuses; a bonus it completes converts in the same
+    commit (`bonus_conversions`). Refused with `insufficient_funds` (and nothing changes)
+    when cash and usable bonus together fall short."""
     return await _change(state, body, key, idem, "debit")
 
 
@@ -127,8 +134,8 @@ async def balance(user_id: UserPath, state: State, key: Service) -> Response:
     """Every configured currency of `user:<user_id>` (zero where the user has no account yet):
     `balance`, `held` and `available`. Scope `wallet:read`."""
     key.require("wallet:read")
-    found = await _wallets(state).user_balances(user_id)
-    return model_response(s.WalletsOut.of(user_id, found))
+    found, bonus = await _wallets(state).user_balances(user_id)
+    return model_response(s.WalletsOut.of(user_id, found, bonus))
 
 
 @router.get("/accounts/{address}", response_model=s.AccountOut,
@@ -188,9 +195,10 @@ async def currencies(user_id: UserId, state: State) -> Response:
 @user_router.get("/wallet/balance", response_model=s.WalletsOut,
                  responses=problems(Unauthorized), summary="The caller's balances")
 async def my_balance(user_id: UserId, state: State) -> Response:
-    """`balance` is what was posted, `held` what open holds reserve, `available` the rest."""
-    found = await _wallets(state).user_balances(user_id)
-    return model_response(s.WalletsOut.of(user_id, found))
+    """`balance` is what was posted, `held` what open holds reserve, `available` the rest;
+    `bonus` is the bonus wallet (see `GET /api/v1/bonuses` for each bonus's progress)."""
+    found, bonus = await _wallets(state).user_balances(user_id)
+    return model_response(s.WalletsOut.of(user_id, found, bonus))
 
 
 @user_router.get("/wallet/transactions", response_model=s.HistoryPage,
@@ -204,3 +212,19 @@ async def my_history(
     page = await _wallets(state).history(user_id, currency=currency, limit=limit,
                                          cursor_text=cursor)
     return model_response(s.HistoryPage.of(page))
+
+
+# The hot routes, also served by http.fastpath without FastAPI's per-request machinery (the
+# same endpoints above, the same dependency functions; issue 16). Mounted by app.py.
+fast_routes = (
+    FastRoute.of("POST", "/internal/v1/wallet/credit", credit),
+    FastRoute.of("POST", "/internal/v1/wallet/debit", debit),
+    FastRoute.of("POST", "/internal/v1/transfers", transfer),
+    FastRoute.of("POST", "/internal/v1/transfers/batch", transfer_batch),
+    FastRoute.of("GET", "/internal/v1/wallet/balance/{user_id}", balance),
+    FastRoute.of("GET", "/internal/v1/wallet/transactions/{user_id}", user_history,
+                 query={"currency": "currency", "limit": "limit", "cursor": "cursor_"}),
+    FastRoute.of("GET", "/api/v1/wallet/balance", my_balance),
+    FastRoute.of("GET", "/api/v1/wallet/transactions", my_history,
+                 query={"currency": "currency", "limit": "limit", "cursor": "cursor"}),
+)

@@ -5,10 +5,18 @@ types; routes and renderers serialize it once with ``model_dump_json``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
+from coinpurse.bonuses.schemas import CATEGORY_RE, ConversionOut
 from coinpurse.core.clock import iso
 from coinpurse.core.pages import Page
 from coinpurse.core.types import (
@@ -48,6 +56,36 @@ class WalletChangeIn(StrictModel):
             }]
         },
     )
+
+
+class WalletDebitIn(WalletChangeIn):
+    """A debit; it may spend bonus money (see the README's Bonuses) and count as wagering."""
+
+    use_bonus: StrictBool = Field(
+        default=True, description="false: only the cash wallet pays, never bonus money.")
+    category: Annotated[str, StringConstraints(pattern=CATEGORY_RE)] | None = Field(
+        default=None, description="The activity's category (slots, table, ...): its amount "
+        "times the category's weight counts toward the user's active bonuses.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{
+                "user_id": "123", "currency": "points", "amount": 100,
+                "description": "Spin", "reference_id": "spin_456", "category": "slots",
+            }]
+        },
+    )
+
+    def hashed(self) -> dict[str, Any]:
+        """What the idempotency hash covers: the new fields only when sent, so a key
+        stored before they existed still matches its retry."""
+        data = self.model_dump(mode="json")
+        if self.use_bonus:
+            data.pop("use_bonus")
+        if self.category is None:
+            data.pop("category")
+        return data
 
 
 class PostingIn(StrictModel):
@@ -169,14 +207,21 @@ class BalanceOut(BaseModel):
     available: int
 
 
+class WalletBalanceOut(BalanceOut):
+    bonus: int = Field(description="The bonus wallet: bonus money, spent after (or before) "
+                       "cash and converted once wagered; not in `balance`.")
+
+
 class WalletsOut(BaseModel):
     user_id: str
-    wallets: dict[str, BalanceOut]
+    wallets: dict[str, WalletBalanceOut]
 
     @classmethod
-    def of(cls, user_id: str, found: Mapping[str, Balance]) -> WalletsOut:
+    def of(cls, user_id: str, found: Mapping[str, Balance],
+           bonus: Mapping[str, int]) -> WalletsOut:
         return cls.model_validate(
-            {"user_id": user_id, "wallets": {c: b.as_dict() for c, b in found.items()}})
+            {"user_id": user_id, "wallets": {c: {**b.as_dict(), "bonus": bonus.get(c, 0)}
+                                             for c, b in found.items()}})
 
 
 class CurrencyOut(BaseModel):
@@ -277,6 +322,28 @@ class WalletTransactionOut(TransactionOut):
             **_transaction_fields(tx), "user_id": user_id, "currency": currency,
             "amount": tx.spec.postings[0].amount, "balance_after": wallet.balance,
             "wallet": wallet.as_dict(),
+        })
+
+
+class WalletDebitOut(WalletTransactionOut):
+    """A debit: how much came from the cash wallet and how much from bonus money."""
+
+    from_cash: int
+    from_bonus: int
+    bonus_balance_after: int = Field(description="The user's bonus wallet after it.")
+    bonus_conversions: list[ConversionOut] = Field(
+        description="Bonuses whose wagering this debit completed: converted in the same "
+        "commit (`wallet` and `balance_after` include it).")
+
+    @classmethod
+    def of_debit(cls, tx: Transaction, user_id: str, currency: str, amount: int, *,
+                 wallet: Balance, from_cash: int, from_bonus: int, bonus_after: int,
+                 conversions: Sequence[Mapping[str, Any]] = ()) -> WalletDebitOut:
+        return cls.model_validate({
+            **_transaction_fields(tx), "user_id": user_id, "currency": currency,
+            "amount": amount, "balance_after": wallet.balance, "wallet": wallet.as_dict(),
+            "from_cash": from_cash, "from_bonus": from_bonus,
+            "bonus_balance_after": bonus_after, "bonus_conversions": list(conversions),
         })
 
 

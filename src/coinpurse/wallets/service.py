@@ -9,6 +9,7 @@ service renders it, from the schema models, and returns the ledger's ``JobResult
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,16 +17,26 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from coinpurse.bonuses import service as bonuses
+from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core import cursor
 from coinpurse.core.cluster.reads import ReadRouter
+from coinpurse.core.db import read_connection
 from coinpurse.core.pages import Page
 from coinpurse.ledger import queries
 from coinpurse.ledger.idempotency import StoredResponse, claim
-from coinpurse.ledger.model import Balance, Outcome, Posting, TransactionSpec
+from coinpurse.ledger.model import (
+    Balance,
+    Outcome,
+    Posting,
+    Rejection,
+    Transaction,
+    TransactionSpec,
+)
 from coinpurse.ledger.queries import HistoryEntry, TransactionRecord
 from coinpurse.ledger.service import JobResult, Ledger
 from coinpurse.ledger.settings import Currency
-from coinpurse.ledger.views import render_one
+from coinpurse.ledger.views import rejection_problem, render_one
 from coinpurse.wallets import schemas as s
 from coinpurse.wallets.errors import CurrencyNotTransferable
 from coinpurse.wallets.settings import WalletSettings
@@ -38,7 +49,9 @@ def user_of(address: str) -> str | None:
 
 
 def transfer_spec(settings: WalletSettings, service: str, body: s.TransferIn) -> TransactionSpec:
-    """A transfer's transaction; a currency not open to user-to-user moves is refused."""
+    """A transfer's transaction; a currency not open to user-to-user moves is refused, and
+    so is a bonus wallet (bonus money never moves between users)."""
+    bonuses.refuse_bonus_wallets(a for p in body.postings for a in (p.source, p.destination))
     for i, p in enumerate(body.postings):
         src, dst = user_of(p.source), user_of(p.destination)
         if src and dst and src != dst and p.currency not in settings.transferable:
@@ -86,16 +99,52 @@ class Wallets:
     db: AsyncEngine
     ledger: Ledger
     settings: WalletSettings
+    bonus: BonusSettings  # the spend order of debits
     reads: ReadRouter | None = None
 
     async def change(self, service: str, body: s.WalletChangeIn, idem: str,
                      op: Literal["credit", "debit"]) -> JobResult:
+        if isinstance(body, s.WalletDebitIn):
+            return await self._debit(service, body, idem)
         user_id, currency = body.user_id, body.currency
         return await self.ledger.submit(
             [change_spec(service, body, op)],
             render=render_one(lambda tx: s.WalletTransactionOut.of_change(
                 tx, user_id, currency).model_dump_json().encode()),
             claim=claim(f"service:{service}", idem, op, body.model_dump(mode="json")))
+
+    async def _debit(self, service: str, body: s.WalletDebitIn, idem: str) -> JobResult:
+        """A debit of a user with active bonuses is decided by the bonus rules under the
+        user's locks (cash and bonus, and wagering); any other is one plain posting."""
+        user_id, currency, amount = body.user_id, body.currency, body.amount
+        idem_claim = claim(f"service:{service}", idem, "debit", body.hashed())
+        plain = change_spec(service, body, "debit")
+        if not await bonuses.has_active(self.db, user_id, currency):  # bonus wallet: 0
+            return await self.ledger.submit([plain], claim=idem_claim, render=render_one(
+                lambda tx: s.WalletDebitOut.of_debit(
+                    tx, user_id, currency, amount, from_cash=amount, from_bonus=0,
+                    wallet=tx.balances_after[(f"user:{user_id}", currency)], bonus_after=0,
+                ).model_dump_json().encode()))
+        debit = bonuses.BonusDebit(
+            self.bonus, user_id, currency, amount, f"service:{service}", body.use_bonus,
+            body.category, body.reference_id,
+            build=lambda postings: dataclasses.replace(plain, postings=postings))
+
+        def render(outcomes: list[Outcome]) -> StoredResponse:
+            refusal = next((o for o in outcomes if isinstance(o, Rejection)), None)
+            if refusal is not None:
+                return rejection_problem(refusal)
+            tx = outcomes[0]
+            assert isinstance(tx, Transaction) and debit.spend is not None
+            return StoredResponse(201, s.WalletDebitOut.of_debit(
+                tx, user_id, currency, amount, wallet=debit.after(outcomes, f"user:{user_id}"),
+                from_cash=debit.spend.from_cash, from_bonus=debit.spend.from_bonus,
+                bonus_after=debit.after(outcomes, bonuses.wallet_of(user_id)).balance,
+                conversions=debit.conversions(outcomes)).model_dump_json().encode())
+
+        return await self.ledger.submit(
+            [], render=render, claim=idem_claim, prepare=debit.prepare, atomic=True,
+            side_writes=debit.side_writes, lock_keys=debit.lock_keys)
 
     async def transfer(self, service: str, body: s.TransferIn, idem: str) -> JobResult:
         spec = transfer_spec(self.settings, service, body)
@@ -121,12 +170,15 @@ class Wallets:
 
     async def balances(self, address: str) -> dict[str, Balance]:
         """Every configured currency, zero where the account has never been used."""
-        async with self.db.connect() as conn:
+        async with read_connection(self.db) as conn:
             return await queries.balances(conn, address, self.settings.currencies)
 
-    async def user_balances(self, user_id: str) -> dict[str, Balance]:
-        """The user's main wallet in every configured currency."""
-        return await self.balances(f"user:{user_id}")
+    async def user_balances(self, user_id: str) -> tuple[dict[str, Balance], dict[str, int]]:
+        """The user's main wallet and bonus wallet in every configured currency."""
+        currencies = list(self.settings.currencies)
+        async with self.db.connect() as conn:
+            return (await queries.balances(conn, f"user:{user_id}", currencies),
+                    await bonuses.bonus_balances(conn, user_id, currencies))
 
     async def transaction(self, tx_id: str) -> TransactionRecord | None:
         async with self.db.connect() as conn:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from coinpurse.bonuses.errors import WageringIncomplete
 from coinpurse.core import cursor
 from coinpurse.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from coinpurse.http.deps import Admin, AdminWriter, IdempotencyKey, State, UserId, client_ip
@@ -32,7 +33,8 @@ PAGE_MAX = queries.PAGE_MAX
 
 
 def _w(state: State) -> svc.Withdrawals:
-    return svc.Withdrawals(state.db, state.ledger, state.settings, state.settings)
+    return svc.Withdrawals(state.db, state.ledger, state.settings, state.settings,
+                           state.settings)
 
 
 def _answer(body: BaseModel) -> Response:
@@ -42,15 +44,18 @@ def _answer(body: BaseModel) -> Response:
 @router.post("/api/v1/withdrawals", status_code=201, response_model=s.WithdrawalCreatedOut,
              responses=problems(ValidationFailed, Unauthorized, UnknownCurrency,
                                 CurrencyNotWithdrawable, InsufficientFunds, KycRequired,
-                                LimitExceeded, DebtOutstanding, IdempotencyKeyReused,
-                                IdempotencyKeyInUse),
+                                LimitExceeded, DebtOutstanding, WageringIncomplete,
+                                IdempotencyKeyReused, IdempotencyKeyInUse),
              summary="Ask to cash out: the amount is held until an operator decides")
 async def request_withdrawal(body: s.WithdrawalIn, user_id: UserId, state: State,
                              idem: IdempotencyKey) -> Response:
     """Checked in the same database transaction as the hold: the KYC tier allows
     withdrawals (`kyc_required`), no debt from a refunded top-up (`debt_outstanding`), the
     per-withdrawal minimum and maximum and the tier's daily and monthly totals
-    (`limit_exceeded`, with `limit` naming which)."""
+    (`limit_exceeded`, with `limit` naming which). While bonuses of the currency are being
+    wagered, the currency's policy applies (`COINPURSE_BONUS_WITHDRAWAL_POLICY`): `forfeit`
+    closes them in the same commit as the hold, `block` refuses with
+    `wagering_incomplete` and what is left to wager."""
     return replay_response(await svc.request(
         _w(state), user_id, idem, currency=body.currency, amount=body.amount,
         destination=body.destination))

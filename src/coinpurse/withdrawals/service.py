@@ -19,6 +19,8 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.auth.tokens import Principal
+from coinpurse.bonuses import service as bonuses
+from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core import audit
 from coinpurse.core.clock import day_start, month_start, utcnow
 from coinpurse.core.errors import NotFound
@@ -65,6 +67,7 @@ class Withdrawals:
     ledger: Ledger
     settings: WithdrawalSettings
     kyc: KycSettings  # the tiers whose withdrawal limits requests are checked against
+    bonus: BonusSettings  # what a request does while bonuses are being wagered
 
 
 async def get(db: AsyncEngine, wid: str) -> Withdrawal:
@@ -149,21 +152,27 @@ async def request(w: Withdrawals, user_id: str, idem: str, *, currency: str, amo
                    expires_at=now + timedelta(seconds=w.settings.withdrawal_hold_ttl_s),
                    kind="withdrawal", metadata={"withdrawal_id": new.id})
 
+    bonus = bonuses.WithdrawalBonuses(w.bonus, user_id, currency, new.id)
+
     def side_writes(outcomes: list[Outcome]) -> list[RowInserts | SqlWrite]:
         if not isinstance(outcomes[0], HoldOutcome):
             return []
-        return [repo.new_row(new), event_write("withdrawal.requested", new.event_data())]
+        return [repo.new_row(new), event_write("withdrawal.requested", new.event_data()),
+                *bonus.writes(outcomes)]
 
     payload = {"currency": currency, "amount": amount, "destination": destination}
     return await w.ledger.submit(
         [op], render=_render_created(new),
         claim=claim(f"user:{user_id}", idem, "withdrawal", payload),
-        side_writes=side_writes, prepare=_check_limits(w, new, op))
+        side_writes=side_writes, prepare=_check_limits(w, new, op, bonus),
+        lock_keys=bonus.lock_keys, atomic=True)
 
 
-def _check_limits(w: Withdrawals, new: Withdrawal, op: PlaceHold) -> Prepare:
-    """Under the user's account lock: the tier allows withdrawals, no debt is owed, and the
-    tier's daily and monthly totals hold (counting this batch's earlier requests)."""
+def _check_limits(w: Withdrawals, new: Withdrawal, op: PlaceHold,
+                  bonus: bonuses.WithdrawalBonuses) -> Prepare:
+    """Under the user's account lock: the tier allows withdrawals, no debt is owed, the
+    tier's daily and monthly totals hold (counting this batch's earlier requests), and the
+    currency's bonus policy: active bonuses are forfeited with the hold, or block it."""
     user_id, currency, amount = new.user_id, new.currency, new.amount
 
     async def prepare(conn: AsyncConnection, states: Mapping[AccountKey, AccountState],
@@ -185,14 +194,17 @@ def _check_limits(w: Withdrawals, new: Withdrawal, op: PlaceHold) -> Prepare:
             if used + amount > limit:
                 return Rejection.of(kyc_service.limit_refusal(
                     w.kyc, level, currency, name, limit=limit, used=used, requested=amount))
-        return [op]
+        forfeits = await bonus.decide(conn, states, pending)
+        if isinstance(forfeits, Rejection):
+            return forfeits
+        return [op, *forfeits]  # the hold first: the answer is about it
 
     return prepare
 
 
 def _render_created(new: Withdrawal) -> Renderer:
     def render(outcomes: list[Outcome]) -> StoredResponse:
-        (outcome,) = outcomes
+        outcome = outcomes[0]  # the hold; then the forfeit of active bonuses, if any
         if isinstance(outcome, Rejection):
             return rejection_problem(outcome)
         assert isinstance(outcome, HoldOutcome)

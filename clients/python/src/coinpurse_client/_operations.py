@@ -33,6 +33,7 @@ from coinpurse_client.models import (
     Transaction,
     TransactionAudit,
     TransferRequest,
+    WalletDebit,
     Wallets,
     WalletTransaction,
     Withdrawal,
@@ -81,13 +82,22 @@ def credit(
 def debit(
     *, user_id: str, currency: str, amount: int, description: str, reference_id: str,
     metadata: Mapping[str, Any] | None = None, internal_notes: str | None = None,
-    idempotency_key: str | None = None,
-) -> Call[WalletTransaction]:
+    idempotency_key: str | None = None, use_bonus: bool | None = None,
+    category: str | None = None,
+) -> Call[WalletDebit]:
     """Move ``amount`` from the user's wallet back to your service's account.
 
-    Raises ``InsufficientFunds`` (nothing changed) above the user's available balance."""
-    return _wallet_change("debit", user_id, currency, amount, description, reference_id,
-                          metadata, internal_notes, idempotency_key)
+    A user with bonus money pays from cash and bonus (``from_cash``, ``from_bonus``);
+    ``use_bonus=False`` pays from cash only. ``category`` counts the amount as wagering.
+    Raises ``InsufficientFunds`` (nothing changed) when what may pay falls short."""
+    return Call(
+        "POST", f"{INTERNAL}/wallet/debit", WalletDebit.model_validate,
+        json=body(user_id=user_id, currency=currency, amount=amount, description=description,
+                  reference_id=reference_id,
+                  metadata=dict(metadata) if metadata is not None else None,
+                  internal_notes=internal_notes, use_bonus=use_bonus, category=category),
+        idempotency_key=new_key(idempotency_key),
+    )
 
 
 def transfer(

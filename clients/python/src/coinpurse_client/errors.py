@@ -271,6 +271,42 @@ class PreconditionFailed(CoinpurseError):
     default_code = "precondition_failed"
 
 
+class InvalidPromoCode(CoinpurseError):
+    default_code = "invalid_promo_code"
+
+
+class PromotionCodeTaken(CoinpurseError):
+    default_code = "promotion_code_taken"
+
+
+class PromotionBudgetExhausted(CoinpurseError):
+    default_code = "promotion_budget_exhausted"
+
+
+class PromotionLimitReached(CoinpurseError):
+    default_code = "promotion_limit_reached"
+
+
+class WageringIncomplete(CoinpurseError):
+    """A withdrawal while a bonus is being wagered (``left_to_wager`` in ``problem``)."""
+
+    default_code = "wagering_incomplete"
+
+
+class SelfReferral(CoinpurseError):
+    default_code = "self_referral"
+
+
+class AlreadyReferred(CoinpurseError):
+    default_code = "already_referred"
+
+
+class BonusNotActive(CoinpurseError):
+    default_code = "bonus_not_active"
+
+
+class BonusWalletReserved(CoinpurseError):
+    default_code = "bonus_wallet_reserved"
 class WebhookUrlRefused(CoinpurseError):
     default_code = "webhook_url_refused"
 
@@ -294,6 +330,8 @@ ERRORS_BY_CODE: dict[str, type[CoinpurseError]] = {
         ReconciliationRunning,
         OutOfStock, PriceChanged, ProductInactive, OwnProduct, OrderRefunded,
         RefundExceedsPaid, PreconditionFailed, WebhookUrlRefused, TooManyStreams,
+        InvalidPromoCode, PromotionCodeTaken, PromotionBudgetExhausted, PromotionLimitReached,
+        WageringIncomplete, SelfReferral, AlreadyReferred, BonusNotActive, BonusWalletReserved,
     )
 }
 

@@ -28,9 +28,13 @@ class Balance(Model):
     available: int = Field(description="balance - held: what can be spent now.")
 
 
+class WalletBalance(Balance):
+    bonus: int = Field(description="The bonus wallet: bonus money, not in balance.")
+
+
 class Wallets(Model):
     user_id: str
-    wallets: dict[str, Balance] = Field(description="Per currency code.")
+    wallets: dict[str, WalletBalance] = Field(description="Per currency code.")
 
 
 class Account(Model):
@@ -78,6 +82,23 @@ class WalletTransaction(Transaction):
     amount: int
     balance_after: int
     wallet: Balance
+
+
+class BonusConversion(Model):
+    bonus_id: str
+    converted: int = Field(description="Moved from the bonus wallet to the cash wallet.")
+    forfeited: int = Field(description="Above the promotion's max_conversion.")
+    transaction_id: str | None
+
+
+class WalletDebit(WalletTransaction):
+    """A debit: how much the cash wallet and the bonus wallet paid, and any bonus whose
+    wagering it completed (converted in the same commit)."""
+
+    from_cash: int
+    from_bonus: int
+    bonus_balance_after: int
+    bonus_conversions: list[BonusConversion]
 
 
 class Entry(Model):
@@ -328,9 +349,37 @@ class Me(Model):
 
 
 __all__ = [
-    "Account", "AccountBalance", "Agency", "AuditHistoryEntry", "Balance", "BatchOutcome",
-    "BatchResult", "Entry", "Gift", "GiftType", "HistoryEntry", "Hold", "KycStatus",
-    "KycSubmission", "KycTier", "Me", "Package", "Packages", "Page", "Posting", "Price",
-    "Rate", "SentGift", "TopupOrder", "Transaction", "TransactionAudit", "TransferRequest",
-    "WalletTransaction", "Wallets", "Withdrawal",
+    "Account",
+    "AccountBalance",
+    "Agency",
+    "AuditHistoryEntry",
+    "Balance",
+    "BatchOutcome",
+    "BatchResult",
+    "BonusConversion",
+    "Entry",
+    "Gift",
+    "GiftType",
+    "HistoryEntry",
+    "Hold",
+    "KycStatus",
+    "KycSubmission",
+    "KycTier",
+    "Me",
+    "Package",
+    "Packages",
+    "Page",
+    "Posting",
+    "Price",
+    "Rate",
+    "SentGift",
+    "TopupOrder",
+    "Transaction",
+    "TransactionAudit",
+    "TransferRequest",
+    "WalletBalance",
+    "WalletDebit",
+    "WalletTransaction",
+    "Wallets",
+    "Withdrawal",
 ]

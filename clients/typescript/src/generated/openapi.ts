@@ -37,9 +37,14 @@ export interface paths {
         put?: never;
         /**
          * Debit a user's wallet back to the calling service's account
-         * @description Moves `amount` from `user:<user_id>` to `service:<your service>`. Scope
-         *     `wallet:debit:<currency>`. Refused with `insufficient_funds` (and nothing changes) when
-         *     the amount exceeds the user's available balance.
+         * @description Moves `amount` from the user to `service:<your service>`. Scope
+         *     `wallet:debit:<currency>`. A user with active bonuses pays from the cash wallet and the
+         *     bonus wallet, cash first or bonus first as the currency is configured
+         *     (`COINPURSE_BONUS_SPEND_ORDER`); `"use_bonus": false` pays from cash only. The answer
+         *     says how much came from each (`from_cash`, `from_bonus`). With a `category`, the amount
+         *     counts as wagering toward the user's bonuses; a bonus it completes converts in the same
+         *     commit (`bonus_conversions`). Refused with `insufficient_funds` (and nothing changes)
+         *     when cash and usable bonus together fall short.
          */
         post: operations["wallet_debit"];
         delete?: never;
@@ -206,7 +211,8 @@ export interface paths {
         };
         /**
          * The caller's balances
-         * @description `balance` is what was posted, `held` what open holds reserve, `available` the rest.
+         * @description `balance` is what was posted, `held` what open holds reserve, `available` the rest;
+         *     `bonus` is the bonus wallet (see `GET /api/v1/bonuses` for each bonus's progress).
          */
         get: operations["wallet_my_balance"];
         put?: never;
@@ -249,7 +255,10 @@ export interface paths {
         /**
          * Reserve part of a user's available balance
          * @description The amount leaves `available` (not `balance`) until the hold is captured, voided or
-         *     expires (`expires_in_s`, default 900). Scope `holds:write:<currency>`.
+         *     expires (`expires_in_s`, default 900). Scope `holds:write:<currency>`. A hold reserves
+         *     the user's cash wallet only, never bonus money (`insufficient_funds` when cash alone
+         *     falls short): a hold may wait days to be captured, while a bonus converts, expires
+         *     or is forfeited in the meantime.
          */
         post: operations["hold_place"];
         delete?: never;
@@ -467,6 +476,10 @@ export interface paths {
          *     `client_params` (razorpay). The coins are credited once the provider confirms the
          *     payment, by webhook or by `POST /api/v1/topups/{id}/verify`, whichever comes first.
          *     The KYC tier's top-up limits are checked here (`limit_exceeded` names the limit).
+         *     `promo_code` names a running `deposit_match` promotion of the top-up's currency (else
+         *     422 `invalid_promo_code`, with `reason`); its bonus is granted in the same commit as
+         *     the credit, if the promotion's per-user limit and budget still allow it then. Running
+         *     automatic deposit matches apply without a code.
          */
         post: operations["payment_create_topup"];
         delete?: never;
@@ -727,7 +740,10 @@ export interface paths {
          * @description Checked in the same database transaction as the hold: the KYC tier allows
          *     withdrawals (`kyc_required`), no debt from a refunded top-up (`debt_outstanding`), the
          *     per-withdrawal minimum and maximum and the tier's daily and monthly totals
-         *     (`limit_exceeded`, with `limit` naming which).
+         *     (`limit_exceeded`, with `limit` naming which). While bonuses of the currency are being
+         *     wagered, the currency's policy applies (`COINPURSE_BONUS_WITHDRAWAL_POLICY`): `forfeit`
+         *     closes them in the same commit as the hold, `block` refuses with
+         *     `wagering_incomplete` and what is left to wager.
          */
         post: operations["request_withdrawal"];
         delete?: never;
@@ -1348,7 +1364,8 @@ export interface paths {
         /**
          * Balances of any account
          * @description The balances of any address (`user:<id>`, `service:<name>`, `platform:fees`, ...) in
-         *     every currency it has. Admin or auditor.
+         *     every currency it has. Admin or auditor. For a user's wallet (`user:<id>`) each currency
+         *     also has `bonus`: the user's bonus wallet (see Bonuses).
          */
         get: operations["admin_account"];
         put?: never;
@@ -2208,6 +2225,272 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bonuses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's bonuses, newest first, with their wagering progress
+         * @description `progress` says how much has been wagered of what is required (`percent`) and when
+         *     the bonus expires. `remaining` is what is left of it in the bonus wallet.
+         */
+        get: operations["my_bonuses"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bonuses/{bonus_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One of the caller's bonuses
+         * @description With its wagering `progress`; another user's bonus answers 404 like an unknown one.
+         */
+        get: operations["my_bonus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bonuses/claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Claim a promotion's code: its bonus, once (or as often as it allows)
+         * @description Only codes of `manual` promotions marked `claimable` can be claimed; the bonus lands
+         *     in the bonus wallet and must be wagered before it converts to cash.
+         */
+        post: operations["bonus_claim"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/v1/bonuses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Grant a manual promotion's bonus to a user
+         * @description Scope `bonuses:grant`. The promotion must be a running `manual` one; its per-user
+         *     limit and budget apply. `amount` defaults to the promotion's.
+         */
+        post: operations["bonus_grant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/v1/bonuses/activity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report activity settled elsewhere: it counts as wagering
+         * @description Scope `bonuses:activity`. `amount` times the category's weight (each promotion's
+         *     `contributions`) counts toward the user's active bonuses of the currency, oldest first.
+         *     A bonus whose requirement is met converts in the same commit: what remains of it moves
+         *     to the cash wallet (at most `max_conversion`, the rest back to promotions), exactly
+         *     once however many reports race.
+         */
+        post: operations["bonus_activity"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/v1/referrals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record who referred a user
+         * @description Scope `referrals:write`. Once per referee (a second referrer: 409 `already_referred`;
+         *     the same link again answers 200 with it). When the referee's first qualifying top-up
+         *     succeeds, the running `referral` promotions pay both users, once.
+         */
+        post: operations["bonus_refer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/v1/referrals/{referee_user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's referrer, and whether the referral has been rewarded
+         * @description Scope `referrals:read`.
+         */
+        get: operations["bonus_referral"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/promotions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Promotions, newest first
+         * @description Filters `kind`, `currency`, `active`; each with `granted_total`, `granted_count` and
+         *     `budget_left`. Admin or auditor.
+         */
+        get: operations["bonus_list_promotions"];
+        put?: never;
+        /**
+         * Create a promotion
+         * @description `deposit_match` needs `percent_bp` (and may cap it with `max_bonus`); `signup`,
+         *     `referral` and `manual` need `amount`. Audited.
+         */
+        post: operations["bonus_create_promotion"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/promotions/{promotion_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One promotion, with what it has granted
+         * @description Its terms, and what it has granted so far. Admin or auditor.
+         */
+        get: operations["bonus_get_promotion"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change a promotion (deactivate it, move its window, ...)
+         * @description Only the fields sent change. Bonuses already granted keep their terms and go on:
+         *     deactivating a promotion only stops new grants. Audited.
+         */
+        patch: operations["bonus_update_promotion"];
+        trace?: never;
+    };
+    "/admin/v1/bonuses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Bonuses, newest first, with filters
+         * @description Every user's bonuses, with `user_id` and `source` (why it was granted). Admin or
+         *     auditor.
+         */
+        get: operations["admin_bonuses"];
+        put?: never;
+        /**
+         * Grant a manual promotion's bonus to a user
+         * @description Like `POST /internal/v1/bonuses`, by an admin; audited with `reason`.
+         */
+        post: operations["bonus_admin_grant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/bonuses/{bonus_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One bonus
+         * @description With its wagering `progress`, what it converted and what was forfeited. Admin or
+         *     auditor.
+         */
+        get: operations["admin_bonus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/v1/bonuses/{bonus_id}/forfeit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Forfeit an active bonus: what remains goes back to promotions
+         * @description Audited with `reason`. A bonus no longer active answers 409 `bonus_not_active`.
+         */
+        post: operations["bonus_forfeit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2249,6 +2532,72 @@ export interface components {
             balances: {
                 [key: string]: components["schemas"]["BalanceOut"];
             };
+        };
+        /**
+         * ActivityIn
+         * @example {
+         *       "amount": 250,
+         *       "category": "slots",
+         *       "currency": "points",
+         *       "reference_id": "round_991",
+         *       "user_id": "123"
+         *     }
+         */
+        ActivityIn: {
+            /**
+             * User Id
+             * @description The user's id in your auth system (letters, digits, . _ @ + -).
+             * @example 123
+             */
+            user_id: string;
+            /**
+             * Currency
+             * @description A configured currency code.
+             * @example points
+             */
+            currency: string;
+            /**
+             * Amount
+             * Format: int64
+             * @description Integer amount in minor units, 1 to 2^63-1.
+             * @example 100
+             */
+            amount: number;
+            /**
+             * Category
+             * @description An activity category, e.g. slots, table, sports.
+             * @example slots
+             */
+            category: string;
+            /**
+             * Reference Id
+             * @description Your reference for this movement (order id, ...).
+             * @example ref_456
+             */
+            reference_id: string;
+        };
+        /** ActivityOut */
+        ActivityOut: {
+            /** User Id */
+            user_id: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * Format: int64
+             */
+            amount: number;
+            /** Category */
+            category: string;
+            /** Reference Id */
+            reference_id: string;
+            /**
+             * Bonuses
+             * @description The bonuses it counted toward, after it.
+             */
+            bonuses: components["schemas"]["BonusOut"][];
+            /** Conversions */
+            conversions: components["schemas"]["ConversionOut"][];
         };
         /**
          * AdjustmentDecisionIn
@@ -2329,6 +2678,109 @@ export interface components {
             created_at: string;
             /** Decided At */
             decided_at: string | null;
+        };
+        /** AdminAccountOut */
+        AdminAccountOut: {
+            /** Address */
+            address: string;
+            /** Balances */
+            balances: {
+                [key: string]: components["schemas"]["AdminBalanceOut"];
+            };
+        };
+        /** AdminBalanceOut */
+        AdminBalanceOut: {
+            /**
+             * Balance
+             * Format: int64
+             */
+            balance: number;
+            /**
+             * Held
+             * Format: int64
+             */
+            held: number;
+            /**
+             * Available
+             * Format: int64
+             */
+            available: number;
+            /**
+             * Bonus
+             * @description A user's wallet (user:<id>) only: the bonus wallet; absent for any other account.
+             */
+            bonus?: number | null;
+        };
+        /** AdminBonusOut */
+        AdminBonusOut: {
+            /** Id */
+            id: string;
+            /** Promotion Id */
+            promotion_id: string;
+            /** Promotion Code */
+            promotion_code: string;
+            /** Kind */
+            kind: string;
+            /** Currency */
+            currency: string;
+            /** Description */
+            description: string;
+            /**
+             * Granted
+             * Format: int64
+             */
+            granted: number;
+            /**
+             * Remaining
+             * Format: int64
+             * @description What is left of it in the bonus wallet.
+             */
+            remaining: number;
+            /**
+             * Status
+             * @description active, completed (converted), forfeited, expired
+             */
+            status: string;
+            progress: components["schemas"]["ProgressOut"];
+            /** Max Conversion */
+            max_conversion: number | null;
+            /**
+             * Converted
+             * Format: int64
+             * @description What it converted to cash.
+             */
+            converted: number;
+            /**
+             * Forfeited
+             * Format: int64
+             * @description What went back to the promotions account.
+             */
+            forfeited: number;
+            /**
+             * Transaction Id
+             * @description The grant.
+             */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** Expires At */
+            expires_at: string;
+            /** Closed At */
+            closed_at: string | null;
+            /** User Id */
+            user_id: string;
+            /**
+             * Source
+             * @description Why it was granted: topup:<order>, referral:<referee>, signup, manual:<id>, claim:<id>.
+             */
+            source: string;
+        };
+        /** AdminBonusPage */
+        AdminBonusPage: {
+            /** Data */
+            data: components["schemas"]["AdminBonusOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /**
          * AdminGiftOut
@@ -2842,6 +3294,70 @@ export interface components {
             /** Detail */
             detail?: string | null;
         };
+        /** BonusOut */
+        BonusOut: {
+            /** Id */
+            id: string;
+            /** Promotion Id */
+            promotion_id: string;
+            /** Promotion Code */
+            promotion_code: string;
+            /** Kind */
+            kind: string;
+            /** Currency */
+            currency: string;
+            /** Description */
+            description: string;
+            /**
+             * Granted
+             * Format: int64
+             */
+            granted: number;
+            /**
+             * Remaining
+             * Format: int64
+             * @description What is left of it in the bonus wallet.
+             */
+            remaining: number;
+            /**
+             * Status
+             * @description active, completed (converted), forfeited, expired
+             */
+            status: string;
+            progress: components["schemas"]["ProgressOut"];
+            /** Max Conversion */
+            max_conversion: number | null;
+            /**
+             * Converted
+             * Format: int64
+             * @description What it converted to cash.
+             */
+            converted: number;
+            /**
+             * Forfeited
+             * Format: int64
+             * @description What went back to the promotions account.
+             */
+            forfeited: number;
+            /**
+             * Transaction Id
+             * @description The grant.
+             */
+            transaction_id: string;
+            /** Created At */
+            created_at: string;
+            /** Expires At */
+            expires_at: string;
+            /** Closed At */
+            closed_at: string | null;
+        };
+        /** BonusPage */
+        BonusPage: {
+            /** Data */
+            data: components["schemas"]["BonusOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
         /**
          * BrowserSessionOut
          * @description A browser's sign-in: the tokens are in httpOnly cookies, never in the answer.
@@ -2879,6 +3395,20 @@ export interface components {
             data: components["schemas"]["GiftTypeOut"][];
         };
         /**
+         * ClaimIn
+         * @example {
+         *       "code": "SPRING25"
+         *     }
+         */
+        ClaimIn: {
+            /**
+             * Code
+             * @description 3 to 32 letters, digits, _ or -; case does not matter.
+             * @example WELCOME100
+             */
+            code: string;
+        };
+        /**
          * CodeIn
          * @example {
          *       "code": "123456"
@@ -2897,6 +3427,25 @@ export interface components {
              * @description Single-use; shown this once.
              */
             recovery_codes: string[];
+        };
+        /** ConversionOut */
+        ConversionOut: {
+            /** Bonus Id */
+            bonus_id: string;
+            /**
+             * Converted
+             * Format: int64
+             * @description Moved from the bonus wallet to the cash wallet.
+             */
+            converted: number;
+            /**
+             * Forfeited
+             * Format: int64
+             * @description Above max_conversion: back to promotions.
+             */
+            forfeited: number;
+            /** Transaction Id */
+            transaction_id: string | null;
         };
         /** CurrencyLimitsOut */
         CurrencyLimitsOut: {
@@ -3211,6 +3760,16 @@ export interface components {
             body: unknown;
         };
         /**
+         * ForfeitIn
+         * @example {
+         *       "reason": "Duplicate account"
+         *     }
+         */
+        ForfeitIn: {
+            /** Reason */
+            reason: string;
+        };
+        /**
          * GiftIn
          * @description Either a `gift_type` from the catalog or an `amount` (with its `currency`).
          * @example {
@@ -3393,6 +3952,38 @@ export interface components {
             price: number;
             /** Currency */
             currency: string;
+        };
+        /**
+         * GrantIn
+         * @example {
+         *       "promotion_code": "SORRY50",
+         *       "reason": "outage on 2026-05-01",
+         *       "user_id": "123"
+         *     }
+         */
+        GrantIn: {
+            /**
+             * User Id
+             * @description The user's id in your auth system (letters, digits, . _ @ + -).
+             * @example 123
+             */
+            user_id: string;
+            /**
+             * Promotion Code
+             * @description 3 to 32 letters, digits, _ or -; case does not matter.
+             * @example WELCOME100
+             */
+            promotion_code: string;
+            /**
+             * Amount
+             * @description Default: the promotion's amount.
+             */
+            amount?: number | null;
+            /**
+             * Reason
+             * @description For operators.
+             */
+            reason?: string | null;
         };
         /** HealthOut */
         HealthOut: {
@@ -4228,6 +4819,336 @@ export interface components {
                 [key: string]: unknown;
             } | null;
         };
+        /** ProgressOut */
+        ProgressOut: {
+            /**
+             * Wagered
+             * Format: int64
+             */
+            wagered: number;
+            /**
+             * Required
+             * Format: int64
+             */
+            required: number;
+            /**
+             * Left
+             * Format: int64
+             * @description What is still to wager.
+             */
+            left: number;
+            /**
+             * Percent
+             * @description 0 to 100.
+             */
+            percent: number;
+            /** Expires At */
+            expires_at: string;
+        };
+        /**
+         * PromotionIn
+         * @example {
+         *       "automatic": true,
+         *       "budget": 1000000,
+         *       "code": "WELCOME100",
+         *       "contributions": {
+         *         "slots": 10000,
+         *         "table": 1000
+         *       },
+         *       "currency": "points",
+         *       "default_contribution_bp": 0,
+         *       "description": "100% first deposit match",
+         *       "expires_in_days": 30,
+         *       "kind": "deposit_match",
+         *       "max_bonus": 500,
+         *       "max_conversion": 1000,
+         *       "min_deposit": 100,
+         *       "per_user_limit": 1,
+         *       "percent_bp": 10000,
+         *       "wagering_multiplier": 10
+         *     }
+         */
+        PromotionIn: {
+            /**
+             * Description
+             * @description User-facing text.
+             * @example Referral bonus
+             */
+            description: string;
+            /**
+             * Percent Bp
+             * @description deposit_match: the bonus as a share of the deposit (10000 = 100%).
+             */
+            percent_bp?: number | null;
+            /**
+             * Max Bonus
+             * @description deposit_match: the largest bonus.
+             */
+            max_bonus?: number | null;
+            /**
+             * Amount
+             * @description signup, referral, manual: the bonus.
+             */
+            amount?: number | null;
+            /**
+             * Min Deposit
+             * @description deposit_match and referral: the smallest top-up that qualifies.
+             */
+            min_deposit?: number | null;
+            /**
+             * Wagering Multiplier
+             * @description What must be wagered: the bonus times this (0: none, the bonus converts at once). Default 1.
+             */
+            wagering_multiplier?: number | null;
+            /**
+             * Contributions
+             * @description How much of an activity counts as wagering, in basis points per category.
+             * @example {
+             *       "slots": 10000,
+             *       "table": 1000
+             *     }
+             */
+            contributions?: {
+                [key: string]: number;
+            } | null;
+            /**
+             * Default Contribution Bp
+             * @description For a category not in contributions. Default 10000.
+             */
+            default_contribution_bp?: number | null;
+            /**
+             * Max Conversion
+             * @description At most this converts to cash when the wagering is met; the rest is forfeited. Default: all of it.
+             */
+            max_conversion?: number | null;
+            /**
+             * Expires In Days
+             * @description A bonus not played through by then is forfeited by the worker (status expired). Default 30.
+             */
+            expires_in_days?: number | null;
+            /** Starts At */
+            starts_at?: string | null;
+            /** Ends At */
+            ends_at?: string | null;
+            /**
+             * Active
+             * @description Default true. Deactivating a promotion stops new grants; bonuses already granted go on.
+             */
+            active?: boolean | null;
+            /**
+             * Automatic
+             * @description deposit_match: applies to every qualifying top-up, without a code.
+             */
+            automatic?: boolean | null;
+            /**
+             * Claimable
+             * @description manual: users may claim the code with POST /api/v1/bonuses/claim.
+             */
+            claimable?: boolean | null;
+            /**
+             * Per User Limit
+             * @description How many bonuses of this promotion one user may get (default 1; null: no limit).
+             */
+            per_user_limit?: number | null;
+            /**
+             * Budget
+             * @description The most all its bonuses may add up to; once a grant would pass it, there is none.
+             */
+            budget?: number | null;
+            /**
+             * Code
+             * @description 3 to 32 letters, digits, _ or -; case does not matter.
+             * @example WELCOME100
+             */
+            code: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "deposit_match" | "signup" | "referral" | "manual";
+            /**
+             * Currency
+             * @description A configured currency code.
+             * @example points
+             */
+            currency: string;
+        };
+        /** PromotionOut */
+        PromotionOut: {
+            /** Id */
+            id: string;
+            /** Code */
+            code: string;
+            /** Kind */
+            kind: string;
+            /** Currency */
+            currency: string;
+            /** Description */
+            description: string;
+            /** Percent Bp */
+            percent_bp: number | null;
+            /** Max Bonus */
+            max_bonus: number | null;
+            /** Amount */
+            amount: number | null;
+            /** Min Deposit */
+            min_deposit: number | null;
+            /**
+             * Wagering Multiplier
+             * Format: int64
+             */
+            wagering_multiplier: number;
+            /** Contributions */
+            contributions: {
+                [key: string]: number;
+            };
+            /**
+             * Default Contribution Bp
+             * Format: int64
+             */
+            default_contribution_bp: number;
+            /** Max Conversion */
+            max_conversion: number | null;
+            /**
+             * Expires In Days
+             * Format: int64
+             */
+            expires_in_days: number;
+            /** Starts At */
+            starts_at: string | null;
+            /** Ends At */
+            ends_at: string | null;
+            /** Active */
+            active: boolean;
+            /** Automatic */
+            automatic: boolean;
+            /** Claimable */
+            claimable: boolean;
+            /** Per User Limit */
+            per_user_limit: number | null;
+            /** Budget */
+            budget: number | null;
+            /**
+             * Granted Total
+             * Format: int64
+             * @description What its bonuses add up to so far.
+             */
+            granted_total: number;
+            /**
+             * Granted Count
+             * Format: int64
+             */
+            granted_count: number;
+            /** Budget Left */
+            budget_left: number | null;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+        };
+        /** PromotionPage */
+        PromotionPage: {
+            /** Data */
+            data: components["schemas"]["PromotionOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /**
+         * PromotionPatchIn
+         * @description Only the fields sent change; null clears a limit (``max_bonus``, ``budget``, ...).
+         *     Code, kind and currency never change. Bonuses already granted keep their terms.
+         * @example {
+         *       "active": false
+         *     }
+         * @example {
+         *       "budget": 2000000,
+         *       "ends_at": "2027-01-31T23:59:59Z"
+         *     }
+         */
+        PromotionPatchIn: {
+            /** Description */
+            description?: string | null;
+            /**
+             * Percent Bp
+             * @description deposit_match: the bonus as a share of the deposit (10000 = 100%).
+             */
+            percent_bp?: number | null;
+            /**
+             * Max Bonus
+             * @description deposit_match: the largest bonus.
+             */
+            max_bonus?: number | null;
+            /**
+             * Amount
+             * @description signup, referral, manual: the bonus.
+             */
+            amount?: number | null;
+            /**
+             * Min Deposit
+             * @description deposit_match and referral: the smallest top-up that qualifies.
+             */
+            min_deposit?: number | null;
+            /**
+             * Wagering Multiplier
+             * @description What must be wagered: the bonus times this (0: none, the bonus converts at once). Default 1.
+             */
+            wagering_multiplier?: number | null;
+            /**
+             * Contributions
+             * @description How much of an activity counts as wagering, in basis points per category.
+             * @example {
+             *       "slots": 10000,
+             *       "table": 1000
+             *     }
+             */
+            contributions?: {
+                [key: string]: number;
+            } | null;
+            /**
+             * Default Contribution Bp
+             * @description For a category not in contributions. Default 10000.
+             */
+            default_contribution_bp?: number | null;
+            /**
+             * Max Conversion
+             * @description At most this converts to cash when the wagering is met; the rest is forfeited. Default: all of it.
+             */
+            max_conversion?: number | null;
+            /**
+             * Expires In Days
+             * @description A bonus not played through by then is forfeited by the worker (status expired). Default 30.
+             */
+            expires_in_days?: number | null;
+            /** Starts At */
+            starts_at?: string | null;
+            /** Ends At */
+            ends_at?: string | null;
+            /**
+             * Active
+             * @description Default true. Deactivating a promotion stops new grants; bonuses already granted go on.
+             */
+            active?: boolean | null;
+            /**
+             * Automatic
+             * @description deposit_match: applies to every qualifying top-up, without a code.
+             */
+            automatic?: boolean | null;
+            /**
+             * Claimable
+             * @description manual: users may claim the code with POST /api/v1/bonuses/claim.
+             */
+            claimable?: boolean | null;
+            /**
+             * Per User Limit
+             * @description How many bonuses of this promotion one user may get (default 1; null: no limit).
+             */
+            per_user_limit?: number | null;
+            /**
+             * Budget
+             * @description The most all its bonuses may add up to; once a grant would pass it, there is none.
+             */
+            budget?: number | null;
+        };
         /** RateOut */
         RateOut: {
             /** Currency */
@@ -4440,6 +5361,48 @@ export interface components {
             data: components["schemas"]["ReconciliationOut"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /**
+         * ReferralIn
+         * @example {
+         *       "referee_user_id": "456",
+         *       "referrer_user_id": "123"
+         *     }
+         */
+        ReferralIn: {
+            /**
+             * Referrer User Id
+             * @description The user's id in your auth system (letters, digits, . _ @ + -).
+             * @example 123
+             */
+            referrer_user_id: string;
+            /**
+             * Referee User Id
+             * @description The user's id in your auth system (letters, digits, . _ @ + -).
+             * @example 123
+             */
+            referee_user_id: string;
+        };
+        /** ReferralOut */
+        ReferralOut: {
+            /** Referrer User Id */
+            referrer_user_id: string;
+            /** Referee User Id */
+            referee_user_id: string;
+            /**
+             * Status
+             * @description pending, or rewarded once the referee's first qualifying top-up paid both.
+             */
+            status: string;
+            /** Created At */
+            created_at: string;
+            /** Rewarded At */
+            rewarded_at: string | null;
+            /**
+             * Order Id
+             * @description The top-up that paid the reward.
+             */
+            order_id: string | null;
         };
         /**
          * RefreshIn
@@ -4853,6 +5816,18 @@ export interface components {
             updated_at: string;
             /** @description The buyer's wallet after the purchase. */
             buyer_wallet: components["schemas"]["BalanceOut"];
+            /**
+             * From Cash
+             * Format: int64
+             * @description What the buyer's cash wallet paid.
+             */
+            from_cash: number;
+            /**
+             * From Bonus
+             * Format: int64
+             * @description What the buyer's bonus wallet paid (see Bonuses).
+             */
+            from_bonus: number;
         };
         /** ShopOrderDetailOut */
         ShopOrderDetailOut: {
@@ -5109,6 +6084,11 @@ export interface components {
              * @enum {string}
              */
             provider?: "mock" | "stripe" | "razorpay";
+            /**
+             * Promo Code
+             * @description A deposit match's code: its bonus comes with the credit.
+             */
+            promo_code?: string | null;
         };
         /** TransactionAuditOut */
         TransactionAuditOut: {
@@ -5288,6 +6268,30 @@ export interface components {
             /** Signature */
             signature?: string | null;
         };
+        /** WalletBalanceOut */
+        WalletBalanceOut: {
+            /**
+             * Balance
+             * Format: int64
+             */
+            balance: number;
+            /**
+             * Held
+             * Format: int64
+             */
+            held: number;
+            /**
+             * Available
+             * Format: int64
+             */
+            available: number;
+            /**
+             * Bonus
+             * Format: int64
+             * @description The bonus wallet: bonus money, spent after (or before) cash and converted once wagered; not in `balance`.
+             */
+            bonus: number;
+        };
         /**
          * WalletChangeIn
          * @description A credit (from the calling service to the user) or a debit (back).
@@ -5345,6 +6349,146 @@ export interface components {
             /** Internal Notes */
             internal_notes?: string | null;
         };
+        /**
+         * WalletDebitIn
+         * @description A debit; it may spend bonus money (see the README's Bonuses) and count as wagering.
+         * @example {
+         *       "amount": 100,
+         *       "category": "slots",
+         *       "currency": "points",
+         *       "description": "Spin",
+         *       "reference_id": "spin_456",
+         *       "user_id": "123"
+         *     }
+         */
+        WalletDebitIn: {
+            /**
+             * User Id
+             * @description The user's id in your auth system (letters, digits, . _ @ + -).
+             * @example 123
+             */
+            user_id: string;
+            /**
+             * Currency
+             * @description A configured currency code.
+             * @example points
+             */
+            currency: string;
+            /**
+             * Amount
+             * Format: int64
+             * @description Integer amount in minor units, 1 to 2^63-1.
+             * @example 100
+             */
+            amount: number;
+            /**
+             * Description
+             * @description User-facing text.
+             * @example Referral bonus
+             */
+            description: string;
+            /**
+             * Reference Id
+             * @description Your reference for this movement (order id, ...).
+             * @example ref_456
+             */
+            reference_id: string;
+            /**
+             * Metadata
+             * @description Free JSON object, at most 4096 bytes.
+             * @example {
+             *       "campaign": "spring"
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /** Internal Notes */
+            internal_notes?: string | null;
+            /**
+             * Use Bonus
+             * @description false: only the cash wallet pays, never bonus money.
+             * @default true
+             */
+            use_bonus?: boolean;
+            /**
+             * Category
+             * @description The activity's category (slots, table, ...): its amount times the category's weight counts toward the user's active bonuses.
+             */
+            category?: string | null;
+        };
+        /**
+         * WalletDebitOut
+         * @description A debit: how much came from the cash wallet and how much from bonus money.
+         */
+        WalletDebitOut: {
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string;
+            /** Description */
+            description: string;
+            /** Reference Id */
+            reference_id: string;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+            /** Postings */
+            postings: components["schemas"]["PostingOut"][];
+            /** Service */
+            service: string | null;
+            /** Initiator */
+            initiator: string;
+            /** Internal Notes */
+            internal_notes: string | null;
+            /** Idempotency Key */
+            idempotency_key: string | null;
+            /** Created At */
+            created_at: string;
+            /**
+             * Balances
+             * @description Every account the transaction touched, after it.
+             */
+            balances: components["schemas"]["AccountBalanceOut"][];
+            /** User Id */
+            user_id: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Amount
+             * Format: int64
+             */
+            amount: number;
+            /**
+             * Balance After
+             * Format: int64
+             * @description The user's balance in this currency after it.
+             */
+            balance_after: number;
+            wallet: components["schemas"]["BalanceOut"];
+            /**
+             * From Cash
+             * Format: int64
+             */
+            from_cash: number;
+            /**
+             * From Bonus
+             * Format: int64
+             */
+            from_bonus: number;
+            /**
+             * Bonus Balance After
+             * Format: int64
+             * @description The user's bonus wallet after it.
+             */
+            bonus_balance_after: number;
+            /**
+             * Bonus Conversions
+             * @description Bonuses whose wagering this debit completed: converted in the same commit (`wallet` and `balance_after` include it).
+             */
+            bonus_conversions: components["schemas"]["ConversionOut"][];
+        };
         /** WalletTransactionOut */
         WalletTransactionOut: {
             /** Id */
@@ -5399,7 +6543,7 @@ export interface components {
             user_id: string;
             /** Wallets */
             wallets: {
-                [key: string]: components["schemas"]["BalanceOut"];
+                [key: string]: components["schemas"]["WalletBalanceOut"];
             };
         };
         /** WebhookAck */
@@ -5738,7 +6882,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "not_ready" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "reconciliation_running" | "refresh_token_reused" | "refund_exceeds_paid" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "webhook_url_refused" | "withdrawal_not_pending";
+            code: "already_referred" | "already_reversed" | "balance_overflow" | "batch_atomic_failed" | "bonus_not_active" | "bonus_wallet_reserved" | "capture_exceeds_hold" | "conflict" | "csrf_failed" | "currency_not_transferable" | "currency_not_withdrawable" | "debt_outstanding" | "forbidden" | "hold_not_open" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_funds" | "internal_error" | "invalid_credentials" | "invalid_mfa_code" | "invalid_posting" | "invalid_promo_code" | "invalid_signature" | "kyc_required" | "kyc_submission_not_pending" | "kyc_submission_pending" | "limit_exceeded" | "method_not_allowed" | "mfa_required" | "not_found" | "not_ready" | "order_refunded" | "out_of_stock" | "overloaded" | "own_product" | "payload_too_large" | "payment_not_completed" | "precondition_failed" | "price_changed" | "product_inactive" | "promotion_budget_exhausted" | "promotion_code_taken" | "promotion_limit_reached" | "provider_not_enabled" | "provider_unavailable" | "rate_limited" | "reconciliation_running" | "refresh_token_reused" | "refund_exceeds_paid" | "self_referral" | "service_unavailable" | "too_many_streams" | "unauthorized" | "unknown_currency" | "unsupported_media_type" | "validation_error" | "wagering_incomplete" | "webhook_url_refused" | "withdrawal_not_pending";
             /** @description The request's `X-Request-ID`, to find its log lines. */
             request_id?: string;
             /** @description Field errors, for validation_error. */
@@ -5840,7 +6984,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `bonus_wallet_reserved`: Bonus wallets move only through the bonus rules / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -5876,7 +7020,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["WalletChangeIn"];
+                "application/json": components["schemas"]["WalletDebitIn"];
             };
         };
         responses: {
@@ -5888,7 +7032,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WalletTransactionOut"];
+                    "application/json": components["schemas"]["WalletDebitOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -5931,7 +7075,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `bonus_wallet_reserved`: Bonus wallets move only through the bonus rules / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -6022,7 +7166,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `bonus_wallet_reserved`: Bonus wallets move only through the bonus rules / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -6113,7 +7257,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `currency_not_transferable`: This currency cannot move between users / `bonus_wallet_reserved`: Bonus wallets move only through the bonus rules / `balance_overflow`: The balance would leave the 64-bit range / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -6565,7 +7709,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `validation_error`: The request is not valid / `idempotency_key_reused`: Idempotency key reused with a different request / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds */
+            /** @description `validation_error`: The request is not valid / `idempotency_key_reused`: Idempotency key reused with a different request / `unknown_currency`: Unknown currency / `insufficient_funds`: Insufficient funds / `bonus_wallet_reserved`: Bonus wallets move only through the bonus rules */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -7301,7 +8445,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `provider_not_enabled`: This payment provider is not enabled here / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `idempotency_key_reused`: Idempotency key reused with a different request */
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `provider_not_enabled`: This payment provider is not enabled here / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `invalid_promo_code`: This promo code cannot be used here / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -8180,7 +9324,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `currency_not_withdrawable`: This currency cannot be withdrawn / `insufficient_funds`: Insufficient funds / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `idempotency_key_reused`: Idempotency key reused with a different request */
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `currency_not_withdrawable`: This currency cannot be withdrawn / `insufficient_funds`: Insufficient funds / `limit_exceeded`: A limit of the user's verification tier would be exceeded / `wagering_incomplete`: A bonus is still being wagered / `idempotency_key_reused`: Idempotency key reused with a different request */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -10238,7 +11382,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["AccountOut"];
+                    "application/json": components["schemas"]["AdminAccountOut"];
                 };
             };
             /** @description `unauthorized`: Authentication required */
@@ -13569,6 +14713,1172 @@ export interface operations {
             };
             /** @description `forbidden`: Not allowed */
             403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_bonuses: {
+        parameters: {
+            query?: {
+                /** @description active, completed, forfeited or expired */
+                status?: ("active" | "completed" | "forfeited" | "expired") | null;
+                currency?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BonusPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    my_bonus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                bonus_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BonusOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_claim: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Required. A unique key per operation, at most 255 printable ASCII characters; a retry with the same key replays the first answer. */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClaimIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BonusOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `invalid_promo_code`: This promo code cannot be used here / `promotion_limit_reached`: The user has had this promotion as often as it allows / `promotion_budget_exhausted`: The promotion's budget is spent / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_grant: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-service-name"?: string | null;
+                /** @description Required. A unique key per operation, at most 255 printable ASCII characters; a retry with the same key replays the first answer. */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GrantIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminBonusOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `invalid_promo_code`: This promo code cannot be used here / `promotion_limit_reached`: The user has had this promotion as often as it allows / `promotion_budget_exhausted`: The promotion's budget is spent / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_activity: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-service-name"?: string | null;
+                /** @description Required. A unique key per operation, at most 255 printable ASCII characters; a retry with the same key replays the first answer. */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ActivityIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ActivityOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_refer: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-service-name"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReferralIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReferralOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `already_referred`: The user already has a referrer */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `self_referral`: A user cannot refer themselves */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_referral: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-service-name"?: string | null;
+            };
+            path: {
+                /** @description The referee's user id. */
+                referee_user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReferralOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_list_promotions: {
+        parameters: {
+            query?: {
+                kind?: ("deposit_match" | "signup" | "referral" | "manual") | null;
+                currency?: string | null;
+                active?: boolean | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_create_promotion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromotionIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `promotion_code_taken`: Another promotion already has this code */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_get_promotion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                promotion_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_update_promotion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                promotion_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromotionPatchIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    admin_bonuses: {
+        parameters: {
+            query?: {
+                user_id?: string | null;
+                /** @description active, completed, forfeited or expired */
+                status?: ("active" | "completed" | "forfeited" | "expired") | null;
+                currency?: string | null;
+                promotion_id?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminBonusPage"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `unknown_currency`: Unknown currency */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_admin_grant: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Required. A unique key per operation, at most 255 printable ASCII characters; a retry with the same key replays the first answer. */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GrantIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminBonusOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `idempotency_key_in_use`: A request with this idempotency key is still running */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid / `invalid_promo_code`: This promo code cannot be used here / `promotion_limit_reached`: The user has had this promotion as often as it allows / `promotion_budget_exhausted`: The promotion's budget is spent / `idempotency_key_reused`: Idempotency key reused with a different request */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    admin_bonus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                bonus_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminBonusOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `validation_error`: The request is not valid */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bonus_forfeit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                bonus_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ForfeitIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminBonusOut"];
+                };
+            };
+            /** @description `unauthorized`: Authentication required */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: Not allowed */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: Not found */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `bonus_not_active`: The bonus is no longer active */
+            409: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];

@@ -44,7 +44,7 @@ class ReadRouter:
         """A read connection: the standby if ``probe`` answers there as on the primary,
         else the primary (the connection the probe ran on)."""
         if self.standby is None or time.monotonic() < self._skip_until:
-            async with self.primary.connect() as conn:
+            async with _read(self.primary) as conn:  # no BEGIN/ROLLBACK round trips
                 yield conn
             return
         async with self.primary.connect() as conn:
@@ -74,6 +74,12 @@ class ReadRouter:
             return None
         await _close(conn)  # behind for this read: the primary answers
         return None
+
+
+def _read(engine: AsyncEngine) -> AsyncConnection:
+    """``Engine.read()`` (core.db, which imports this package: hence the duck typing)."""
+    read = getattr(engine, "read", None)
+    return read() if read is not None else engine.connect()
 
 
 async def _close(conn: AsyncConnection | None) -> None:

@@ -128,7 +128,9 @@ function balancesChanged(wallets, before) {
       h('p', { class: 'big', 'data-field': 'available' }, formatAmount(w.available, s.scales[currency] ?? 0)),
       dl([['Balance', h('span', { 'data-field': 'balance' }, formatAmount(w.balance, s.scales[currency] ?? 0))],
           ['Held', h('span', { 'data-field': 'held' }, formatAmount(w.held, s.scales[currency] ?? 0))],
-          ['Available', formatAmount(w.available, s.scales[currency] ?? 0)]]));
+          ['Available', formatAmount(w.available, s.scales[currency] ?? 0)],
+          // Bonus money (not in the balance): spent after cash, converted once wagered.
+          w.bonus ? ['Bonus', h('span', { 'data-field': 'bonus' }, formatAmount(w.bonus, s.scales[currency] ?? 0))] : null]));
   });
   clear(balancesEl, cards.length ? cards : h('p', { class: 'muted' }, 'No currencies.'));
   if (before) {

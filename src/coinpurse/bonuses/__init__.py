@@ -1,0 +1,1 @@
+"""Bonuses and promotions with wagering requirements (issue 11)."""
