@@ -23,6 +23,7 @@ from coinpurse.core.jobs import Job, JobRunner
 from coinpurse.events import jobs as events_jobs
 from coinpurse.events import routes as events_routes
 from coinpurse.gifts import routes as gifts_routes
+from coinpurse.graphql import routes as graphql_routes
 from coinpurse.holds import jobs as holds_jobs
 from coinpurse.holds import routes as holds_routes
 from coinpurse.http.docs import add_docs
@@ -79,6 +80,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("shop", (shop_routes.router,)),
     Domain("bonuses", (bonuses_routes.user_router, bonuses_routes.router,
                        bonuses_routes.admin_router), bonuses_jobs.jobs),
+    Domain("graphql", (graphql_routes.router,)),  # /graphql over the services above
     Domain("web", (web_routes.router,)),  # the pages: /, /wallet, /console, /static
     Domain("partitions", jobs=partitions_jobs.jobs),
 )

@@ -12,6 +12,7 @@ from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core.settings import ConfigError, load, unknown_variables
 from coinpurse.events.settings import EventSettings
 from coinpurse.gifts.settings import GiftSettings
+from coinpurse.graphql.settings import GraphQLSettings
 from coinpurse.http.settings import HttpSettings
 from coinpurse.kyc.settings import KycSettings
 from coinpurse.payments.settings import PaymentSettings
@@ -25,7 +26,7 @@ __all__ = ["ConfigError", "Settings", "load_settings", "unknown_settings"]
 
 class Settings(HttpSettings, AuthSettings, AdminSettings, EventSettings, WalletSettings,
                GiftSettings, PaymentSettings, WithdrawalSettings, KycSettings, ShopSettings,
-               ReconcileSettings, BonusSettings):
+               GraphQLSettings, ReconcileSettings, BonusSettings):
     """Every setting; see the README's configuration tables."""
 
 

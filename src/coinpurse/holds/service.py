@@ -85,6 +85,11 @@ class Holds:
             raise NotFound(f"no hold {hold_id!r}")
         return hold
 
+    async def open_of_user(self, user_id: str, limit: int) -> list[HoldState]:
+        """What is reserved in a user's wallets now, newest first (the user's own view)."""
+        async with self.db.connect() as conn:
+            return await queries.open_holds(conn, user_id, limit)
+
     async def capture(self, service: str, hold_id: str, amount: int | None,
                       idem: str) -> JobResult:
         """The ledger checks the hold's owner and state again under its row lock."""

@@ -167,3 +167,21 @@ async def idempotency_key(
 
 
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+
+
+# GraphQL resolves its caller lazily, outside FastAPI's dependencies, with the same rules.
+
+
+async def request_principal(state: AppState, request: Request) -> Principal:
+    """``current_principal`` for a request (a Bearer token, or the session cookie with its
+    CSRF check on POST)."""
+    return await current_principal(state, request, await _bearer(request))
+
+
+async def request_service(state: AppState, request: Request) -> ServiceKey:
+    """``current_service`` for a request."""
+    name = request.headers.get("x-service-name")
+    if name is not None and len(name) > 128:
+        raise ValidationFailed("X-Service-Name is at most 128 characters")
+    return await current_service(state, await _api_key_header(request), name)
+

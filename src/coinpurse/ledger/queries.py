@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Row, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.ledger.model import Balance, HoldState, Posting
@@ -175,11 +175,40 @@ async def transaction(conn: AsyncConnection, tx_id: str) -> TransactionRecord | 
     )
 
 
+async def postings_of(conn: AsyncConnection, keys: Sequence[tuple[str, datetime]]
+                      ) -> dict[str, tuple[Posting, ...]]:
+    """The postings of many transactions in one statement (a page of a history): keyed by
+    ``(id, created_at)``, so that on PostgreSQL only those months' partitions are read."""
+    if not keys:
+        return {}
+    rows = (await conn.execute(
+        select(transactions.c.id, transactions.c.postings_json)
+        .where(transactions.c.id.in_(list(dict.fromkeys(k[0] for k in keys))),
+               transactions.c.created_at.in_(list(dict.fromkeys(k[1] for k in keys)))))).all()
+    return {r.id: tuple(Posting(p["source"], p["destination"], p["amount"], p["currency"])
+                        for p in orjson.loads(r.postings_json)) for r in rows}
+
+
+async def open_holds(conn: AsyncConnection, user_id: str, limit: int) -> list[HoldState]:
+    """A user's open holds (main wallet and sub-wallets), newest first."""
+    rows = (await conn.execute(
+        select(holds).where(holds.c.status == "held",
+                            or_(holds.c.address == f"user:{user_id}",
+                                holds.c.address.startswith(f"user:{user_id}:",
+                                                           autoescape=True)))
+        .order_by(holds.c.created_at.desc(), holds.c.id.desc()).limit(limit))).all()
+    return [_hold_state(row) for row in rows]
+
+
 async def hold(conn: AsyncConnection, hold_id: str) -> HoldState | None:
     """A hold as it stands, read without a lock (the ledger locks it to change it)."""
     row = (await conn.execute(select(holds).where(holds.c.id == hold_id))).first()
     if row is None:
         return None
+    return _hold_state(row)
+
+
+def _hold_state(row: Row[Any]) -> HoldState:
     return HoldState(
         id=row.id, address=row.address, currency=row.currency, amount=row.amount,
         destination=row.destination, status=row.status, service=row.service, kind=row.kind,

@@ -10,7 +10,9 @@ service renders it, from the schema models, and returns the ledger's ``JobResult
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -181,6 +183,12 @@ class Wallets:
     async def transaction(self, tx_id: str) -> TransactionRecord | None:
         async with self.db.connect() as conn:
             return await queries.transaction(conn, tx_id)
+
+    async def postings(self, keys: Sequence[tuple[str, datetime]]
+                       ) -> dict[str, tuple[Posting, ...]]:
+        """The postings of a page of history lines' transactions, in one read."""
+        async with self.db.connect() as conn:
+            return await queries.postings_of(conn, keys)
 
     async def history(self, user_id: str, *, currency: str | None, limit: int,
                       cursor_text: str | None) -> Page[HistoryEntry]:
