@@ -98,10 +98,16 @@ def settings(db_url: str) -> Settings:
                     currencies="points:0,usdt:2,diamonds:0")
 
 
+# Long enough for the app's own bounded shutdown (a job cancelled inside an SQLite statement
+# waits out the busy timeout): cutting it short left tasks on a disposed engine, and the
+# loop's teardown then waited for them for ever.
+SHUTDOWN_S = 60
+
+
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Any]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with LifespanManager(application, shutdown_timeout=SHUTDOWN_S):
         yield application
 
 

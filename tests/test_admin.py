@@ -27,7 +27,8 @@ async def aclient(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                         currencies="points:0,usdt:2", adjustment_approval_above=1000)
     app = create_app(settings)
-    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
                                  base_url="http://t") as c:
         yield c
 
@@ -104,7 +105,7 @@ async def test_admins_need_two_factor_with_builtin_accounts(db_url: str) -> None
     settings = Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                         auth="builtin")
     app = create_app(settings)
-    async with LifespanManager(app), httpx.AsyncClient(
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         no_mfa = await c.get("/admin/v1/stats",
                              headers=auth(user_token("a", role="admin", mfa=False)))

@@ -29,7 +29,8 @@ def builtin_settings(db_url: str, **extra: Any) -> Settings:
 @pytest.fixture
 async def bclient(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(builtin_settings(db_url))
-    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
                                  base_url="http://t") as c:
         yield c
 

@@ -134,7 +134,7 @@ async def test_new_accounts_created_by_concurrent_batches(
     one request per batch): each batch must see an account another batch created, but only
     once that batch has committed."""
     app = create_app(settings.model_copy(update={"batch_max": 1, "committers": 4}))
-    async with LifespanManager(app), httpx.AsyncClient(
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         await _race_new_accounts(client, await make_key())
 

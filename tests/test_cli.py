@@ -134,7 +134,7 @@ def test_admin_create_then_sign_in_needs_two_factor(db_url: str) -> None:
     async def sign_in() -> None:
         app = create_app(Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                                   auth="builtin"))
-        async with LifespanManager(app), httpx.AsyncClient(
+        async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             r = await c.post("/api/v1/auth/login", json={"email": "root@example.com",
                                                          "password": "a long admin password"})

@@ -218,7 +218,7 @@ async def strict_client(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
                         transfer_currencies="diamonds,points", gift_allow_amount=False,
                         gift_catalog="rose:10:diamonds")
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             yield c
@@ -253,7 +253,7 @@ async def test_a_posting_the_engine_refuses_is_a_422_not_a_503(
     settings = Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                         currencies="points:0", platform_fee_address="user:house")
     app = create_app(settings)
-    async with LifespanManager(app), httpx.AsyncClient(
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         key = await make_key()
         await _credit(c, key, "house", 100)

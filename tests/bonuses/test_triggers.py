@@ -261,7 +261,7 @@ async def test_signup_bonus_at_builtin_registration(db_url: str) -> None:
                         auth="builtin", currencies="coins:0", kyc_tiers=json.dumps(TIERS),
                         rate_limit_ip="off", rate_limit_user="off")
     app = create_app(settings)
-    async with LifespanManager(app), httpx.AsyncClient(
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         await promotion(c, code="JOIN", kind="signup", amount=15, wagering_multiplier=2)
         r = await c.post("/api/v1/auth/register",

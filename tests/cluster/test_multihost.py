@@ -80,7 +80,7 @@ async def client(proxy: FaultProxy, pg_url: str) -> AsyncIterator[httpx.AsyncCli
     settings = Settings(database_url=url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                         db_connect_timeout_s=1, db_command_timeout_s=1.5, db_retry_s=1)
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             yield c

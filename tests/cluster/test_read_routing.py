@@ -90,7 +90,7 @@ async def routed(clean_pg: str, standby: Standby) -> AsyncIterator[tuple[httpx.A
         _, secret = await keys.create_key(conn, "games", "*")
     await db.dispose()
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         on_standby: list[str] = []
         read_db = app.state.coinpurse.reads.standby
         assert read_db is not None
@@ -160,7 +160,7 @@ async def test_an_unreachable_standby_leaves_reads_to_the_primary(clean_pg: str)
         _, secret = await keys.create_key(conn, "games", "*")
     await db.dispose()
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             c.headers["X-API-Key"] = secret

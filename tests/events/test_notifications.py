@@ -121,7 +121,7 @@ async def test_email_through_a_real_smtp_server(db_url: str, make_key: MakeKey) 
                             email_backoff_base_s=0.1, rate_limit_login="off",
                             rate_limit_login_ip="off", **FAST)
         app = create_app(settings)
-        async with LifespanManager(app), httpx.AsyncClient(
+        async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             email = f"mail-{uuid.uuid4().hex[:8]}@example.com"
             password = "correct horse battery staple"

@@ -55,7 +55,7 @@ async def test_depth_aliases_and_tokens_are_capped(gql: Gql) -> None:
 async def test_depth_cap_from_the_settings(settings: Settings) -> None:
     """The schema is built once; its caps are read from the running app's settings."""
     app = create_app(settings.model_copy(update={"graphql_depth_max": 3}))
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             gql = Gql(client)
@@ -158,7 +158,7 @@ async def test_introspection_can_be_switched_off(gql: Gql, settings: Settings) -
     query = "{ __schema { queryType { name } } }"
     assert (await gql(query))["data"] == {"__schema": {"queryType": {"name": "Query"}}}
     app = create_app(settings.model_copy(update={"graphql_introspection": False}))
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             answer = await Gql(client)(query)

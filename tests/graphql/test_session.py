@@ -45,7 +45,7 @@ GIFT = """mutation { sendGift(input: {toUserId: "ben", amount: 10, currency: "po
 async def test_the_session_cookie_with_its_csrf_header(settings: Settings,
                                                        make_key: MakeKey) -> None:
     app: Any = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         await make_user(settings, "ann")
         await make_user(settings, "ben")
         async with browser(app) as c:

@@ -175,7 +175,7 @@ async def _run(url: str, fast: bool) -> list[Answer]:
     settings = Settings(database_url=url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                         currencies="points:0,usdt:2,diamonds:0", fast_path=fast)
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             return await _scenario(client, key, read_key)
@@ -265,7 +265,7 @@ async def test_fast_path_requests_are_observed_like_fastapi_ones(db_url: str) ->
     settings = Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                         currencies="points:0,usdt:2,diamonds:0")
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             r = await client.post(CREDIT, json=_change(), headers={

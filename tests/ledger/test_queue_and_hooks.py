@@ -114,7 +114,7 @@ async def test_a_full_queue_answers_503_over_http(settings: Settings, make_key: 
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(settings.model_copy(update={"ledger_queue_max": 1}))
     key = await make_key()
-    async with LifespanManager(app), httpx.AsyncClient(
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         ledger: Ledger = app.state.coinpurse.ledger
         entered, release = _block_commits(ledger, monkeypatch)

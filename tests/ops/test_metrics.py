@@ -56,7 +56,8 @@ async def test_without_a_token_metrics_are_not_served(db_url: str) -> None:
     from coinpurse.app import create_app
 
     app = create_app(Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET))  # type: ignore[arg-type]
-    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
                                  base_url="http://t") as c:
         r = await c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 404 and r.json()["code"] == "not_found"
@@ -182,7 +183,8 @@ async def test_outbound_provider_calls_are_counted(db_url: str) -> None:
         metrics_token=TOKEN, inbox_poll_s=0)  # type: ignore[arg-type]
     app = create_app(settings)
     user = auth(user_token("buyer-1"))
-    async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
                                  base_url="http://t") as c:
         before = await scrape(c)
         ok = await c.post("/api/v1/topups", json={"provider": "mock", "package_id": "small"},

@@ -24,7 +24,7 @@ def _settings(db_url: str, **extra: Any) -> Settings:
 
 async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         # The ASGI transport's peer is 127.0.0.1, standing in for the load balancer.
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4321))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:

@@ -162,7 +162,7 @@ async def test_argon2_runs_on_a_worker_thread_with_no_connection_held(
                 held[0] -= self.mine
 
     monkeypatch.setattr(accounts, "_hasher", Watching())
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         db = app.state.coinpurse.db
         begin, connect = db.begin, db.connect
         monkeypatch.setattr(db, "begin", lambda: Counting(begin()))

@@ -56,7 +56,7 @@ async def test_product_currencies_are_checked(client: httpx.AsyncClient, db_url:
 
     app = create_app(Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                               currencies="points:0,usdt:2", shop_currencies="points"))
-    async with LifespanManager(app), httpx.AsyncClient(
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         r = await c.post("/api/v1/products", headers=as_merchant("m1"), json={
             "name": "x", "price": 1, "currency": "usdt", "stock": 1})
@@ -157,7 +157,7 @@ async def test_an_admin_without_two_factor_is_told_so(db_url: str) -> None:
 
     app = create_app(Settings(database_url=db_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
                               auth="builtin"))
-    async with LifespanManager(app), httpx.AsyncClient(
+    async with LifespanManager(app, shutdown_timeout=60), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         p = await product(c, "m1")
         r = await c.patch(f"/api/v1/products/{p['id']}", json={"price": 1},

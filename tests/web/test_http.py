@@ -272,7 +272,7 @@ async def test_refresh_rotates_and_reuse_ends_the_session(app: Any, settings: Se
 
 async def test_cookies_count_only_with_builtin_accounts(settings: Settings) -> None:
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with LifespanManager(app, shutdown_timeout=60):
         await make_user(settings, "ann")
         async with browser(app) as c:
             await sign_in(c, "ann")

@@ -10,6 +10,7 @@ Every job must be safe to run in several processes at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,9 +42,6 @@ class JobStatus:
         return self.task is not None and not self.task.done()
 
 
-STOP_WAIT_S = 3.0  # how long stop() waits for cancelled jobs
-
-
 class JobRunner:
     def __init__(self, jobs: Sequence[Job]) -> None:
         names = [j.name for j in jobs]
@@ -56,23 +54,13 @@ class JobRunner:
         for job in self._jobs:
             self.status[job.name].task = asyncio.create_task(self._loop(job), name=job.name)
 
-    async def stop(self, wait_s: float = STOP_WAIT_S) -> None:
-        """Cancel every job and wait for them, at most ``wait_s``: a job cancelled inside a
-        database call may wait for the driver to finish that statement (SQLite's busy
-        timeout, a slow network), and a shutdown must stay bounded whatever it waits on."""
+    async def stop(self) -> None:
         tasks = [s.task for s in self.status.values() if s.task is not None]
         for task in tasks:
             task.cancel()
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=wait_s)
-        for task in pending:
-            log.warning("background job %s did not stop within %s s; leaving it",
-                        task.get_name(), wait_s)
         for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                log.error("background job %s ended with an error", task.get_name(),
-                          exc_info=task.exception())
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def run_once(self, name: str) -> object:
         """One pass of a job, now (for tests and the CLI)."""
