@@ -104,6 +104,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "WebhookEndpointPatchIn": {"url": "https://example.com/hook", "events": ["*"],
                                "description": "d", "enabled": False},
     "SecretRotateIn": {"grace_s": 60},
+    "ReconciliationIn": {"kind": "chain", "mode": "incremental"},
     "BalanceMonitorIn": {"address": "service:games", "currency": "points",
                          "condition": "below", "amount": -5, "description": "d"},
 }
