@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from coinpurse.core.errors import Unauthorized
 log = logging.getLogger("coinpurse.auth")
 USER_ID_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
 LEEWAY_S = 30
+VERIFIED_MAX = 10_000  # tokens remembered per process (the set starts over when full)
 ROLES = ("user", "merchant", "admin", "auditor")
 
 
@@ -47,6 +49,10 @@ class TokenVerifier:
         self._audience = audience
         self._key: Any = None
         self._algorithms: list[str] = []
+        # Verifying a signature and its claims costs a read request about a tenth of its CPU;
+        # the same token comes back with every request of a session. A token verified once
+        # stays valid until its ``exp`` (plus leeway): nothing else in it depends on time.
+        self._verified: dict[str, tuple[Principal, float]] = {}
         if public_key:
             loaded = load_pem_public_key(public_key.encode())
             if isinstance(loaded, rsa.RSAPublicKey):
@@ -70,6 +76,16 @@ class TokenVerifier:
 
     def principal(self, token: str) -> Principal:
         """Verify the token; its ``role`` claim (default user) and ``mfa``/``amr`` claims."""
+        hit = self._verified.get(token)
+        if hit is not None and time.time() < hit[1]:
+            return hit[0]
+        found, valid_until = self._verify(token)
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = (found, valid_until)
+        return found
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         if not self.configured:
             raise Unauthorized("user tokens cannot be verified: no JWT key is configured")
         try:
@@ -101,8 +117,9 @@ class TokenVerifier:
         mfa = claims.get("mfa") is True or (
             isinstance(amr, list) and any(m in ("mfa", "otp") for m in amr))
         sid = claims.get("sid")
-        return Principal(user_id=sub, role=role, mfa=mfa,
-                         session_id=sid if isinstance(sid, str) and len(sid) <= 64 else None)
+        return (Principal(user_id=sub, role=role, mfa=mfa,
+                          session_id=sid if isinstance(sid, str) and len(sid) <= 64 else None),
+                float(claims["exp"]) + LEEWAY_S)
 
 
 def issue_hs256(secret: str, user_id: str, *, ttl_s: int = 86_400, **claims: Any) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import Row, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.bonuses.model import (
@@ -280,10 +280,14 @@ async def list_bonuses(conn: AsyncConnection, f: BonusFilter, *, before: str | N
     return found, (found[-1].id if len(rows) > limit else None)
 
 
+# Built once: it runs before every debit and purchase (bound parameters, compiled once).
+_HAS_ACTIVE = (select(b.id).where(b.user_id == bindparam("user_id"),
+                                  b.currency == bindparam("currency"), b.status == "active")
+               .limit(1))
+
+
 async def has_active(conn: AsyncConnection, user_id: str, currency: str) -> bool:
-    row = (await conn.execute(
-        select(b.id).where(b.user_id == user_id, b.currency == currency,
-                           b.status == "active").limit(1))).first()
+    row = (await conn.execute(_HAS_ACTIVE, {"user_id": user_id, "currency": currency})).first()
     return row is not None
 
 

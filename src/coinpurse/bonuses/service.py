@@ -50,6 +50,7 @@ from coinpurse.bonuses.model import (
 from coinpurse.bonuses.settings import BonusSettings
 from coinpurse.core import audit, cursor
 from coinpurse.core.clock import utcnow
+from coinpurse.core.db import read_connection
 from coinpurse.core.errors import CoinpurseError, NotFound, ValidationFailed
 from coinpurse.core.ids import new_id
 from coinpurse.core.pages import Page
@@ -118,8 +119,9 @@ async def bonus_balances(conn: AsyncConnection, user_id: str,
 
 async def has_active(db: AsyncEngine, user_id: str, currency: str) -> bool:
     """Whether a job for this user must read (and lock) the bonuses; read before it is
-    queued. A bonus granted meanwhile is left alone by that job, as if it came after."""
-    async with db.connect() as conn:
+    queued. A bonus granted meanwhile is left alone by that job, as if it came after.
+    One round trip on PostgreSQL (autocommit: no BEGIN and ROLLBACK around it)."""
+    async with read_connection(db) as conn:
         return await repo.has_active(conn, user_id, currency)
 
 

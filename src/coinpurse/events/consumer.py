@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.core.clock import utcnow
+from coinpurse.core.db import read_connection
 from coinpurse.events import repository
 from coinpurse.events.repository import StoredEvent
 from coinpurse.events.service import TypeFilter
@@ -27,7 +28,7 @@ async def _worth_a_pass(db: AsyncEngine, name: str, types: TypeFilter, wanted: b
     """A read (no lock, no transaction id): is anything new for this consumer? When only
     other types are new (or it wants nothing now), the cursor still moves past them, but
     at most every few seconds."""
-    async with db.connect() as conn:
+    async with read_connection(db) as conn:
         after = await repository.position(conn, name)
         head = await repository.head(conn)
         if head <= after:

@@ -22,7 +22,7 @@ from coinpurse.state import AppState
 PURGE_EVERY_S = 3600
 RESTART_S = 1.0  # after a failed pass of a job that waits for work itself
 EMAIL_EVERY_S = 0.5
-CONSUMER_GAP_S = 0.1
+CONSUMER_GAP_S = 0.25
 
 
 def _paced(step: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:

@@ -20,7 +20,22 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Row, and_, cast, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    Row,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -446,5 +461,17 @@ async def monitors_for(conn: AsyncConnection,
     wanted = sorted(set(keys))
     if not wanted:
         return []
+    if is_postgres(conn):  # every batch asks: one statement compiled once, arrays bound
+        return list((await conn.execute(_PG_MONITORS_FOR, {
+            "addresses": [a for a, _ in wanted], "currencies": [c for _, c in wanted]})).all())
     return list((await conn.execute(select(balance_monitors).where(
         keys_match(B.address, B.currency, wanted)).order_by(B.id))).all())
+
+
+_WANTED = select(
+    func.unnest(bindparam("addresses", type_=ARRAY(String))).label("address"),
+    func.unnest(bindparam("currencies", type_=ARRAY(String))).label("currency")).subquery()
+_PG_MONITORS_FOR = (select(balance_monitors)
+                    .join(_WANTED, and_(B.address == _WANTED.c.address,
+                                        B.currency == _WANTED.c.currency))
+                    .order_by(B.id))

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select, text
+from sqlalchemy import String, and_, bindparam, delete, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.core.db import keys_match
@@ -83,21 +84,25 @@ async def try_lock(conn: AsyncConnection, claims: Sequence[Claim]) -> set[tuple[
     return {claims[r.ord - 1].ident for r in rows if not r.got}
 
 
+_FIELDS = select(idempotency_keys.c.scope, idempotency_keys.c.key,
+                 idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
+                 idempotency_keys.c.response_body)
+_WANTED = select(func.unnest(bindparam("scopes", type_=ARRAY(String))).label("scope"),
+                 func.unnest(bindparam("keys", type_=ARRAY(String))).label("key")).subquery()
+_PG_FIND = _FIELDS.join_from(idempotency_keys, _WANTED, and_(
+    idempotency_keys.c.scope == _WANTED.c.scope, idempotency_keys.c.key == _WANTED.c.key))
+
+
 async def find(conn: AsyncConnection, claims: Sequence[Claim]) -> dict[tuple[str, str], Existing]:
     if not claims:
         return {}
-    rows = (
-        await conn.execute(
-            select(
-                idempotency_keys.c.scope, idempotency_keys.c.key,
-                idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
-                idempotency_keys.c.response_body,
-            ).where(
-                keys_match(idempotency_keys.c.key, idempotency_keys.c.scope,
-                           [(c.key, c.scope) for c in claims])
-            )
-        )
-    ).all()
+    if conn.dialect.name == "postgresql":  # every batch asks: compiled once, arrays bound
+        rows = (await conn.execute(_PG_FIND, {"scopes": [c.scope for c in claims],
+                                              "keys": [c.key for c in claims]})).all()
+    else:
+        rows = (await conn.execute(_FIELDS.where(keys_match(
+            idempotency_keys.c.key, idempotency_keys.c.scope,
+            [(c.key, c.scope) for c in claims])))).all()
     return {
         (r.scope, r.key): Existing(r.request_hash, StoredResponse(r.status_code,
                                                                   bytes(r.response_body)))

@@ -84,6 +84,23 @@ _ADDRESS_BALANCES = select(accounts.c.currency, accounts.c.balance, accounts.c.h
     accounts.c.address == bindparam("address"))
 
 
+async def balances_of_pair(conn: AsyncConnection, first: str, second: str,
+                           currencies: Iterable[str]
+                           ) -> tuple[dict[str, Balance], dict[str, Balance]]:
+    """Two addresses' balances (a user's cash and bonus wallets) in one statement, so in
+    one snapshot; zero where an account does not exist yet."""
+    rows = (await conn.execute(_PAIR_BALANCES, {"first": first, "second": second})).all()
+    found = {(r.address, r.currency): Balance(r.balance, r.held) for r in rows}
+    listed = list(currencies)
+    return ({c: found.get((first, c), Balance(0, 0)) for c in listed},
+            {c: found.get((second, c), Balance(0, 0)) for c in listed})
+
+
+_PAIR_BALANCES = select(accounts.c.address, accounts.c.currency, accounts.c.balance,
+                        accounts.c.held).where(or_(accounts.c.address == bindparam("first"),
+                                                   accounts.c.address == bindparam("second")))
+
+
 async def account_balances(conn: AsyncConnection, address: str) -> dict[str, Balance]:
     rows = (
         await conn.execute(

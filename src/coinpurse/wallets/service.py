@@ -175,10 +175,10 @@ class Wallets:
 
     async def user_balances(self, user_id: str) -> tuple[dict[str, Balance], dict[str, int]]:
         """The user's main wallet and bonus wallet in every configured currency."""
-        currencies = list(self.settings.currencies)
-        async with self.db.connect() as conn:
-            return (await queries.balances(conn, f"user:{user_id}", currencies),
-                    await bonuses.bonus_balances(conn, user_id, currencies))
+        async with read_connection(self.db) as conn:
+            cash, bonus = await queries.balances_of_pair(
+                conn, f"user:{user_id}", bonuses.wallet_of(user_id), self.settings.currencies)
+        return cash, {c: b.balance for c, b in bonus.items()}
 
     async def transaction(self, tx_id: str) -> TransactionRecord | None:
         async with self.db.connect() as conn:
