@@ -402,3 +402,22 @@ def check_shop_link(tx: TxRow, order: ShopOrderRow | None,
         f"transaction {tx.id} is a shop {tx.kind} for order {tx.reference_id}, "
         + ("which does not exist" if order is None else "which does not record it"),
         expected=tx.id, actual=None)]
+
+
+# --- bonuses ------------------------------------------------------------------------------------
+
+
+def check_bonus_wallets(wallets: Mapping[tuple[str, str], int],
+                        remaining: Mapping[tuple[str, str], int]) -> list[Discrepancy]:
+    """Each bonus wallet (``user:<id>:bonus``, per currency) holds exactly what remains of
+    the user's active bonuses: every grant, spend, give-back, conversion, forfeit and expiry
+    moves the wallet and the bonus rows in one commit, and closed bonuses hold nothing."""
+    found = []
+    for address, currency in sorted(wallets.keys() | remaining.keys()):
+        held, owed = wallets.get((address, currency), 0), remaining.get((address, currency), 0)
+        if held != owed:
+            found.append(Discrepancy(
+                "bonus_wallet_mismatch", "account", f"{address} ({currency})",
+                f"{address} holds {held} {currency} but its active bonuses have {owed} left",
+                expected=owed, actual=held))
+    return found

@@ -49,6 +49,9 @@ CHECKS: dict[str, str] = {
                             "from its refunds",
     "purchase_without_order": "a shop purchase or refund transaction that no order or "
                               "refund records",
+    # bonuses
+    "bonus_wallet_mismatch": "a user's bonus wallet holds another amount than what remains "
+                             "of their active bonuses in that currency",
     # the hash chain
     "seal_missing": "a seal of the chain was deleted (a gap in the sequence)",
     "seal_out_of_order": "a seal does not follow the one before it (seals reordered, "

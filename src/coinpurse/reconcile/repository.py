@@ -13,10 +13,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Row, and_, any_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    Row,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
+from coinpurse.bonuses.tables import bonus_changes, bonuses
 from coinpurse.core.db import insert, is_postgres
 from coinpurse.ledger.tables import accounts, archived_entry_totals, entries, holds, transactions
 from coinpurse.partitions.repository import add_months
@@ -684,3 +697,64 @@ async def abandon_stale(conn: AsyncConnection, heartbeat_before: datetime, at: d
             status="error", active_kind=None, finished_at=at,
             error="abandoned: the process running it stopped (no progress for minutes)"))
     return ids
+
+
+# --- bonuses ------------------------------------------------------------------------------------
+
+BONUS_WALLET = ":bonus"  # a user's bonus wallet is ``user:<id>:bonus`` (bonuses.service)
+
+
+def bonus_wallet(user_id: str) -> str:
+    return f"user:{user_id}{BONUS_WALLET}"
+
+
+def bonus_wallet_user(address: str) -> str | None:
+    if address.startswith("user:") and address.endswith(BONUS_WALLET):
+        return address[len("user:"):-len(BONUS_WALLET)] or None
+    return None
+
+
+async def bonus_users_after(conn: AsyncConnection, after: str, limit: int, *,
+                            since: datetime | None) -> list[str]:
+    """Users with bonuses, by id; with ``since``, those whose bonuses were granted, changed
+    or closed since then."""
+    b = bonuses.c
+    stmt = select(b.user_id).where(b.user_id > after)
+    if since is not None:
+        changed = select(bonus_changes.c.bonus_id).where(bonus_changes.c.created_at >= since)
+        stmt = stmt.where(or_(b.created_at >= since, b.closed_at >= since, b.id.in_(changed)))
+    rows = (await conn.execute(stmt.group_by(b.user_id).order_by(b.user_id).limit(limit))).all()
+    return [r[0] for r in rows]
+
+
+async def bonus_books(conn: AsyncConnection, users: Sequence[str]
+                      ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """(bonus wallet balances, what remains of the active bonuses), each keyed by
+    (``user:<id>:bonus``, currency), for these users."""
+    if not users:
+        return {}, {}
+    b = bonuses.c
+    rows = (await conn.execute(
+        select(b.user_id, b.currency, func.sum(b.remaining))
+        .where(b.status == "active", among(conn, b.user_id, users))
+        .group_by(b.user_id, b.currency))).all()
+    remaining = {(bonus_wallet(r[0]), r[1]): int(r[2]) for r in rows}
+    rows = (await conn.execute(
+        select(accounts.c.address, accounts.c.currency, accounts.c.balance)
+        .where(among(conn, accounts.c.address, [bonus_wallet(u) for u in users])))).all()
+    wallets = {(r[0], r[1]): int(r[2]) for r in rows}
+    return wallets, remaining
+
+
+async def orphan_bonus_wallets_after(conn: AsyncConnection, after_id: int, limit: int
+                                     ) -> list[tuple[int, str]]:
+    """(account id, user) of bonus wallets that hold money while their user has no bonus
+    row at all (the users with bonuses are checked by ``bonus_books``)."""
+    a = accounts.c
+    has_bonuses = select(bonuses.c.user_id).where(
+        (literal("user:") + bonuses.c.user_id + literal(BONUS_WALLET)) == a.address).exists()
+    rows = (await conn.execute(
+        select(a.id, a.address).where(a.id > after_id, a.address.like("user:%:bonus"),
+                                      a.balance != 0, ~has_bonuses)
+        .order_by(a.id).limit(limit))).all()
+    return [(int(r[0]), user) for r in rows if (user := bonus_wallet_user(r[1])) is not None]

@@ -130,6 +130,7 @@ class Findings:
     marks: list[Mark] = field(default_factory=list)
     scope: dict[str, Any] = field(default_factory=dict)
     chain_break: Discrepancy | None = None
+    bonus_users: set[str] = field(default_factory=set)  # whose bonus wallet changed
 
     def add(self, found: Iterable[Discrepancy]) -> None:
         for d in found:
@@ -322,11 +323,7 @@ class Reconciler:
                 await self._orders(conn, f, since, progress, beat, horizon)
                 await self._withdrawals(conn, f, since, progress, beat, horizon)
                 await self._shop_orders(conn, f, since, progress, beat, horizon)
-                # Bonuses (when that domain lands): a `_bonuses` step here, like
-                # `_shop_orders`: its rows changed since `since`, each checked against the
-                # transactions it names by a pure function in checks.py, a CHECKS entry for
-                # each new discrepancy, and a `check_*_link` in `_walk` for transactions
-                # that name a bonus row.
+                await self._bonuses(conn, f, since, progress, beat)
         return f
 
     async def _accounts(self, conn: AsyncConnection, f: Findings, base: Run | None,
@@ -347,6 +344,8 @@ class Reconciler:
             archived = (await repo.archived_totals(conn, list(floors))
                         if horizon is not None else {})
             for a in chunk:
+                if (user := repo.bonus_wallet_user(a.address)) is not None:
+                    f.bonus_users.add(user)  # its wallet changed: the bonuses step checks it
                 mine = by_account.get(a.id, [])
                 problems, mark = checks.check_account(
                     a, mine, held.get(a.id, 0),
@@ -567,6 +566,34 @@ class Reconciler:
                     [(r, txs.get(r.transaction_id)) for r in mine]))
             f.counts.add("shop_orders", len(chunk))
             progress.advance(len(chunk))
+            await beat()
+
+    async def _bonuses(self, conn: AsyncConnection, f: Findings, since: datetime | None,
+                       progress: Progress, beat: _Beat) -> None:
+        """Bonus wallets against the bonus rows: the users whose bonuses changed since
+        ``since`` (every user with bonuses in a full run), those whose bonus wallet changed
+        (found by the accounts step), and in a full run every bonus wallet holding money
+        for a user with no bonus at all."""
+        progress.stage("bonuses", None)
+        users = set(f.bonus_users)
+        after = ""
+        while chunk := await repo.bonus_users_after(conn, after, ROW_CHUNK, since=since):
+            after = chunk[-1]
+            users.difference_update(chunk)
+            f.add(checks.check_bonus_wallets(*await repo.bonus_books(conn, chunk)))
+            f.counts.add("bonus_users", len(chunk))
+            progress.advance(len(chunk))
+            await beat()
+        rest = sorted(users)  # changed wallets of users not listed above
+        if since is None:
+            after_id = 0
+            while found := await repo.orphan_bonus_wallets_after(conn, after_id, ROW_CHUNK):
+                after_id = found[-1][0]
+                rest.extend(user for _, user in found)
+        for start in range(0, len(rest), ROW_CHUNK):
+            part = sorted(set(rest[start:start + ROW_CHUNK]))
+            f.add(checks.check_bonus_wallets(*await repo.bonus_books(conn, part)))
+            f.counts.add("bonus_users", len(part))
             await beat()
 
     # --- provider statements ------------------------------------------------------------------
