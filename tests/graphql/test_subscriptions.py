@@ -1,6 +1,6 @@
-"""Subscriptions over graphql-transport-ws on a real ``coinpurse serve`` (two worker
-processes on PostgreSQL): a credit made through REST, by whichever process, reaches the
-subscriber; nobody else's does."""
+"""Subscriptions over graphql-transport-ws and over SSE (graphql-sse) on a real ``coinpurse
+serve`` (two worker processes on PostgreSQL): a credit made through REST, by whichever
+process, reaches the subscriber; nobody else's does."""
 
 from __future__ import annotations
 
@@ -126,3 +126,65 @@ async def test_a_rest_credit_reaches_the_subscriber(serve: Callable[..., Server]
         finally:
             await ws.close()
 
+
+
+async def _sse_events(lines: Any, timeout_s: float) -> tuple[str, Any] | None:
+    """The next SSE event (its name and JSON data), skipping comments (heartbeats)."""
+    name, data = "message", None
+
+    async def read() -> tuple[str, Any] | None:
+        nonlocal name, data
+        async for line in lines:
+            if line.startswith(":"):
+                continue
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:].strip() or "null")
+            elif line == "" and (data is not None or name == "complete"):
+                return name, data
+        return None
+
+    try:
+        return await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        return None
+
+
+async def test_subscriptions_over_sse(serve: Callable[..., Server], make_key: MakeKey,
+                                      db_url: str) -> None:
+    workers = 2 if db_url.startswith("postgresql") else 1
+    server = serve(workers=workers, COINPURSE_RATE_LIMIT_USER="off", COINPURSE_RATE_LIMIT_IP="off")
+    key = await make_key()
+    sse = {"Accept": "text/event-stream"}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        async with http.stream("POST", "/graphql", json={"query": SUBSCRIBE}, headers={
+                **sse, "Authorization": f"Bearer {user_token('carol')}"}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.aiter_lines()
+            event = None
+            for _ in range(30):  # the subscription starts at the log's head: credit until
+                r = await http.post("/internal/v1/wallet/credit", json={  # one arrives
+                    "user_id": "carol", "currency": "points", "amount": 7,
+                    "description": "win", "reference_id": "r"},
+                    headers={"X-API-Key": key, "Idempotency-Key": uuid.uuid4().hex})
+                assert r.status_code == 201, r.text
+                event = await _sse_events(lines, 2)
+                if event is not None:
+                    break
+            assert event is not None and event[0] == "next", event
+            change = event[1]["data"]["balanceUpdated"]
+            assert change["address"] == "user:carol" and change["currency"] == "points"
+            assert change["balance"] % 7 == 0 and change["balance"] > 0
+
+        # No token: the one event is the refusal with REST's code, then the stream completes.
+        async with http.stream("POST", "/graphql", json={"query": SUBSCRIBE},
+                               headers=sse) as stream:
+            lines = stream.aiter_lines()
+            refused = await _sse_events(lines, 15)
+            assert refused is not None and refused[0] == "next", refused
+            assert refused[1]["errors"][0]["extensions"] == {"code": "unauthorized",
+                                                             "status": 401}
+            done = await _sse_events(lines, 15)
+            assert done is not None and done[0] == "complete", done

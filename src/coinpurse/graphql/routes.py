@@ -1,6 +1,7 @@
-"""``/graphql``: Strawberry's router (POST, GET for queries, WebSocket subscriptions over
-graphql-transport-ws), with the caller resolved as the REST API resolves it. No GraphiQL:
-it loads from a CDN, and Coinpurse's pages load nothing from outside."""
+"""``/graphql``: Strawberry's router (POST, GET for queries; subscriptions over a WebSocket
+with graphql-transport-ws, or over SSE with graphql-sse's distinct connections), with the
+caller resolved as the REST API resolves it. No GraphiQL: it loads from a CDN, and
+Coinpurse's pages load nothing from outside."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
 from coinpurse.core.errors import MethodNotAllowed, NotFound, ValidationFailed
@@ -40,6 +41,7 @@ class Router(GraphQLRouter[Context, None]):
 
 router = Router(
     schema, path="/graphql", graphql_ide=None, allow_queries_via_get=True,
-    context_getter=get_context, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+    context_getter=get_context,
+    subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
     max_subscriptions_per_connection=10,
     tags=["graphql"], include_in_schema=False)
