@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import String, and_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.core.db import insert, is_postgres, keys_match
@@ -58,6 +59,20 @@ _PG_CREATE_ACCOUNTS = text(
 )
 
 
+_ACCOUNT_STATE = select(accounts.c.id, accounts.c.address, accounts.c.currency,
+                        accounts.c.balance, accounts.c.held, accounts.c.overdraft,
+                        accounts.c.version)
+_WANTED = select(
+    func.unnest(bindparam("addresses", type_=ARRAY(String))).label("address"),
+    func.unnest(bindparam("currencies", type_=ARRAY(String))).label("currency")).subquery()
+# Locked in (address, currency) order: PostgreSQL locks the rows as the sorted scan yields
+# them, so concurrent batches take their locks in one order.
+_PG_LOCK_ACCOUNTS = (
+    _ACCOUNT_STATE.join_from(accounts, _WANTED, and_(accounts.c.address == _WANTED.c.address,
+                                                     accounts.c.currency == _WANTED.c.currency))
+    .order_by(accounts.c.address, accounts.c.currency).with_for_update(of=accounts))
+
+
 async def lock_accounts(
     conn: AsyncConnection,
     keys: Iterable[AccountKey],
@@ -86,14 +101,13 @@ async def lock_accounts(
                 for a, c in create
             ],
         )
-    stmt = (
-        select(accounts.c.id, accounts.c.address, accounts.c.currency, accounts.c.balance,
-               accounts.c.held, accounts.c.overdraft, accounts.c.version)
-        .where(keys_match(accounts.c.address, accounts.c.currency, ordered))
-        .order_by(accounts.c.address, accounts.c.currency)
-        .with_for_update()
-    )
-    rows = (await conn.execute(stmt)).all()
+    if is_postgres(conn):  # every batch locks: one statement compiled once, arrays bound
+        rows = (await conn.execute(_PG_LOCK_ACCOUNTS, {
+            "addresses": [a for a, _ in ordered], "currencies": [c for _, c in ordered]})).all()
+    else:
+        rows = (await conn.execute(
+            _ACCOUNT_STATE.where(keys_match(accounts.c.address, accounts.c.currency, ordered))
+            .order_by(accounts.c.address, accounts.c.currency).with_for_update())).all()
     states = {
         (r.address, r.currency): AccountState(
             r.id, r.address, r.currency, r.balance, r.held, bool(r.overdraft), r.version
