@@ -400,7 +400,8 @@ class Ledger:
 
     async def _write(self, conn: AsyncConnection, batch: _Batch) -> CommittedBatch:
         """Write what the batch decided, set-based; the hooks' rows go in the same commit."""
-        await store.write_batch(conn, batch.states.values(), batch.posted, now=batch.now)
+        await store.write_batch(conn, batch.states.values(), batch.posted, now=batch.now,
+                                done=batch.done, expires_at=batch.now + self._ttl)
         await store.write_holds(conn, batch.changed_holds.values(),
                                 {k: st.id for k, st in batch.states.items()}, batch.hold_keys)
         for table, rows in batch.inserts:
@@ -408,8 +409,6 @@ class Ledger:
                 await conn.execute(table.insert(), rows)
         for statement in batch.statements:
             await statement(conn)
-        await idempotency.store(conn, batch.done, now=batch.now,
-                                expires_at=batch.now + self._ttl)
         committed = CommittedBatch(tuple(batch.posted), tuple(batch.hold_outcomes), batch.now)
         for hook in self._hooks:
             await hook.write(conn, committed)
