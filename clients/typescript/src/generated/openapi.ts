@@ -1994,6 +1994,7 @@ export interface paths {
          *     - `shop_order_amount_mismatch`: a shop order's purchase takes another amount from the buyer, or leaves the merchant another net amount (price less the fee), than the order says
          *     - `shop_refund_mismatch`: a shop refund's transaction is missing or gives the buyer another amount, or the order's refunded totals or status differ from its refunds
          *     - `purchase_without_order`: a shop purchase or refund transaction that no order or refund records
+         *     - `bonus_wallet_mismatch`: a user's bonus wallet holds another amount than what remains of their active bonuses in that currency
          *     - `seal_missing`: a seal of the chain was deleted (a gap in the sequence)
          *     - `seal_out_of_order`: a seal does not follow the one before it (seals reordered, inserted or edited)
          *     - `transaction_deleted`: a sealed transaction is no longer in the database
