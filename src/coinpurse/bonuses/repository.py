@@ -286,6 +286,20 @@ _HAS_ACTIVE = (select(b.id).where(b.user_id == bindparam("user_id"),
                .limit(1))
 
 
+_ACTIVE_AMONG = (select(b.user_id, b.currency)
+                 .where(b.user_id.in_(bindparam("users", expanding=True)), b.status == "active")
+                 .distinct())
+
+
+async def active_among(conn: AsyncConnection, users: Iterable[str]) -> set[tuple[str, str]]:
+    """(user, currency) of these users' active bonuses, each once."""
+    wanted = sorted(set(users))
+    if not wanted:
+        return set()
+    rows = (await conn.execute(_ACTIVE_AMONG, {"users": wanted})).all()
+    return {(r[0], r[1]) for r in rows}
+
+
 async def has_active(conn: AsyncConnection, user_id: str, currency: str) -> bool:
     row = (await conn.execute(_HAS_ACTIVE, {"user_id": user_id, "currency": currency})).first()
     return row is not None

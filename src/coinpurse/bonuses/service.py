@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from strawberry.dataloader import DataLoader
 
 from coinpurse.auth.tokens import Principal
 from coinpurse.bonuses import repository as repo
@@ -120,9 +122,36 @@ async def bonus_balances(conn: AsyncConnection, user_id: str,
 async def has_active(db: AsyncEngine, user_id: str, currency: str) -> bool:
     """Whether a job for this user must read (and lock) the bonuses; read before it is
     queued. A bonus granted meanwhile is left alone by that job, as if it came after.
-    One round trip on PostgreSQL (autocommit: no BEGIN and ROLLBACK around it)."""
-    async with read_connection(db) as conn:
-        return await repo.has_active(conn, user_id, currency)
+    Every request that asks in the same turn of the event loop is answered by one read
+    (before each debit and purchase: under load, many at once)."""
+    checker = _checkers.get(db)
+    if checker is None:
+        checker = _checkers[db] = _ActiveBonuses(db)
+    return await checker.has(user_id, currency)
+
+
+class _ActiveBonuses:
+    """One autocommit read for a burst of ``has_active`` questions (Strawberry's
+    DataLoader gathers the questions asked in one turn of the event loop; no cache)."""
+
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
+        self.loader: DataLoader[tuple[str, str], bool] | None = None
+
+    async def has(self, user_id: str, currency: str) -> bool:
+        loop = asyncio.get_running_loop()
+        if self.loader is None or self.loader.loop is not loop:
+            self.loader = DataLoader(self._load, cache=False, max_batch_size=500, loop=loop)
+        return await self.loader.load((user_id, currency))
+
+    async def _load(self, keys: list[tuple[str, str]]) -> list[bool]:
+        async with read_connection(self.db) as conn:
+            found = await repo.active_among(conn, (u for u, _ in keys))
+        return [k in found for k in keys]
+
+
+_checkers: weakref.WeakKeyDictionary[AsyncEngine, _ActiveBonuses] = (
+    weakref.WeakKeyDictionary())
 
 
 async def load_book(conn: AsyncConnection, pending: Sequence[RowInserts],
