@@ -13,7 +13,19 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, and_, event, inspect, or_, text
+from sqlalchemy import (
+    String,
+    Subquery,
+    Table,
+    and_,
+    bindparam,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -245,6 +257,15 @@ def insert(conn: AsyncConnection, table: Table) -> Any:
     """The dialect's INSERT, for ``ON CONFLICT`` clauses both databases understand."""
     dialect: Any = postgresql if is_postgres(conn) else sqlite
     return dialect.insert(table)
+
+
+def array_rows(**columns: str) -> Subquery:
+    """PostgreSQL: text arrays bound as parameters (``label=parameter name``), zipped into
+    rows. Joined on a unique index, it looks up a batch's (address, currency) or (scope,
+    key) pairs with one statement compiled once, however many there are; ``keys_match``
+    builds a new expression each time (SQLite's way)."""
+    return select(*(func.unnest(bindparam(param, type_=postgresql.ARRAY(String))).label(label)
+                    for label, param in columns.items())).subquery()
 
 
 def keys_match(first: Any, second: Any, pairs: Iterable[tuple[str, str]]) -> Any:

@@ -23,9 +23,7 @@ import orjson
 from sqlalchemy import (
     JSON,
     Row,
-    String,
     and_,
-    bindparam,
     cast,
     delete,
     func,
@@ -35,12 +33,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from coinpurse.core.db import array_rows, is_postgres, keys_match
 from coinpurse.core.db import insert as upsert
-from coinpurse.core.db import is_postgres, keys_match
 from coinpurse.core.pages import newest_first
 from coinpurse.events.tables import (
     balance_monitors,
@@ -468,9 +465,7 @@ async def monitors_for(conn: AsyncConnection,
         keys_match(B.address, B.currency, wanted)).order_by(B.id))).all())
 
 
-_WANTED = select(
-    func.unnest(bindparam("addresses", type_=ARRAY(String))).label("address"),
-    func.unnest(bindparam("currencies", type_=ARRAY(String))).label("currency")).subquery()
+_WANTED = array_rows(address="addresses", currency="currencies")
 _PG_MONITORS_FOR = (select(balance_monitors)
                     .join(_WANTED, and_(B.address == _WANTED.c.address,
                                         B.currency == _WANTED.c.currency))

@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import String, and_, bindparam, delete, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from coinpurse.core.db import keys_match
+from coinpurse.core.db import array_rows, keys_match
 from coinpurse.ledger.tables import idempotency_keys
 
 KEY_MAX_CHARS = 255
@@ -87,8 +86,7 @@ async def try_lock(conn: AsyncConnection, claims: Sequence[Claim]) -> set[tuple[
 _FIELDS = select(idempotency_keys.c.scope, idempotency_keys.c.key,
                  idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
                  idempotency_keys.c.response_body)
-_WANTED = select(func.unnest(bindparam("scopes", type_=ARRAY(String))).label("scope"),
-                 func.unnest(bindparam("keys", type_=ARRAY(String))).label("key")).subquery()
+_WANTED = array_rows(scope="scopes", key="keys")
 _PG_FIND = _FIELDS.join_from(idempotency_keys, _WANTED, and_(
     idempotency_keys.c.scope == _WANTED.c.scope, idempotency_keys.c.key == _WANTED.c.key))
 

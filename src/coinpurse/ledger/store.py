@@ -16,11 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import String, TextClause, and_, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import TextClause, and_, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coinpurse.core.db import insert, is_postgres, keys_match
+from coinpurse.core.db import array_rows, insert, is_postgres, keys_match
 from coinpurse.ledger import idempotency
 from coinpurse.ledger.idempotency import Claim, StoredResponse
 from coinpurse.ledger.model import AccountKey, AccountState, HoldState, Transaction
@@ -65,9 +64,7 @@ _PG_CREATE_ACCOUNTS = text(
 _ACCOUNT_STATE = select(accounts.c.id, accounts.c.address, accounts.c.currency,
                         accounts.c.balance, accounts.c.held, accounts.c.overdraft,
                         accounts.c.version)
-_WANTED = select(
-    func.unnest(bindparam("addresses", type_=ARRAY(String))).label("address"),
-    func.unnest(bindparam("currencies", type_=ARRAY(String))).label("currency")).subquery()
+_WANTED = array_rows(address="addresses", currency="currencies")
 # Locked in (address, currency) order: PostgreSQL locks the rows as the sorted scan yields
 # them, so concurrent batches take their locks in one order.
 _PG_LOCK_ACCOUNTS = (

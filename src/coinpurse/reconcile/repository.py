@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
+from coinpurse.bonuses.book import wallet_of
 from coinpurse.bonuses.tables import bonus_changes, bonuses
 from coinpurse.core.db import insert, is_postgres
 from coinpurse.ledger.tables import accounts, archived_entry_totals, entries, holds, transactions
@@ -701,11 +702,7 @@ async def abandon_stale(conn: AsyncConnection, heartbeat_before: datetime, at: d
 
 # --- bonuses ------------------------------------------------------------------------------------
 
-BONUS_WALLET = ":bonus"  # a user's bonus wallet is ``user:<id>:bonus`` (bonuses.service)
-
-
-def bonus_wallet(user_id: str) -> str:
-    return f"user:{user_id}{BONUS_WALLET}"
+BONUS_WALLET = ":bonus"  # a user's bonus wallet is ``user:<id>:bonus`` (bonuses.book)
 
 
 def bonus_wallet_user(address: str) -> str | None:
@@ -738,10 +735,10 @@ async def bonus_books(conn: AsyncConnection, users: Sequence[str]
         select(b.user_id, b.currency, func.sum(b.remaining))
         .where(b.status == "active", among(conn, b.user_id, users))
         .group_by(b.user_id, b.currency))).all()
-    remaining = {(bonus_wallet(r[0]), r[1]): int(r[2]) for r in rows}
+    remaining = {(wallet_of(r[0]), r[1]): int(r[2]) for r in rows}
     rows = (await conn.execute(
         select(accounts.c.address, accounts.c.currency, accounts.c.balance)
-        .where(among(conn, accounts.c.address, [bonus_wallet(u) for u in users])))).all()
+        .where(among(conn, accounts.c.address, [wallet_of(u) for u in users])))).all()
     wallets = {(r[0], r[1]): int(r[2]) for r in rows}
     return wallets, remaining
 
