@@ -230,6 +230,7 @@ class Scenario:
     pg_statements: list[dict[str, Any]] = field(default_factory=list)
     pg_activity: list[dict[str, Any]] = field(default_factory=list)
     target_rate: float = 0.0  # fixed-rate scenario: requests/s asked for (0: as fast as possible)
+    ledger: dict[str, float] = field(default_factory=dict)  # batches, jobs, commit_s
 
     @property
     def seconds(self) -> float:
@@ -298,6 +299,7 @@ class Scenario:
             "pg_counters": self.pg_counters,
             "pg_statements": self.pg_statements or None,
             "pg_activity": self.pg_activity or None,
+            "ledger": self.ledger or None,
             "check": None if self.check is None else {
                 "ok": self.check.ok, "exit_code": self.check.exit_code,
                 "seconds": self.check.seconds, "accounts": self.check.accounts,
@@ -356,6 +358,7 @@ class CoinpurseServer:
         self.env = dict(env)
         self.workers = workers
         self.port = free_port()
+        self.metrics_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -376,7 +379,7 @@ class CoinpurseServer:
         log_file = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [COINPURSE, "serve", "--workers", str(self.workers), "--port", str(self.port),
-             "--no-migrate"],
+             "--metrics-port", str(self.metrics_port), "--no-migrate"],
             env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log_file.close()
@@ -424,6 +427,20 @@ class CoinpurseServer:
                 if kb:
                     sizes.append(round(int(kb.group(1)) / 1024, 1))
         return sizes
+
+    def ledger_counters(self) -> dict[str, float]:
+        """The ledger's batch histograms, all workers added up (Prometheus text)."""
+        wanted = {"coinpurse_ledger_batch_jobs_count": "batches",
+                  "coinpurse_ledger_batch_jobs_sum": "jobs",
+                  "coinpurse_ledger_commit_seconds_sum": "commit_s"}
+        found = dict.fromkeys(wanted.values(), 0.0)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                name, _, value = line.partition(" ")
+                if name in wanted:
+                    found[wanted[name]] += float(value)
+        return found
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -599,6 +616,10 @@ def measure(base: str, name: str, database: str, key: str, users: int, connectio
     if result.get("error_sample"):
         log(f"  first unexpected answer: {result['error_sample'][:200]}")
     return scenario
+
+
+def ledger_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before[k], 3) for k in after}
 
 
 def warm_up(base: str, key: str, users: int, seconds: float) -> None:
@@ -1011,6 +1032,20 @@ def markdown(report: dict[str, Any], scenarios: Mapping[str, Scenario]) -> str:
                      f"| {c.get('postgres', 0):.1f} "
                      f"| {c.get('client', 0):.1f} (wrk{' + py-spy' if s.profiled else ''}) "
                      f"| {per} | {sessions} | {xacts} |")
+    ledgers = [s for s in scenarios.values() if s.ledger.get("batches")]
+    if ledgers:
+        lines += ["", "## The ledger's batches (group commit; from the server's metrics)", "",
+                  "A batch is one database transaction of the jobs that were waiting; its time "
+                  "runs from its start to its commit (round trips, the committer's Python and "
+                  "the event loop's other work in between).", "",
+                  "| Scenario | batches | jobs per batch | ms per batch | batches per second |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for s in ledgers:
+            lg = s.ledger
+            lines.append(f"| {s.name} {s.database} | {lg['batches']:,.0f} "
+                         f"| {lg['jobs'] / lg['batches']:.1f} "
+                         f"| {1000 * lg['commit_s'] / lg['batches']:.1f} "
+                         f"| {lg['batches'] / max(s.seconds, 1e-9):,.0f} |")
     for s in scenarios.values():
         if s.pg_activity:
             lines += ["", f"### What Coinpurse's PostgreSQL connections were doing during "
@@ -1112,6 +1147,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--batch-connections", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2,
+                   help="API processes of the PostgreSQL server (coinpurse serve --workers)")
     p.add_argument("--tokens", type=int, default=100, help="users with a token for reads")
     p.add_argument("--pgbench-clients", type=int, default=32)
     p.add_argument("--pgbench-threads", type=int, default=2)
@@ -1191,10 +1228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             url = pg.createdb("coinpurse")
             env = coinpurse_env(url, jwt_secret, extra_env)
             key = prepare_database(env)
-            server = CoinpurseServer(env, 2, workdir, "pg")
+            server = CoinpurseServer(env, args.workers, workdir, "pg")
             server.start()
             try:
-                log(f"coinpurse serve --workers 2 on {server.base}; funding "
+                log(f"coinpurse serve --workers {args.workers} on {server.base}; funding "
                     f"{args.users:,} users")
                 took = fund_users(server.base, key, args.users, secrets.token_hex(4))
                 log(f"  funded in {took:.1f} s")
@@ -1224,10 +1261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if sampler is not None:
                         during.append(iter(sampler))
                     roots = {"coinpurse": server.pid, "postgres": postmaster_pid(pg)}
+                    ledger0 = server.ledger_counters()
                     s = measure(server.base, name, "postgresql", key, args.users, conns,
                                 args.duration, roots, tokens_path if name == "reads" else None,
                                 during, args.quiet_wait, rate)
                     s.profiled = name in profile_for
+                    s.ledger = ledger_delta(ledger0, server.ledger_counters())
                     if sampler is not None:
                         s.pg_activity = sampler.summary()
                         if sampler.error:
@@ -1285,8 +1324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             took = fund_users(server.base, key, args.users, secrets.token_hex(4))
             log(f"  funded in {took:.1f} s")
             warm_up(server.base, key, args.users, args.warmup)
+            ledger0 = server.ledger_counters()
             s = measure(server.base, "uniform", "sqlite", key, args.users, args.connections,
                         args.duration, {"coinpurse": server.pid}, quiet_wait=args.quiet_wait)
+            s.ledger = ledger_delta(ledger0, server.ledger_counters())
             s.check = coinpurse_check(env)
             log(f"  coinpurse check: {'OK' if s.check.ok else 'FAILED'} "
                 f"({s.check.transactions:,} transactions, {s.check.seconds} s)")

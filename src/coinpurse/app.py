@@ -18,7 +18,7 @@ from coinpurse.bonuses import jobs as bonuses_jobs
 from coinpurse.bonuses import routes as bonuses_routes
 from coinpurse.config import Settings, load_settings, unknown_settings
 from coinpurse.core import logging as coinpurse_logging
-from coinpurse.core import metrics
+from coinpurse.core import metrics, runtime
 from coinpurse.core.jobs import Job, JobRunner
 from coinpurse.events import jobs as events_jobs
 from coinpurse.events import routes as events_routes
@@ -94,11 +94,23 @@ _NO_NATIVE_TELEMETRY: dict[str, Any] = (
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 
+def tune_gc_of(settings: Settings) -> None:
+    """At the end of start-up: what is alive now lives as long as the process."""
+    frozen = runtime.tune_gc(settings.gc_threshold_values, freeze=settings.gc_freeze)
+    log.info("garbage collector tuned", thresholds=settings.gc_thresholds, frozen=frozen)
+
+
 def background_jobs(state: AppState) -> list[Job]:
     return [job for d in DOMAINS if d.jobs is not None for job in d.jobs(state)]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_served_app() -> FastAPI:
+    """The app of a ``coinpurse serve`` process: ``create_app`` with the runtime tuned."""
+    return create_app(tune_runtime=True)
+
+
+def create_app(settings: Settings | None = None, *, tune_runtime: bool = False) -> FastAPI:
+    """``tune_runtime``: a serving process of its own (core/runtime.py), not a test's app."""
     settings = settings or load_settings()
     coinpurse_logging.configure(settings.log_level, settings.log_format)
 
@@ -118,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = JobRunner(background_jobs(state))
         app.state.jobs = runner
         runner.start()
+        if tune_runtime:
+            tune_gc_of(settings)
 
         def stopping() -> None:
             app.state.draining = True  # /readyz: 503 from the first moment

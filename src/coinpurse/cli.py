@@ -227,7 +227,7 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool,
         if metrics_port is not None:
             _serve_metrics(metrics_host or host, metrics_port)
         uvicorn.run(
-            "coinpurse.app:create_app",
+            "coinpurse.app:create_served_app",
             factory=True,
             host=host,
             port=port,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from coinpurse.app import background_jobs
+from coinpurse.app import background_jobs, tune_gc_of
 from coinpurse.config import Settings
 from coinpurse.core import logging as coinpurse_logging
 from coinpurse.core.jobs import JobRunner
@@ -20,6 +20,7 @@ async def run_worker(settings: Settings) -> None:
     state.ledger.add_hook(LedgerMetrics(state.ledger))
     runner = JobRunner(background_jobs(state))
     runner.start()
+    tune_gc_of(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coinpurse.core import runtime
 from coinpurse.core.cluster import urls
 from coinpurse.core.cluster.urls import DbOptions
 
@@ -52,6 +53,9 @@ class CoreSettings(BaseSettings):
     db_pooling: Literal["session", "transaction"] = "session"
     direct_database_url: str | None = None
     read_database_url: str | None = None
+    # The garbage collector of serve and worker processes (core/runtime.py).
+    gc_thresholds: str = "10000,20,50"
+    gc_freeze: bool = True
     log_level: str = "info"
     # json (one object per line), console (readable), or auto: console on a terminal.
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -78,6 +82,16 @@ class CoreSettings(BaseSettings):
                 names.append(f"{PREFIX}DB_POOLING")
             raise ValueError(", ".join(names) + " need PostgreSQL")
         return self
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _check_gc(cls, value: str) -> str:
+        runtime.parse_thresholds(value)
+        return value
+
+    @property
+    def gc_threshold_values(self) -> tuple[int, int, int]:
+        return runtime.parse_thresholds(self.gc_thresholds)
 
     @field_validator("log_level")
     @classmethod
