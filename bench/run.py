@@ -4,7 +4,8 @@ Run it with ``bench/run`` (which sets everything up); see bench/README.md. In on
 
 1. a PostgreSQL server of its own (fsync on; the same settings for everything below);
 2. ``pgbench`` TPC-B-like, scale 10, 32 clients, 2 threads: the reference TPS;
-3. ``coinpurse serve --workers 2`` on that server: uniform, hot, batch and reads scenarios;
+3. ``coinpurse serve --workers 2`` (``--workers N``) on that server: uniform, hot, batch
+   and reads scenarios;
 4. ``coinpurse serve --workers 1`` on SQLite: the uniform scenario;
 
 with ``coinpurse check --json`` after each scenario. Results go to bench/results/ as Markdown
@@ -957,7 +958,10 @@ def markdown(report: dict[str, Any], scenarios: Mapping[str, Scenario]) -> str:
         f"{m['wrk']}. {report['duration_s']:g} s per scenario"
         f"{' (--quick)' if report['quick'] else ''}. PostgreSQL: fsync, full_page_writes and "
         "synchronous_commit on; " + ", ".join(f"{k}={v}" for k, v in
-                                              report["postgres_settings"].items()) + ".",
+                                              report["postgres_settings"].items()) + ". "
+        f"Coinpurse on PostgreSQL: `coinpurse serve --workers {report.get('workers', 2)}`"
+        + "".join(f", {k}={v}" for k, v in report["coinpurse_env"].items()
+                  if k != "COINPURSE_CURRENCIES") + ".",
         "",
         "| Scenario | DB | Conns | Transfers/s | x pgbench | p50 ms | p95 ms | p99 ms "
         "| p99.9 ms | 2xx | Refused (422 insufficient_funds) | Errors (other non-2xx) "
@@ -1352,6 +1356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "postgres_settings": {"fsync": "on", "full_page_writes": "on",
                               "synchronous_commit": "on", **pg_settings},
         "coinpurse_env": {"COINPURSE_CURRENCIES": CURRENCIES, **extra_env},
+        "workers": args.workers,
         "pgbench": {
             "tps": reference.tps, "clients": reference.clients, "threads": reference.threads,
             "scale": reference.scale, "seconds": reference.seconds,
