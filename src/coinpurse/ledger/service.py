@@ -29,12 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coinpurse.core.clock import utcnow
 from coinpurse.core.cluster import faults
+from coinpurse.core.db import is_postgres
 from coinpurse.core.errors import CoinpurseError, Overloaded, ServiceUnavailable
 from coinpurse.core.ids import new_id
 from coinpurse.ledger import engine as ledger_engine
 from coinpurse.ledger import idempotency, retry, store
 from coinpurse.ledger.errors import IdempotencyKeyInUse, IdempotencyKeyReused
-from coinpurse.ledger.idempotency import Claim, StoredResponse
+from coinpurse.ledger.idempotency import Claim, Existing, StoredResponse
 from coinpurse.ledger.model import (
     AccountKey,
     AccountState,
@@ -317,8 +318,7 @@ class Ledger:
         committing = False
         try:
             async with self._db.begin() as conn:
-                answers, live = await self._check_claims(conn, jobs)
-                batch = await self._lock(conn, [jobs[i] for i in live], now)
+                answers, live, batch = await self._claim_and_lock(conn, jobs, now)
                 for i in live:
                     answers[i] = await self._apply(conn, jobs[i], batch)
                 committed = await self._write(conn, batch)
@@ -331,30 +331,32 @@ class Ledger:
         assert all(a is not None for a in answers)
         return [a for a in answers if a is not None], committed
 
-    async def _check_claims(
-        self, conn: AsyncConnection, jobs: list[Job],
-    ) -> tuple[list[JobResult | CoinpurseError | None], list[int]]:
-        """Replays, refusals of reused or busy keys, and the jobs still to apply."""
-        answers: list[JobResult | CoinpurseError | None] = [None] * len(jobs)
+    async def _claim_and_lock(
+        self, conn: AsyncConnection, jobs: list[Job], now: datetime,
+    ) -> tuple[list[JobResult | CoinpurseError | None], list[int], _Batch]:
+        """The idempotency keys' advisory locks, their stored answers, then the row locks.
+
+        On PostgreSQL a batch with no capture or release (no hold to lock before its
+        accounts) looks its keys up and locks its accounts in one statement, after the
+        advisory locks (store.find_and_lock): the accounts of the jobs that turn out to be
+        replays are locked too, which costs nothing but a few rows."""
         claims = [j.claim for j in jobs if j.claim is not None]
         busy = await idempotency.try_lock(conn, claims)
-        existing = await idempotency.find(conn, claims)
-        live: list[int] = []
-        for i, job in enumerate(jobs):
-            c = job.claim
-            if c is not None and c.ident in busy:
-                answers[i] = IdempotencyKeyInUse(
-                    "a request with this idempotency key is still being processed")
-            elif c is not None and c.ident in existing:
-                found = existing[c.ident]
-                if found.request_hash == c.request_hash:
-                    answers[i] = JobResult(found.response, replayed=True)
-                else:
-                    answers[i] = IdempotencyKeyReused(
-                        "this idempotency key was used with a different request")
-            else:
-                live.append(i)
-        return answers, live
+        if not is_postgres(conn) or any(isinstance(op, CaptureHold | ReleaseHold)
+                                        for job in jobs for op in job.ops):
+            existing = await idempotency.find(conn, claims)
+            answers, live = _decide_claims(jobs, busy, existing)
+            return answers, live, await self._lock(conn, [jobs[i] for i in live], now)
+        keys: set[AccountKey] = set()
+        for job in jobs:
+            keys |= job.lock_keys
+            for op in job.ops:
+                keys |= _account_keys(op, {})
+        existing, states = await store.find_and_lock(
+            conn, claims, keys, may_go_negative=self._may_go_negative, now=now,
+            known=self._known_accounts)
+        answers, live = _decide_claims(jobs, busy, existing)
+        return answers, live, _Batch(now=now, states=states, held={})
 
     async def _lock(self, conn: AsyncConnection, jobs: list[Job], now: datetime) -> _Batch:
         """Lock the holds, then the accounts, that the batch's jobs declare (sorted)."""
@@ -413,6 +415,29 @@ class Ledger:
         for hook in self._hooks:
             await hook.write(conn, committed)
         return committed
+
+
+def _decide_claims(
+    jobs: list[Job], busy: set[tuple[str, str]], existing: Mapping[tuple[str, str], Existing],
+) -> tuple[list[JobResult | CoinpurseError | None], list[int]]:
+    """Replays, refusals of reused or busy keys, and the jobs still to apply."""
+    answers: list[JobResult | CoinpurseError | None] = [None] * len(jobs)
+    live: list[int] = []
+    for i, job in enumerate(jobs):
+        c = job.claim
+        if c is not None and c.ident in busy:
+            answers[i] = IdempotencyKeyInUse(
+                "a request with this idempotency key is still being processed")
+        elif c is not None and c.ident in existing:
+            found = existing[c.ident]
+            if found.request_hash == c.request_hash:
+                answers[i] = JobResult(found.response, replayed=True)
+            else:
+                answers[i] = IdempotencyKeyReused(
+                    "this idempotency key was used with a different request")
+        else:
+            live.append(i)
+    return answers, live
 
 
 def _account_keys(op: Operation, held: Mapping[str, HoldState]) -> set[AccountKey]:

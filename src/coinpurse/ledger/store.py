@@ -73,18 +73,59 @@ _PG_LOCK_ACCOUNTS = (
     .order_by(accounts.c.address, accounts.c.currency).with_for_update(of=accounts))
 
 
-async def lock_accounts(
+# PostgreSQL, a batch without captures or releases (no hold to lock first): the idempotency
+# look-up and the account locks in one statement, one round trip. It runs after the keys'
+# advisory locks are held (idempotency.try_lock), so its snapshot, taken when it starts,
+# sees every answer committed under those locks; the locked rows are read as they are once
+# locked, whatever the snapshot (READ COMMITTED re-reads a row it waited for).
+_PG_FIND_AND_LOCK = text(
+    "WITH locked AS (SELECT a.id, a.address, a.currency, a.balance, a.held, a.overdraft, "
+    "a.version FROM accounts AS a JOIN unnest(CAST(:addresses AS TEXT[]), "
+    "CAST(:currencies AS TEXT[])) AS w(address, currency) "
+    "ON a.address = w.address AND a.currency = w.currency "
+    "ORDER BY a.address, a.currency FOR UPDATE OF a), "
+    "found AS (SELECT k.scope, k.key, k.request_hash, k.status_code, k.response_body "
+    "FROM idempotency_keys AS k JOIN unnest(CAST(:scopes AS TEXT[]), CAST(:keys AS TEXT[])) "
+    "AS w(scope, key) ON k.scope = w.scope AND k.key = w.key) "
+    "SELECT id, address, currency, balance, held, overdraft, version, CAST(NULL AS TEXT) "
+    "AS scope, CAST(NULL AS TEXT) AS key, CAST(NULL AS TEXT) AS request_hash, "
+    "CAST(NULL AS SMALLINT) AS status_code, CAST(NULL AS BYTEA) AS response_body "
+    "FROM locked UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, scope, key, "
+    "request_hash, status_code, response_body FROM found")
+
+
+async def find_and_lock(
     conn: AsyncConnection,
+    claims: Sequence[Claim],
     keys: Iterable[AccountKey],
     *,
     may_go_negative: Callable[[str], bool],
     now: datetime,
     known: KnownAccounts | None = None,
-) -> dict[AccountKey, AccountState]:
-    """Create missing accounts and lock all of them, in sorted order."""
+) -> tuple[dict[tuple[str, str], idempotency.Existing], dict[AccountKey, AccountState]]:
+    """PostgreSQL: the answers stored for ``claims`` and the accounts of ``keys``, created
+    if missing and locked in sorted order, in one statement (after ``try_lock``)."""
     ordered = sorted(set(keys))
-    if not ordered:
-        return {}
+    await _create_missing(conn, ordered, may_go_negative, now, known)
+    rows = (await conn.execute(_PG_FIND_AND_LOCK, {
+        "addresses": [a for a, _ in ordered], "currencies": [c for _, c in ordered],
+        "scopes": [c.scope for c in claims], "keys": [c.key for c in claims]})).all()
+    states: dict[AccountKey, AccountState] = {}
+    existing: dict[tuple[str, str], idempotency.Existing] = {}
+    for r in rows:
+        if r.scope is None:
+            states[(r.address, r.currency)] = AccountState(
+                r.id, r.address, r.currency, r.balance, r.held, bool(r.overdraft), r.version)
+        else:
+            existing[(r.scope, r.key)] = idempotency.Existing(
+                r.request_hash, StoredResponse(r.status_code, bytes(r.response_body)))
+    assert len(states) == len(ordered), "an account vanished between insert and lock"
+    return existing, states
+
+
+async def _create_missing(conn: AsyncConnection, ordered: Sequence[AccountKey],
+                          may_go_negative: Callable[[str], bool], now: datetime,
+                          known: KnownAccounts | None) -> None:
     create = known.missing(ordered) if known is not None else ordered
     if create and is_postgres(conn):
         await conn.execute(_PG_CREATE_ACCOUNTS, {
@@ -101,6 +142,21 @@ async def lock_accounts(
                 for a, c in create
             ],
         )
+
+
+async def lock_accounts(
+    conn: AsyncConnection,
+    keys: Iterable[AccountKey],
+    *,
+    may_go_negative: Callable[[str], bool],
+    now: datetime,
+    known: KnownAccounts | None = None,
+) -> dict[AccountKey, AccountState]:
+    """Create missing accounts and lock all of them, in sorted order."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    await _create_missing(conn, ordered, may_go_negative, now, known)
     if is_postgres(conn):  # every batch locks: one statement compiled once, arrays bound
         rows = (await conn.execute(_PG_LOCK_ACCOUNTS, {
             "addresses": [a for a, _ in ordered], "currencies": [c for _, c in ordered]})).all()
