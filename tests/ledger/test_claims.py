@@ -8,17 +8,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from coinpurse.config import Settings
 from coinpurse.core.clock import utcnow
 from coinpurse.core.db import create_engine
-from coinpurse.ledger import queries
+from coinpurse.ledger import queries, store
 from coinpurse.ledger.errors import IdempotencyKeyReused
 from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import CaptureHold, Outcome, PlaceHold, Posting, TransactionSpec
 from coinpurse.ledger.service import JobResult, Ledger
+from coinpurse.ledger.tables import accounts
 from tests.ledger.test_queue_and_hooks import _block_commits
 
 
@@ -51,16 +54,29 @@ async def _balance(ledger: Ledger, address: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("with_capture", [False, True])
 async def test_replays_reused_keys_and_new_jobs_in_one_batch(
-        ledger: Ledger, with_capture: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        ledger: Ledger, settings: Settings, with_capture: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     first = await ledger.submit([_spec("world", "user:a", 100)], render=_render("first"),
                                 claim=claim("service:t", "k1", "credit", {"n": 1}))
     await ledger.submit([_spec("world", "user:d", 1)], render=_render("d"),
                         claim=claim("service:t", "k3", "credit", {"n": 9}))
+    # Every account of the batch below exists (and this process knows it), so on
+    # PostgreSQL the batch without a capture takes the one-statement way.
+    await ledger.submit([_spec("world", "user:b", 1), _spec("world", "user:c", 1)],
+                        render=_render("bc"))
     hold = PlaceHold("h1", "user:a", "points", 30, "user:c", "d", "r", "t",
                      utcnow() + timedelta(hours=1))
     await ledger.submit([hold], render=_render("hold"))
     assert not first.replayed and first.response.body == b'{"tag":"first","n":1}'
 
+    one_statement = []
+    original = store.find_and_lock
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        one_statement.append(True)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "find_and_lock", spy)
     entered, release = _block_commits(ledger, monkeypatch)
     blocker = asyncio.create_task(ledger.submit([_spec("world", "user:z", 1)],
                                                 render=_render("z")))
@@ -81,6 +97,9 @@ async def test_replays_reused_keys_and_new_jobs_in_one_batch(
     await blocker
     replay, reused, new, *capture = await asyncio.gather(*tasks, return_exceptions=True)
 
+    # The batch went the one-statement way exactly when it could (PostgreSQL, no capture).
+    assert bool(one_statement) == (settings.database_url.startswith("postgresql")
+                                   and not with_capture)
     assert isinstance(replay, JobResult) and replay.replayed
     assert replay.response == first.response  # the stored answer, byte for byte
     assert isinstance(reused, IdempotencyKeyReused)
@@ -93,8 +112,20 @@ async def test_replays_reused_keys_and_new_jobs_in_one_batch(
     # hold's 30 stay held until then.
     assert await _balance(ledger, "user:a") == (100 - 10 - captured,
                                                  0 if with_capture else 30)
-    assert await _balance(ledger, "user:b") == (10, 0)
-    assert await _balance(ledger, "user:c") == (captured, 0)
+    assert await _balance(ledger, "user:b") == (1 + 10, 0)
+    assert await _balance(ledger, "user:c") == (1 + captured, 0)
     again = await ledger.submit([_spec("user:a", "user:b", 10)], render=_render("x"),
                                 claim=claim("service:t", "k2", "transfer", {"n": 3}))
     assert again.replayed and again.response == StoredResponse(201, b'{"tag":"new","n":1}')
+
+
+async def test_a_refused_reused_key_creates_no_account(ledger: Ledger) -> None:
+    await ledger.submit([_spec("world", "user:a", 5)], render=_render("a"),
+                        claim=claim("service:t", "k9", "credit", {"n": 1}))
+    with pytest.raises(IdempotencyKeyReused):
+        await ledger.submit([_spec("world", "user:never-seen", 5)], render=_render("x"),
+                            claim=claim("service:t", "k9", "credit", {"n": 2}))
+    async with ledger._db.connect() as conn:
+        found = (await conn.execute(select(func.count()).select_from(accounts).where(
+            accounts.c.address == "user:never-seen"))).scalar()
+    assert found == 0

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import gc
 
-DEFAULT_THRESHOLDS = (10_000, 20, 50)
-
 
 def parse_thresholds(text: str) -> tuple[int, int, int]:
     """``gen0,gen1,gen2`` as in ``gc.set_threshold``; a ValueError says what is wrong."""

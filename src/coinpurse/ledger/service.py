@@ -337,21 +337,24 @@ class Ledger:
         """The idempotency keys' advisory locks, their stored answers, then the row locks.
 
         On PostgreSQL a batch with no capture or release (no hold to lock before its
-        accounts) looks its keys up and locks its accounts in one statement, after the
-        advisory locks (store.find_and_lock): the accounts of the jobs that turn out to be
-        replays are locked too, which costs nothing but a few rows."""
+        accounts) and no account to create looks its keys up and locks its accounts in one
+        statement, after the advisory locks (store.find_and_lock): the accounts of the jobs
+        that turn out to be replays are locked too, which costs nothing but a few rows."""
         claims = [j.claim for j in jobs if j.claim is not None]
         busy = await idempotency.try_lock(conn, claims)
-        if not is_postgres(conn) or any(isinstance(op, CaptureHold | ReleaseHold)
-                                        for job in jobs for op in job.ops):
-            existing = await idempotency.find(conn, claims)
-            answers, live = _decide_claims(jobs, busy, existing)
-            return answers, live, await self._lock(conn, [jobs[i] for i in live], now)
         keys: set[AccountKey] = set()
+        holds_too = False
         for job in jobs:
             keys |= job.lock_keys
             for op in job.ops:
+                holds_too = holds_too or isinstance(op, CaptureHold | ReleaseHold)
                 keys |= _account_keys(op, {})
+        # A batch that must create accounts takes the long way too: there, only the jobs
+        # that turn out to be live create theirs (a refused reused key creates nothing).
+        if not is_postgres(conn) or holds_too or self._known_accounts.missing(sorted(keys)):
+            existing = await idempotency.find(conn, claims)
+            answers, live = _decide_claims(jobs, busy, existing)
+            return answers, live, await self._lock(conn, [jobs[i] for i in live], now)
         existing, states = await store.find_and_lock(
             conn, claims, keys, may_go_negative=self._may_go_negative, now=now,
             known=self._known_accounts)
