@@ -87,7 +87,9 @@ _FIELDS = select(idempotency_keys.c.scope, idempotency_keys.c.key,
                  idempotency_keys.c.request_hash, idempotency_keys.c.status_code,
                  idempotency_keys.c.response_body)
 _WANTED = array_rows(scope="scopes", key="keys")
-_PG_FIND = _FIELDS.join_from(idempotency_keys, _WANTED, and_(
+# PostgreSQL: every batch asks, so it is compiled once, arrays bound (also a part of
+# store.find_and_lock's statement).
+PG_FIND = _FIELDS.join_from(idempotency_keys, _WANTED, and_(
     idempotency_keys.c.scope == _WANTED.c.scope, idempotency_keys.c.key == _WANTED.c.key))
 
 
@@ -95,7 +97,7 @@ async def find(conn: AsyncConnection, claims: Sequence[Claim]) -> dict[tuple[str
     if not claims:
         return {}
     if conn.dialect.name == "postgresql":  # every batch asks: compiled once, arrays bound
-        rows = (await conn.execute(_PG_FIND, {"scopes": [c.scope for c in claims],
+        rows = (await conn.execute(PG_FIND, {"scopes": [c.scope for c in claims],
                                               "keys": [c.key for c in claims]})).all()
     else:
         rows = (await conn.execute(_FIELDS.where(keys_match(

@@ -16,7 +16,19 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import TextClause, and_, bindparam, select, text, update
+from sqlalchemy import (
+    LargeBinary,
+    SmallInteger,
+    Text,
+    TextClause,
+    and_,
+    bindparam,
+    cast,
+    null,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.core.db import array_rows, insert, is_postgres, keys_match
@@ -74,24 +86,18 @@ _PG_LOCK_ACCOUNTS = (
 
 
 # PostgreSQL, a batch without captures or releases (no hold to lock first): the idempotency
-# look-up and the account locks in one statement, one round trip. It runs after the keys'
-# advisory locks are held (idempotency.try_lock), so its snapshot, taken when it starts,
-# sees every answer committed under those locks; the locked rows are read as they are once
-# locked, whatever the snapshot (READ COMMITTED re-reads a row it waited for).
-_PG_FIND_AND_LOCK = text(
-    "WITH locked AS (SELECT a.id, a.address, a.currency, a.balance, a.held, a.overdraft, "
-    "a.version FROM accounts AS a JOIN unnest(CAST(:addresses AS TEXT[]), "
-    "CAST(:currencies AS TEXT[])) AS w(address, currency) "
-    "ON a.address = w.address AND a.currency = w.currency "
-    "ORDER BY a.address, a.currency FOR UPDATE OF a), "
-    "found AS (SELECT k.scope, k.key, k.request_hash, k.status_code, k.response_body "
-    "FROM idempotency_keys AS k JOIN unnest(CAST(:scopes AS TEXT[]), CAST(:keys AS TEXT[])) "
-    "AS w(scope, key) ON k.scope = w.scope AND k.key = w.key) "
-    "SELECT id, address, currency, balance, held, overdraft, version, CAST(NULL AS TEXT) "
-    "AS scope, CAST(NULL AS TEXT) AS key, CAST(NULL AS TEXT) AS request_hash, "
-    "CAST(NULL AS SMALLINT) AS status_code, CAST(NULL AS BYTEA) AS response_body "
-    "FROM locked UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, scope, key, "
-    "request_hash, status_code, response_body FROM found")
+# look-up and the account locks (the two statements above, as CTEs) in one statement, one
+# round trip. It runs after the keys' advisory locks are held (idempotency.try_lock), so its
+# snapshot, taken when it starts, sees every answer committed under those locks; the locked
+# rows are read as they are once locked, whatever the snapshot (READ COMMITTED re-reads a
+# row it waited for). A CTE with FOR UPDATE is never inlined: it locks in its own order.
+_LOCKED = _PG_LOCK_ACCOUNTS.cte("locked")
+_FOUND = idempotency.PG_FIND.cte("found")
+_PG_FIND_AND_LOCK = select(
+    *_LOCKED.c, cast(null(), Text).label("scope"), cast(null(), Text).label("key"),
+    cast(null(), Text).label("request_hash"), cast(null(), SmallInteger).label("status_code"),
+    cast(null(), LargeBinary).label("response_body"),
+).union_all(select(*[null()] * len(_LOCKED.c), *_FOUND.c))
 
 
 async def find_and_lock(
