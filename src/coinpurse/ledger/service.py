@@ -355,9 +355,7 @@ class Ledger:
             existing = await idempotency.find(conn, claims)
             answers, live = _decide_claims(jobs, busy, existing)
             return answers, live, await self._lock(conn, [jobs[i] for i in live], now)
-        existing, states = await store.find_and_lock(
-            conn, claims, keys, may_go_negative=self._may_go_negative, now=now,
-            known=self._known_accounts)
+        existing, states = await store.find_and_lock(conn, claims, keys)
         answers, live = _decide_claims(jobs, busy, existing)
         return answers, live, _Batch(now=now, states=states, held={})
 

@@ -101,18 +101,12 @@ _PG_FIND_AND_LOCK = select(
 
 
 async def find_and_lock(
-    conn: AsyncConnection,
-    claims: Sequence[Claim],
-    keys: Iterable[AccountKey],
-    *,
-    may_go_negative: Callable[[str], bool],
-    now: datetime,
-    known: KnownAccounts | None = None,
+    conn: AsyncConnection, claims: Sequence[Claim], keys: Iterable[AccountKey],
 ) -> tuple[dict[tuple[str, str], idempotency.Existing], dict[AccountKey, AccountState]]:
-    """PostgreSQL: the answers stored for ``claims`` and the accounts of ``keys``, created
-    if missing and locked in sorted order, in one statement (after ``try_lock``)."""
+    """PostgreSQL: the answers stored for ``claims`` and the accounts of ``keys`` (which
+    all exist: the caller creates none here), locked in sorted order, in one statement
+    (after ``try_lock``)."""
     ordered = sorted(set(keys))
-    await _create_missing(conn, ordered, may_go_negative, now, known)
     rows = (await conn.execute(_PG_FIND_AND_LOCK, {
         "addresses": [a for a, _ in ordered], "currencies": [c for _, c in ordered],
         "scopes": [c.scope for c in claims], "keys": [c.key for c in claims]})).all()
