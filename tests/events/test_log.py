@@ -216,22 +216,34 @@ async def test_concurrent_writers_and_a_reader_agree_with_the_ledger(
     key = await make_key()
     stop = asyncio.Event()
     seen: list[dict[str, Any]] = []
+    expected: set[str] = set()  # every credit's id, once the writers are done
+
+    def caught_up() -> bool:
+        return expected <= {e["data"]["id"] for e in seen if e["type"] == "transaction.posted"}
 
     async def reader() -> None:
         after: str | None = None
+        deadline = None
         while True:
             # Whether the writers were done before this read began: an empty page read
-            # while the last of them were still committing does not mean the end.
+            # while the last of them were still committing does not mean the end. Nor does
+            # one read while an older transaction (the sealer's pass, say) is still open:
+            # events come into view only below the oldest running transaction, so the
+            # reader goes on until it has caught up, for at most 15 s (then the assertion
+            # below says what it missed).
             done = stop.is_set()
+            if done and deadline is None:
+                deadline = asyncio.get_running_loop().time() + 15
             params: dict[str, Any] = {"limit": 50, **({"after": after} if after else {})}
             r = await client.get("/internal/v1/events", headers={"X-API-Key": key},
                                  params=params)
             page = r.json()
             seen.extend(page["data"])
             after = page["next_cursor"]
-            if done and not page["data"]:
+            if done and not page["data"] and (
+                    caught_up() or asyncio.get_running_loop().time() > (deadline or 0)):
                 return
-            await asyncio.sleep(0)
+            await asyncio.sleep(0 if not done else 0.05)
 
     async def writer(w: int) -> list[str]:
         ids = []
@@ -243,6 +255,7 @@ async def test_concurrent_writers_and_a_reader_agree_with_the_ledger(
 
     reading = asyncio.create_task(reader())
     written = await asyncio.gather(*(writer(w) for w in range(8)))
+    expected.update(i for ids in written for i in ids)
     stop.set()
     await reading
     posted = [e["data"]["id"] for e in seen if e["type"] == "transaction.posted"]
