@@ -48,6 +48,17 @@ def async_url(url: str) -> URL:
     raise ValueError(f"unsupported database: {url.split(':', 1)[0]}")  # pragma: no cover
 
 
+# Memory per pooled SQLite connection (each has its own thread, page cache and prepared
+# statements). In WAL mode a connection drops its page cache whenever another connection has
+# written, and the OS caches the file anyway, so a large cache buys little under writes.
+# SQLAlchemy renders an IN list with one placeholder per item, so a batch statement's text
+# differs with its size and a long statement cache holds many rarely reused statements.
+# Measured (bench/run, SQLite uniform): the defaults (2 MB, 128 statements) left the process
+# at 228 MB after the run; these at 180 MB, at the same throughput.
+SQLITE_CACHE_KB = 256
+SQLITE_STATEMENTS_CACHED = 16
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event below emit BEGIN itself.
     dbapi_conn.isolation_level = None
@@ -56,6 +67,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KB}")
     cur.close()
 
 
@@ -117,7 +129,9 @@ def create_engine(url: str, pool_size: int = 10,
                   options: DbOptions | None = None) -> AsyncEngine:
     aurl = async_url(url)
     if aurl.get_backend_name() == "sqlite":
-        engine = create_async_engine(aurl, pool_size=pool_size, max_overflow=0)
+        engine = create_async_engine(
+            aurl, pool_size=pool_size, max_overflow=0,
+            connect_args={"cached_statements": SQLITE_STATEMENTS_CACHED})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return Engine(engine.sync_engine)
