@@ -11,17 +11,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from coinpurse.config import Settings
 from coinpurse.core.clock import utcnow
 from coinpurse.core.db import create_engine
 from coinpurse.ledger import queries, store
-from coinpurse.ledger.errors import IdempotencyKeyReused
+from coinpurse.ledger.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from coinpurse.ledger.idempotency import StoredResponse, claim
 from coinpurse.ledger.model import CaptureHold, Outcome, PlaceHold, Posting, TransactionSpec
 from coinpurse.ledger.service import JobResult, Ledger
 from coinpurse.ledger.tables import accounts
+from tests.conftest import TEST_JWT_SECRET, _truncate
 from tests.ledger.test_queue_and_hooks import _block_commits
 
 
@@ -129,3 +130,94 @@ async def test_a_refused_reused_key_creates_no_account(ledger: Ledger) -> None:
         found = (await conn.execute(select(func.count()).select_from(accounts).where(
             accounts.c.address == "user:never-seen"))).scalar()
     assert found == 0
+
+
+# PostgreSQL only: the one statement that tries the keys' advisory locks, finds their
+# answers and locks the accounts (store.find_and_lock).
+
+@pytest.fixture
+def pg_db(pg_url: str) -> str:
+    _truncate(pg_url)
+    return pg_url
+
+
+@pytest.fixture
+async def pg_ledger(pg_db: str) -> AsyncIterator[Ledger]:
+    pg_url = pg_db
+    settings = Settings(database_url=pg_url, jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+                        currencies="points:0")
+    db = create_engine(pg_url, pool_size=3)
+    led = Ledger(db, may_go_negative=settings.may_go_negative, idempotency_ttl_s=3600)
+    await led.start()
+    yield led
+    await led.stop()
+    await db.dispose()
+
+
+def _spy_find_and_lock(monkeypatch: pytest.MonkeyPatch, hide_answers_once: bool = False
+                       ) -> list[dict[tuple[str, str], Any]]:
+    """Record each call's answers found; with ``hide_answers_once`` the first call that
+    finds some reports none, as if they had committed just after its snapshot was taken."""
+    calls: list[dict[tuple[str, str], Any]] = []
+    hidden: list[bool] = []
+    original = store.find_and_lock
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        busy, existing, states = await original(*args, **kwargs)
+        calls.append(dict(existing))
+        if hide_answers_once and existing and not hidden:
+            hidden.append(True)
+            existing = {}
+        return busy, existing, states
+
+    monkeypatch.setattr(store, "find_and_lock", spy)
+    return calls
+
+
+async def test_a_key_another_transaction_holds_is_busy(
+        pg_ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    await pg_ledger.submit([_spec("world", "user:a", 10)], render=_render("a"))
+    calls = _spy_find_and_lock(monkeypatch)
+    held = claim("service:t", "held", "credit", {"n": 1})
+    async with pg_ledger._db.connect() as other:  # another process's request, in flight
+        await other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": held.lock_id})
+        with pytest.raises(IdempotencyKeyInUse):
+            await pg_ledger.submit([_spec("world", "user:a", 5)], render=_render("x"),
+                                   claim=held)
+        await other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": held.lock_id})
+    assert len(calls) == 1  # refused by the one statement, nothing moved
+    assert await _balance(pg_ledger, "user:a") == (10, 0)
+    done = await pg_ledger.submit([_spec("world", "user:a", 5)], render=_render("x"),
+                                  claim=held)
+    assert not done.replayed and len(calls) == 2
+    assert await _balance(pg_ledger, "user:a") == (15, 0)
+
+
+async def test_an_answer_committed_unseen_makes_the_batch_rerun_not_post_twice(
+        pg_ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = claim("service:t", "k1", "credit", {"n": 1})
+    first = await pg_ledger.submit([_spec("world", "user:a", 100)], render=_render("first"),
+                                   claim=key)
+    await pg_ledger.submit([_spec("world", "user:b", 1)], render=_render("b"))
+    calls = _spy_find_and_lock(monkeypatch, hide_answers_once=True)
+    entered, release = _block_commits(pg_ledger, monkeypatch)
+    blocker = asyncio.create_task(pg_ledger.submit([_spec("world", "user:b", 1)],
+                                                   render=_render("z")))
+    await asyncio.wait_for(entered.wait(), 10)
+    retry = asyncio.create_task(pg_ledger.submit(  # the same request again
+        [_spec("world", "user:a", 100)], render=_render("again"), claim=key))
+    other = asyncio.create_task(pg_ledger.submit(
+        [_spec("user:a", "user:b", 10)], render=_render("new"),
+        claim=claim("service:t", "k2", "transfer", {"n": 2})))
+    await asyncio.sleep(0.05)
+    release.set()
+    await blocker
+    replayed, new = await asyncio.gather(retry, other)
+
+    # The first pass did not see k1's answer: its write collided with the stored one, the
+    # batch rolled back whole, and its jobs ran again one by one.
+    assert key.ident in calls[1] and len(calls) >= 4
+    assert replayed.replayed and replayed.response == first.response
+    assert not new.replayed and new.response.body == b'{"tag":"new","n":1}'
+    assert await _balance(pg_ledger, "user:a") == (100 - 10, 0)  # credited once
+    assert await _balance(pg_ledger, "user:b") == (1 + 1 + 10, 0)

@@ -2,7 +2,8 @@
 a threshold, e.g. a game's ``service:`` account running low, a fee account filling up.
 
 The check runs in the ledger's outbox hook, inside each batch's transaction: one indexed
-query finds the monitors of the accounts the batch's transactions changed, and each
+query (on PostgreSQL, part of the statement that writes the batch's events) finds the
+monitors of the accounts the batch's transactions changed, and each
 transaction that moves a monitored balance into its condition writes one
 ``balance.threshold_crossed`` event in the same commit. The balance compared is the
 *posted* balance (``balance``, what the entries' ``balance_after`` say), not ``available``:
@@ -17,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from coinpurse.core.clock import iso, utcnow
 from coinpurse.core.errors import NotFound, ValidationFailed
@@ -67,16 +68,11 @@ def changes(transactions: Sequence[Transaction]) -> list[tuple[Transaction, Acco
     return out
 
 
-async def crossings(conn: AsyncConnection,
-                    transactions: Sequence[Transaction]) -> list[NewEvent]:
-    """The ``balance.threshold_crossed`` events of a batch's transactions, in order."""
-    moved = changes(transactions)
-    found = [Monitor.of(r) for r in await repository.monitors_for(
-        conn, {key for _tx, key, _b, _a in moved})]
-    if not found:
-        return []
+def crossed(moved: Sequence[tuple[Transaction, AccountKey, int, int]],
+            monitor_rows: Sequence[Row[Any]]) -> list[NewEvent]:
+    """The crossing events of ``moved`` (``changes``) for these monitors, in order."""
     by_key: dict[AccountKey, list[Monitor]] = {}
-    for m in found:
+    for m in map(Monitor.of, monitor_rows):
         by_key.setdefault((m.address, m.currency), []).append(m)
     out = []
     for tx, key, before, after in moved:

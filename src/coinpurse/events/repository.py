@@ -78,6 +78,20 @@ _PG_INSERT = text(
     "FROM unnest(CAST(:n AS BIGINT[]), CAST(:type AS TEXT[]), CAST(:data AS TEXT[])) "
     f"AS t(n, type, data)) SELECT pg_notify('{CHANNEL}', '')"
 )
+# The same, and the balance monitors of the given accounts (as ``monitors_for``): their rows,
+# then one row of NULLs from the branch that notifies (a UNION ALL runs every branch).
+_PG_INSERT_FINDING_MONITORS = text(
+    "WITH written AS (INSERT INTO events (id, type, created_at, data_json) "
+    "SELECT (pg_current_xact_id()::text::bigint << 24) + t.n, t.type, :at, t.data "
+    "FROM unnest(CAST(:n AS BIGINT[]), CAST(:type AS TEXT[]), CAST(:data AS TEXT[])) "
+    "AS t(n, type, data)) "
+    "SELECT m.id, m.address, m.currency, m.condition, m.amount, m.description, m.service, "
+    "m.created_at FROM balance_monitors AS m JOIN unnest(CAST(:addresses AS TEXT[]), "
+    "CAST(:currencies AS TEXT[])) AS w(address, currency) "
+    "ON m.address = w.address AND m.currency = w.currency "
+    f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+    f"FROM (SELECT pg_notify('{CHANNEL}', '')) AS notified ORDER BY id"
+).columns(*balance_monitors.c)
 _PG_HORIZON = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 24)"
 
 
@@ -104,6 +118,21 @@ async def append(conn: AsyncConnection, new: Sequence[NewEvent], at: datetime) -
     await conn.execute(insert(events), [
         {"type": e.type, "created_at": at, "data_json": p} for e, p in zip(new, payloads,
                                                                             strict=True)])
+
+
+async def append_finding_monitors(conn: AsyncConnection, new: Sequence[NewEvent], at: datetime,
+                                  keys: Iterable[tuple[str, str]]) -> list[Row[Any]]:
+    """``append``, and ``monitors_for(keys)``: on PostgreSQL in one statement (the ledger's
+    outbox writes a batch's events and looks its monitors up in one round trip)."""
+    wanted = sorted(set(keys))
+    if not is_postgres(conn) or not new or not wanted:
+        await append(conn, new, at)
+        return await monitors_for(conn, wanted)
+    rows = (await conn.execute(_PG_INSERT_FINDING_MONITORS, {
+        "n": _ordinals(conn, len(new)), "type": [e.type for e in new],
+        "data": [orjson.dumps(e.data).decode() for e in new], "at": at,
+        "addresses": [a for a, _ in wanted], "currencies": [c for _, c in wanted]})).all()
+    return [r for r in rows if r.id is not None]
 
 
 async def read(conn: AsyncConnection, *, after: int, limit: int,

@@ -138,18 +138,24 @@ def batch_events(batch: CommittedBatch) -> list[NewEvent]:
 class Outbox:
     """The ledger hook that writes each batch's events in its commit, then wakes readers.
 
-    Per batch, inside its transaction: one indexed query for the balance monitors of the
-    accounts the batch's transactions changed, then one statement that writes every event
-    (and, on PostgreSQL, notifies the listening processes)."""
+    Per batch, inside its transaction, on PostgreSQL one statement: it writes the batch's
+    events, notifies the listening processes and finds the balance monitors of the accounts
+    the batch's transactions changed; a crossing's event is written after them."""
 
     def __init__(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
 
     async def write(self, conn: AsyncConnection, batch: CommittedBatch) -> None:
         new = batch_events(batch)
-        if batch.transactions:
-            new += await monitors.crossings(conn, batch.transactions)
-        await repository.append(conn, new, batch.at)
+        if not batch.transactions:
+            await repository.append(conn, new, batch.at)
+            return
+        # The monitors are looked up with the batch's events written (one round trip); the
+        # crossings, rarely any, follow them (a second statement only then).
+        moved = monitors.changes(batch.transactions)
+        found = await repository.append_finding_monitors(
+            conn, new, batch.at, {key for _tx, key, _b, _a in moved})
+        await repository.append(conn, monitors.crossed(moved, found), batch.at)
 
     def committed(self, batch: CommittedBatch) -> None:
         if batch.transactions or batch.holds:

@@ -337,11 +337,10 @@ class Ledger:
         """The idempotency keys' advisory locks, their stored answers, then the row locks.
 
         On PostgreSQL a batch with no capture or release (no hold to lock before its
-        accounts) and no account to create looks its keys up and locks its accounts in one
-        statement, after the advisory locks (store.find_and_lock): the accounts of the jobs
-        that turn out to be replays are locked too, which costs nothing but a few rows."""
+        accounts) and no account to create does all three in one statement
+        (store.find_and_lock): the accounts of the jobs that turn out to be replays are
+        locked too, which costs nothing but a few rows."""
         claims = [j.claim for j in jobs if j.claim is not None]
-        busy = await idempotency.try_lock(conn, claims)
         keys: set[AccountKey] = set()
         holds_too = False
         for job in jobs:
@@ -352,10 +351,11 @@ class Ledger:
         # A batch that must create accounts takes the long way too: there, only the jobs
         # that turn out to be live create theirs (a refused reused key creates nothing).
         if not is_postgres(conn) or holds_too or self._known_accounts.missing(sorted(keys)):
+            busy = await idempotency.try_lock(conn, claims)
             existing = await idempotency.find(conn, claims)
             answers, live = _decide_claims(jobs, busy, existing)
             return answers, live, await self._lock(conn, [jobs[i] for i in live], now)
-        existing, states = await store.find_and_lock(conn, claims, keys)
+        busy, existing, states = await store.find_and_lock(conn, claims, keys)
         answers, live = _decide_claims(jobs, busy, existing)
         return answers, live, _Batch(now=now, states=states, held={})
 

@@ -17,18 +17,21 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    LargeBinary,
-    SmallInteger,
-    Text,
+    BigInteger,
+    Boolean,
     TextClause,
     and_,
     bindparam,
     cast,
+    func,
+    literal_column,
+    not_,
     null,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coinpurse.core.db import array_rows, insert, is_postgres, keys_match
@@ -85,42 +88,61 @@ _PG_LOCK_ACCOUNTS = (
     .order_by(accounts.c.address, accounts.c.currency).with_for_update(of=accounts))
 
 
-# PostgreSQL, a batch without captures or releases (no hold to lock first): the idempotency
-# look-up and the account locks (the two statements above, as CTEs) in one statement, one
-# round trip. It runs after the keys' advisory locks are held (idempotency.try_lock), so its
-# snapshot, taken when it starts, sees every answer committed under those locks; the locked
-# rows are read as they are once locked, whatever the snapshot (READ COMMITTED re-reads a
-# row it waited for). A CTE with FOR UPDATE is never inlined: it locks in its own order.
+# PostgreSQL, a batch without captures or releases (no hold to lock first): its idempotency
+# keys' advisory locks, their stored answers and the account locks in ONE statement, one
+# round trip. The parts run in the order of the UNION: the keys' locks are tried first (never
+# waited on), then the answers are looked up, then the accounts are locked in sorted order
+# (a CTE with FOR UPDATE is never inlined: it locks in its own order; a row it waited for is
+# read as it is once locked). The look-up reads the statement's snapshot, taken an instant
+# before the keys' locks: an answer committed in between is not seen, and its job would run
+# again; but its answer then collides with the committed one on the idempotency key's
+# primary key, the whole batch rolls back, and its jobs re-run one by one, each finding the
+# answer (Ledger._run). So a key's money never moves twice; the rare race costs a re-run.
 _LOCKED = _PG_LOCK_ACCOUNTS.cte("locked")
 _FOUND = idempotency.PG_FIND.cte("found")
-_PG_FIND_AND_LOCK = select(
-    *_LOCKED.c, cast(null(), Text).label("scope"), cast(null(), Text).label("key"),
-    cast(null(), Text).label("request_hash"), cast(null(), SmallInteger).label("status_code"),
-    cast(null(), LargeBinary).label("response_body"),
-).union_all(select(*[null()] * len(_LOCKED.c), *_FOUND.c))
+_CLAIMED = func.unnest(bindparam("lock_ids", type_=postgresql.ARRAY(BigInteger))
+                       ).table_valued("lock_id").render_derived().alias("claimed")
+
+
+def _nulls(columns: Iterable[Any]) -> list[Any]:
+    return [cast(null(), c.type).label(c.name) for c in columns]
+
+
+_PG_FIND_AND_LOCK = select(  # busy keys: the lock_id in the id column
+    literal_column("'busy'").label("part"), _CLAIMED.c.lock_id.label("id"),
+    *_nulls(list(_LOCKED.c)[1:]), *_nulls(_FOUND.c),
+).where(not_(func.pg_try_advisory_xact_lock(_CLAIMED.c.lock_id, type_=Boolean))).union_all(
+    select(literal_column("'answer'"), *_nulls(_LOCKED.c), *_FOUND.c),
+    select(literal_column("'account'"), *_LOCKED.c, *_nulls(_FOUND.c)),
+)
 
 
 async def find_and_lock(
     conn: AsyncConnection, claims: Sequence[Claim], keys: Iterable[AccountKey],
-) -> tuple[dict[tuple[str, str], idempotency.Existing], dict[AccountKey, AccountState]]:
-    """PostgreSQL: the answers stored for ``claims`` and the accounts of ``keys`` (which
-    all exist: the caller creates none here), locked in sorted order, in one statement
-    (after ``try_lock``)."""
+) -> tuple[set[tuple[str, str]], dict[tuple[str, str], idempotency.Existing],
+           dict[AccountKey, AccountState]]:
+    """PostgreSQL: the claims another transaction holds (busy), the answers stored for the
+    others, and the accounts of ``keys`` (which all exist: the caller creates none here),
+    locked in sorted order; in one statement."""
     ordered = sorted(set(keys))
     rows = (await conn.execute(_PG_FIND_AND_LOCK, {
+        "lock_ids": [c.lock_id for c in claims],
         "addresses": [a for a, _ in ordered], "currencies": [c for _, c in ordered],
         "scopes": [c.scope for c in claims], "keys": [c.key for c in claims]})).all()
+    busy_ids: set[int] = set()
     states: dict[AccountKey, AccountState] = {}
     existing: dict[tuple[str, str], idempotency.Existing] = {}
     for r in rows:
-        if r.scope is None:
+        if r.part == "account":
             states[(r.address, r.currency)] = AccountState(
                 r.id, r.address, r.currency, r.balance, r.held, bool(r.overdraft), r.version)
-        else:
+        elif r.part == "answer":
             existing[(r.scope, r.key)] = idempotency.Existing(
                 r.request_hash, StoredResponse(r.status_code, bytes(r.response_body)))
+        else:
+            busy_ids.add(r.id)
     assert len(states) == len(ordered), "an account vanished between insert and lock"
-    return existing, states
+    return {c.ident for c in claims if c.lock_id in busy_ids}, existing, states
 
 
 async def _create_missing(conn: AsyncConnection, ordered: Sequence[AccountKey],
