@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 from coinpurse.config import Settings
 from coinpurse.core.clock import utcnow
 from coinpurse.core.db import create_engine
+from coinpurse.core.errors import ServiceUnavailable
 from coinpurse.ledger import queries, store
 from coinpurse.ledger.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from coinpurse.ledger.idempotency import StoredResponse, claim
@@ -221,3 +222,20 @@ async def test_an_answer_committed_unseen_makes_the_batch_rerun_not_post_twice(
     assert not new.replayed and new.response.body == b'{"tag":"new","n":1}'
     assert await _balance(pg_ledger, "user:a") == (100 - 10, 0)  # credited once
     assert await _balance(pg_ledger, "user:b") == (1 + 1 + 10, 0)
+
+
+async def test_a_lone_job_whose_answer_committed_unseen_is_refused_then_replays(
+        pg_ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = claim("service:t", "k1", "credit", {"n": 1})
+    first = await pg_ledger.submit([_spec("world", "user:a", 100)], render=_render("first"),
+                                   claim=key)
+    calls = _spy_find_and_lock(monkeypatch, hide_answers_once=True)
+    with pytest.raises(ServiceUnavailable):  # 503: retry with the same key
+        await pg_ledger.submit([_spec("world", "user:a", 100)], render=_render("again"),
+                               claim=key)
+    assert await _balance(pg_ledger, "user:a") == (100, 0)  # not credited again
+    again = await pg_ledger.submit([_spec("world", "user:a", 100)], render=_render("again"),
+                                   claim=key)
+    assert again.replayed and again.response == first.response
+    assert len(calls) == 2 and key.ident in calls[0] and key.ident in calls[1]
+    assert await _balance(pg_ledger, "user:a") == (100, 0)

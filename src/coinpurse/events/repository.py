@@ -72,24 +72,21 @@ class StoredEvent:
 # (the live stream's pumps and the consumers wake on it; identical notifications of one
 # transaction are delivered once).
 CHANNEL = "coinpurse_events"
-_PG_INSERT = text(
+_PG_EVENTS = (
     "WITH written AS (INSERT INTO events (id, type, created_at, data_json) "
     "SELECT (pg_current_xact_id()::text::bigint << 24) + t.n, t.type, :at, t.data "
     "FROM unnest(CAST(:n AS BIGINT[]), CAST(:type AS TEXT[]), CAST(:data AS TEXT[])) "
-    f"AS t(n, type, data)) SELECT pg_notify('{CHANNEL}', '')"
-)
+    "AS t(n, type, data)) ")
+_PG_INSERT = text(_PG_EVENTS + f"SELECT pg_notify('{CHANNEL}', '')")
 # The same, and the balance monitors of the given accounts (as ``monitors_for``): their rows,
 # then one row of NULLs from the branch that notifies (a UNION ALL runs every branch).
 _PG_INSERT_FINDING_MONITORS = text(
-    "WITH written AS (INSERT INTO events (id, type, created_at, data_json) "
-    "SELECT (pg_current_xact_id()::text::bigint << 24) + t.n, t.type, :at, t.data "
-    "FROM unnest(CAST(:n AS BIGINT[]), CAST(:type AS TEXT[]), CAST(:data AS TEXT[])) "
-    "AS t(n, type, data)) "
-    "SELECT m.id, m.address, m.currency, m.condition, m.amount, m.description, m.service, "
+    _PG_EVENTS
+    + "SELECT m.id, m.address, m.currency, m.condition, m.amount, m.description, m.service, "
     "m.created_at FROM balance_monitors AS m JOIN unnest(CAST(:addresses AS TEXT[]), "
     "CAST(:currencies AS TEXT[])) AS w(address, currency) "
     "ON m.address = w.address AND m.currency = w.currency "
-    f"UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+    "UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
     f"FROM (SELECT pg_notify('{CHANNEL}', '')) AS notified ORDER BY id"
 ).columns(*balance_monitors.c)
 _PG_HORIZON = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 24)"

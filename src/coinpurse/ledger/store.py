@@ -97,7 +97,8 @@ _PG_LOCK_ACCOUNTS = (
 # before the keys' locks: an answer committed in between is not seen, and its job would run
 # again; but its answer then collides with the committed one on the idempotency key's
 # primary key, the whole batch rolls back, and its jobs re-run one by one, each finding the
-# answer (Ledger._run). So a key's money never moves twice; the rare race costs a re-run.
+# answer (Ledger._run; a batch of one job is answered 503, retry with the same key, and the
+# retry replays). So a key's money never moves twice; the rare race costs a re-run.
 _LOCKED = _PG_LOCK_ACCOUNTS.cte("locked")
 _FOUND = idempotency.PG_FIND.cte("found")
 _CLAIMED = func.unnest(bindparam("lock_ids", type_=postgresql.ARRAY(BigInteger))
@@ -126,7 +127,7 @@ async def find_and_lock(
     locked in sorted order; in one statement."""
     ordered = sorted(set(keys))
     rows = (await conn.execute(_PG_FIND_AND_LOCK, {
-        "lock_ids": [c.lock_id for c in claims],
+        "lock_ids": [c.lock_id for c in claims],  # a hash each: only again if one is busy
         "addresses": [a for a, _ in ordered], "currencies": [c for _, c in ordered],
         "scopes": [c.scope for c in claims], "keys": [c.key for c in claims]})).all()
     busy_ids: set[int] = set()
@@ -142,7 +143,8 @@ async def find_and_lock(
         else:
             busy_ids.add(r.id)
     assert len(states) == len(ordered), "an account vanished between insert and lock"
-    return {c.ident for c in claims if c.lock_id in busy_ids}, existing, states
+    busy = {c.ident for c in claims if c.lock_id in busy_ids} if busy_ids else set()
+    return busy, existing, states
 
 
 async def _create_missing(conn: AsyncConnection, ordered: Sequence[AccountKey],
