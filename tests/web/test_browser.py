@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pyotp
+import pytest
 from playwright.sync_api import expect
 
 from tests.web.conftest import PASSWORD, Pages, Site, bearer, email, screenshot
@@ -88,6 +89,34 @@ def test_sign_in_and_balances(pages: Pages, site: Site) -> None:
     for name in ("Buy coins", "Send gift", "Withdraw", "Sign out"):
         expect(page.get_by_role("button", name=name)).to_be_visible()
     screenshot(page, "wallet-desktop")
+
+
+# Counts the sign-in forms put on the page (a MutationObserver from before the page's own
+# scripts run).
+_COUNT_SIGN_IN_FORMS = """
+window.__signInForms = 0;
+new MutationObserver((changes) => {
+  for (const c of changes) for (const n of c.addedNodes) {
+    if (n.nodeType === 1) window.__signInForms += (n.matches('form.signin') ? 1 : 0)
+      + n.querySelectorAll('form.signin').length;
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+@pytest.mark.parametrize("path", ["/wallet", "/console"])
+def test_the_sign_in_form_is_shown_once_and_keeps_what_was_typed(pages: Pages, site: Site,
+                                                                 path: str) -> None:
+    # A signed-out page learns it from a 401, which both the API helper and the page's
+    # start-up answer by showing the form: shown twice, the second form wiped what a quick
+    # user (or a test) had already typed into the first.
+    page = pages.new()
+    page.add_init_script(_COUNT_SIGN_IN_FORMS)
+    page.goto(site.base + path)
+    page.get_by_label("Email").fill("quick@example.com")
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_label("Email")).to_have_value("quick@example.com")
+    assert page.evaluate("window.__signInForms") == 1
 
 
 def test_wrong_password_is_refused(pages: Pages, site: Site) -> None:

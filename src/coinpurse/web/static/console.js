@@ -70,6 +70,8 @@ function fatal(text, withSignOut) {
 
 function signedOut() {
   s.me = null;
+  // Already asking (a 401 signs out twice: in api() and in its caller): keep what was typed.
+  if (root.querySelector('form.signin')) return;
   clear(root, h('main', { id: 'main', class: 'narrow' }, signInForm({
     title: 'Coinpurse console',
     note: 'For admins and auditors, with two-factor authentication.',

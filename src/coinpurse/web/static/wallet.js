@@ -62,6 +62,8 @@ async function start() {
 function signedOut() {
   if (s.live) s.live.stop();
   s.me = null;
+  // Already asking (a 401 signs out twice: in api() and in its caller): keep what was typed.
+  if (root.querySelector('form.signin')) return;
   clear(root, h('main', { id: 'main', class: 'narrow' }, signInForm({
     title: 'Coinpurse wallet',
     onDone: () => start(),
