@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, *, tune_runtime: bool = False) 
         state = await open_state(settings)
         state.ledger.add_hook(LedgerMetrics(state.ledger))
         if tracer is not None:
-            tracer.instrument(state.db, state.ledger)
+            tracer.instrument(state.db, state.ledger, state.ledger_db)
         if not state.verifier.configured:
             log.warning("no COINPURSE_JWT_SECRET or COINPURSE_JWT_PUBLIC_KEY: "
                         "the user API will refuse every token")

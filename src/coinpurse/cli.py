@@ -205,6 +205,8 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool,
     batches finish (each within COINPURSE_SHUTDOWN_TIMEOUT_S), then it exits."""
     import uvicorn
 
+    from coinpurse.http.protocol import OneWriteHttpProtocol
+
     settings = _settings()
     if settings.is_sqlite and workers > 1:
         click.echo(
@@ -236,6 +238,7 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool,
             log_config=None,  # ours (coinpurse.core.logging), set up in each process
             access_log=False,  # ours has the route template and the caller
             proxy_headers=False,  # COINPURSE_TRUSTED_PROXIES decides, inside the app
+            http=OneWriteHttpProtocol,  # a response's head and body in one write
             timeout_graceful_shutdown=settings.shutdown_timeout_s,
         )
     finally:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ class AppState:
     live: Hub  # this process's live streams (SSE, WebSocket)
     # Reads that a standby may serve (COINPURSE_READ_DATABASE_URL; core.cluster.reads).
     reads: ReadRouter
+    # The ledger's committers' own connections (PostgreSQL; else ``db``): see open_state.
+    ledger_db: AsyncEngine | None = None
 
 
 async def open_state(settings: Settings, *, committers: int | None = None) -> AppState:
@@ -44,12 +47,20 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
                        options=settings.db_options)
     read_db = create_engine(settings.read_database_url, pool_size=settings.db_pool_size,
                             options=settings.db_options) if settings.read_database_url else None
+    committer_count = committers or settings.committer_count
+    # On PostgreSQL the committers get their own pool, one connection each, on which every
+    # statement is planned for its parameters (DbOptions.custom_plans): a batch's tables
+    # grow fast, and a cached generic plan made while one was nearly empty (a sequential
+    # scan of the idempotency keys) stayed until autovacuum analyzed it again.
+    ledger_db = None if settings.is_sqlite else create_engine(
+        settings.database_url, pool_size=committer_count,
+        options=dataclasses.replace(settings.db_options, custom_plans=True))
     ledger = Ledger(
-        db,
+        ledger_db or db,
         may_go_negative=settings.may_go_negative,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         batch_max=settings.batch_max,
-        committers=committers or settings.committer_count,
+        committers=committer_count,
         queue_max=settings.ledger_queue_max,
         retry_s=settings.db_retry_s,
     )
@@ -65,7 +76,8 @@ async def open_state(settings: Settings, *, committers: int | None = None) -> Ap
     ledger.add_hook(SignupWatch())  # a user's first wallet queues their sign-up bonuses
     state = AppState(settings=settings, db=db, ledger=ledger, verifier=verifier,
                      rate_limits=RateLimits(settings), key_cache=key_cache, wakeup=wakeup,
-                     live=Hub(db, settings, wakeup), reads=ReadRouter(db, read_db))
+                     live=Hub(db, settings, wakeup), reads=ReadRouter(db, read_db),
+                     ledger_db=ledger_db)
     key_cache.start(*settings.direct_db)
     await ledger.start()
     return state
@@ -77,6 +89,8 @@ async def close_state(state: AppState, *, drain_s: float = 0) -> None:
         await state.ledger.drain(drain_s)
     await state.ledger.stop()
     await state.key_cache.stop()
+    if state.ledger_db is not None:
+        await state.ledger_db.dispose()
     await state.db.dispose()
     if state.reads.standby is not None:
         await state.reads.standby.dispose()

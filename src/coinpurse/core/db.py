@@ -148,7 +148,19 @@ def create_engine(url: str, pool_size: int = 10,
         connect_args=pg_connect_args(options or DbOptions()),
     )
     event.listen(engine.sync_engine, "handle_error", mark_disconnect)
+    # Behind PgBouncer in transaction mode statements are unnamed, so planned each time;
+    # a SET there would leak into other clients' server connections.
+    options = options or DbOptions()
+    if options.custom_plans and options.pooling != "transaction":
+        event.listen(engine.sync_engine, "connect", _custom_plans)
     return Engine(engine.sync_engine)
+
+
+def _custom_plans(dbapi_connection: Any, _record: Any) -> None:
+    """Once per new connection, on the driver's connection outside any transaction (a SET,
+    not a startup parameter: PgBouncer refuses unknown startup parameters)."""
+    dbapi_connection.run_async(lambda conn: conn.execute("SET plan_cache_mode = "
+                                                         "force_custom_plan"))
 
 
 def pg_connect_args(options: DbOptions) -> dict[str, Any]:

@@ -314,11 +314,17 @@ class Ledger:
     async def _commit(self, jobs: list[Job]) -> _Committed:
         """One database transaction for the whole batch; answers are sent after commit.
         A fault once COMMIT is on its way raises ``retry.CommitUnknown``."""
+        try:
+            return await self._commit_once(jobs, long_way=False)
+        except _NewAccounts:  # rolled back before it wrote anything
+            return await self._commit_once(jobs, long_way=True)
+
+    async def _commit_once(self, jobs: list[Job], *, long_way: bool) -> _Committed:
         now = utcnow()
         committing = False
         try:
             async with self._db.begin() as conn:
-                answers, live, batch = await self._claim_and_lock(conn, jobs, now)
+                answers, live, batch = await self._claim_and_lock(conn, jobs, now, long_way)
                 for i in live:
                     answers[i] = await self._apply(conn, jobs[i], batch)
                 committed = await self._write(conn, batch)
@@ -332,14 +338,18 @@ class Ledger:
         return [a for a in answers if a is not None], committed
 
     async def _claim_and_lock(
-        self, conn: AsyncConnection, jobs: list[Job], now: datetime,
+        self, conn: AsyncConnection, jobs: list[Job], now: datetime, long_way: bool = False,
     ) -> tuple[list[JobResult | CoinpurseError | None], list[int], _Batch]:
         """The idempotency keys' advisory locks, their stored answers, then the row locks.
 
         On PostgreSQL a batch with no capture or release (no hold to lock before its
-        accounts) and no account to create does all three in one statement
-        (store.find_and_lock): the accounts of the jobs that turn out to be replays are
-        locked too, which costs nothing but a few rows."""
+        accounts) does all three in one statement (store.find_and_lock): the accounts of
+        the jobs that turn out to be replays are locked too, which costs nothing but a few
+        rows. If an account it needs does not exist yet, the batch rolls back and takes the
+        long way (``long_way``), which creates accounts before it locks any: creating one
+        while holding locks could wait, out of the lock order, on another batch creating
+        it too. Whether an account exists is the database's answer, not this process's
+        memory (KnownAccounts): in a large app a process has not seen most wallets."""
         claims = [j.claim for j in jobs if j.claim is not None]
         keys: set[AccountKey] = set()
         holds_too = False
@@ -350,12 +360,14 @@ class Ledger:
                 keys |= _account_keys(op, {})
         # A batch that must create accounts takes the long way too: there, only the jobs
         # that turn out to be live create theirs (a refused reused key creates nothing).
-        if not is_postgres(conn) or holds_too or self._known_accounts.missing(sorted(keys)):
+        if not is_postgres(conn) or holds_too or long_way:
             busy = await idempotency.try_lock(conn, claims)
             existing = await idempotency.find(conn, claims)
             answers, live = _decide_claims(jobs, busy, existing)
             return answers, live, await self._lock(conn, [jobs[i] for i in live], now)
         busy, existing, states = await store.find_and_lock(conn, claims, keys)
+        if len(states) < len(keys):
+            raise _NewAccounts
         answers, live = _decide_claims(jobs, busy, existing)
         return answers, live, _Batch(now=now, states=states, held={})
 
@@ -466,6 +478,10 @@ def _assert_declared(ops: Sequence[Operation], job: Job,
         if isinstance(op, CaptureHold | ReleaseHold):
             assert any(isinstance(d, CaptureHold | ReleaseHold) and d.hold_id == op.hold_id
                        for d in job.ops), op
+
+
+class _NewAccounts(Exception):
+    """The batch needs an account that does not exist yet: it starts again the long way."""
 
 
 def _settle(job: Job, answer: JobResult | CoinpurseError) -> None:

@@ -123,8 +123,9 @@ async def find_and_lock(
 ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], idempotency.Existing],
            dict[AccountKey, AccountState]]:
     """PostgreSQL: the claims another transaction holds (busy), the answers stored for the
-    others, and the accounts of ``keys`` (which all exist: the caller creates none here),
-    locked in sorted order; in one statement."""
+    others, and those accounts of ``keys`` that exist, locked in sorted order; in one
+    statement. It creates none: an account missing from the answer is new (the caller
+    takes the long way, which creates accounts before it locks any)."""
     ordered = sorted(set(keys))
     rows = (await conn.execute(_PG_FIND_AND_LOCK, {
         "lock_ids": [c.lock_id for c in claims],  # a hash each: only again if one is busy
@@ -142,7 +143,6 @@ async def find_and_lock(
                 r.request_hash, StoredResponse(r.status_code, bytes(r.response_body)))
         else:
             busy_ids.add(r.id)
-    assert len(states) == len(ordered), "an account vanished between insert and lock"
     busy = {c.ident for c in claims if c.lock_id in busy_ids} if busy_ids else set()
     return busy, existing, states
 

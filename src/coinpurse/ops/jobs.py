@@ -11,5 +11,6 @@ SAMPLE_EVERY_S = 5.0
 
 def jobs(state: AppState) -> list[Job]:
     return [Job("ops-metrics-sampler",
-                lambda: service.sample(state.db, state.ledger, state.reads.standby),
+                lambda: service.sample(state.db, state.ledger, state.reads.standby,
+                                       state.ledger_db),
                 SAMPLE_EVERY_S)]

@@ -68,6 +68,6 @@ async def metrics_route(
     expected = f"Bearer {token.get_secret_value()}".encode()
     if not hmac.compare_digest((authorization or "").encode(), expected):
         raise Unauthorized("send the metrics token as Authorization: Bearer <token>")
-    service.sample_process(state.db, state.ledger, state.reads.standby)
+    service.sample_process(state.db, state.ledger, state.reads.standby, state.ledger_db)
     body = await anyio.to_thread.run_sync(metrics.render)
     return Response(body, media_type=metrics.CONTENT_TYPE)

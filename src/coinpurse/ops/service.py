@@ -60,12 +60,14 @@ async def readiness(db: AsyncEngine, jobs: dict[str, JobStatus], *,
     return Readiness(checks)
 
 
-def sample_process(db: AsyncEngine, ledger: Ledger, standby: AsyncEngine | None = None) -> None:
-    """This process's live gauges: the ledger's queue and the connection pools (the primary's
-    and, with COINPURSE_READ_DATABASE_URL, the standby's, added up)."""
+def sample_process(db: AsyncEngine, ledger: Ledger, standby: AsyncEngine | None = None,
+                   ledger_db: AsyncEngine | None = None) -> None:
+    """This process's live gauges: the ledger's queue and the connection pools (the primary's,
+    the ledger committers' own and, with COINPURSE_READ_DATABASE_URL, the standby's, added
+    up)."""
     metrics.LEDGER_QUEUE_DEPTH.set(ledger.queue_depth)
     in_use = size = 0
-    for engine in (db, standby):
+    for engine in (db, ledger_db, standby):
         pool = engine.pool if engine is not None else None
         checked_out = getattr(pool, "checkedout", None)
         pool_size = getattr(pool, "size", None)
@@ -76,9 +78,10 @@ def sample_process(db: AsyncEngine, ledger: Ledger, standby: AsyncEngine | None 
     metrics.DB_POOL_SIZE.set(size)
 
 
-async def sample(db: AsyncEngine, ledger: Ledger, standby: AsyncEngine | None = None) -> None:
+async def sample(db: AsyncEngine, ledger: Ledger, standby: AsyncEngine | None = None,
+                 ledger_db: AsyncEngine | None = None) -> None:
     """One pass of the sampler job: the process gauges and the webhook inbox."""
-    sample_process(db, ledger, standby)
+    sample_process(db, ledger, standby, ledger_db)
     backlog, age_s = await payments.inbox_backlog(db)
     metrics.INBOX_BACKLOG.set(backlog)
     metrics.INBOX_OLDEST_AGE.set(age_s)

@@ -43,14 +43,17 @@ class Tracing:
         FastAPIInstrumentor.instrument_app(app, tracer_provider=self.provider,
                                            excluded_urls="healthz,readyz,metrics")
 
-    def instrument(self, db: AsyncEngine, ledger: Ledger) -> None:
+    def instrument(self, db: AsyncEngine, ledger: Ledger,
+                   ledger_db: AsyncEngine | None = None) -> None:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         # skip_dep_check: the instrumentation declares SQLAlchemy < 2.1 while it works with
         # the 2.1 series (its event API is unchanged); a test checks the SQL spans arrive.
-        SQLAlchemyInstrumentor().instrument(engine=db.sync_engine,
-                                            tracer_provider=self.provider,
-                                            skip_dep_check=True)
+        # The ledger committers' own pool too (PostgreSQL); one call: the instrumentor is
+        # a singleton that ignores a second ``instrument()``.
+        SQLAlchemyInstrumentor().instrument(
+            engines=[e.sync_engine for e in (db, ledger_db) if e is not None],
+            tracer_provider=self.provider, skip_dep_check=True)
         ledger.add_hook(LedgerSpans(self.provider.get_tracer("coinpurse.ledger")))
 
     def shutdown(self) -> None:

@@ -38,6 +38,12 @@ class DbOptions:
     connect_timeout_s: float = 5.0
     command_timeout_s: float = 30.0
     pooling: Pooling = "session"
+    # Plan every execution of a prepared statement for its parameters (``plan_cache_mode =
+    # force_custom_plan``). For the ledger's committers: their statements run on tables that
+    # grow fast, and a generic plan made while a table was nearly empty (a sequential scan)
+    # would stay until autovacuum next analyzes it, which on a new database took whole
+    # benchmark runs. Planning a few statements per batch costs little.
+    custom_plans: bool = False
 
 
 @dataclass(frozen=True, slots=True)
